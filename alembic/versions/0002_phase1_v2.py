@@ -564,7 +564,18 @@ def downgrade() -> None:
         if exists:
             # An earlier rollback's copy is kept under a dated name, never overwritten.
             op.execute(f'ALTER TABLE "{backup}" RENAME TO "{backup}_{stamp}"')
-        op.execute(f'CREATE TABLE "{backup}" AS SELECT * FROM "{table}"')
+        # Enum columns are kept as text: the enum types are dropped below, the backups must survive.
+        columns = bind.execute(
+            sa.text(
+                "SELECT column_name, udt_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = :t ORDER BY ordinal_position"
+            ),
+            {"t": table},
+        ).all()
+        select_list = ", ".join(
+            f'"{name}"::text AS "{name}"' if udt in ENUM_NAMES else f'"{name}"' for name, udt in columns
+        )
+        op.execute(f'CREATE TABLE "{backup}" AS SELECT {select_list} FROM "{table}"')
     for table in V2_TABLES:
         op.execute(f'DROP TABLE IF EXISTS "{table}" CASCADE')
     for enum_name in ENUM_NAMES:

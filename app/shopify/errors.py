@@ -138,9 +138,7 @@ class ShopifyUserErrors(ShopifyError):
 
     reason = REASON_SHOPIFY_USER_ERRORS
 
-    def __init__(
-        self, user_errors: Sequence[Mapping[str, Any]], *, shop: str = "", payload_key: str = ""
-    ) -> None:
+    def __init__(self, user_errors: Sequence[Mapping[str, Any]], *, shop: str = "", payload_key: str = "") -> None:
         self.user_errors: list[Mapping[str, Any]] = list(user_errors)
         self.payload_key = payload_key
         detail = "; ".join(

@@ -1,0 +1,5 @@
+"""Router placeholder."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

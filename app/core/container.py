@@ -1,0 +1,87 @@
+"""What the running service holds: settings, engine, pools, clients, background tasks.
+
+Created once by the lifespan; endpoints reach it through `Depends(get_container)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.core.config import Settings
+from app.core.db import create_engine, create_pool, create_sessionmaker, resolve_database_url
+from app.core.migrations import upgrade_async
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    database_url: str
+    admin_token: str
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    pool: asyncpg.Pool
+    http: httpx.AsyncClient
+    extras: dict[str, Any] = field(default_factory=dict)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: PERF203
+                pass
+        await self.http.aclose()
+        await self.pool.close()
+        await self.engine.dispose()
+
+
+def resolve_admin_token(settings: Settings) -> str:
+    """The internal token; only the embedded development mode may invent (and print) one."""
+    if settings.admin_api_token:
+        return settings.admin_api_token
+    if not settings.embedded:
+        raise RuntimeError("ADMIN_API_TOKEN is required when DATABASE_URL is set (production mode)")
+    path = Path(settings.data_dir) / "admin_token"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    path.write_text(token)
+    path.chmod(0o600)
+    log.warning("embedded development mode: generated ADMIN_API_TOKEN=%s (stored in %s)", token, path)
+    return token
+
+
+async def build_container(settings: Settings) -> Container:
+    url = await asyncio.to_thread(resolve_database_url, settings)
+    admin_token = resolve_admin_token(settings)
+    if settings.should_auto_migrate:
+        await upgrade_async(url)
+    engine = create_engine(url, pool_size=settings.db_pool_size)
+    pool = await create_pool(url, max_size=settings.db_pool_size)
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.shopify_timeout_s),
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+    )
+    return Container(
+        settings=settings,
+        database_url=url,
+        admin_token=admin_token,
+        engine=engine,
+        sessionmaker=create_sessionmaker(engine),
+        pool=pool,
+        http=http,
+    )

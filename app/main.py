@@ -1,0 +1,52 @@
+"""ASGI entry point: `app.main:app`, built by `create_app()`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from app.api import bundles, flags, health, migrations, proxy
+from app.core.config import Settings, get_settings
+from app.core.container import build_container
+from app.core.errors import install_error_handlers
+from app.core.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from app.services import lifecycle
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        container = await build_container(settings)
+        app.state.container = container
+        await lifecycle.start(container)
+        try:
+            yield
+        finally:
+            await lifecycle.stop(container)
+            await container.close()
+
+    app = FastAPI(
+        title="ShopiBundle V2 bundle service",
+        version="0.1.0",
+        description=(
+            "Moves ShopiBundle from the legacy schema to V2 with zero downtime: dual-written bundle API, "
+            "feature-flagged reads, signed storefront endpoints, migration jobs. Errors are "
+            "application/problem+json (RFC 9457)."
+        ),
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    for module in (health, bundles, proxy, flags, migrations):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

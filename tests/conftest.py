@@ -1,0 +1,120 @@
+"""Shared fixtures: a migrated PostgreSQL database per run, the Shopify simulator over HTTP,
+and the service itself (lifespan and all) behind an httpx client.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from app.core.config import Settings
+from app.core.migrations import upgrade_async
+from app.main import create_app
+from tests import pg
+
+ADMIN_TOKEN = "test-admin-token"
+API_KEY = "test-api-key"
+API_SECRET = "test-api-secret"
+
+
+@pytest.fixture(scope="session")
+async def db_url() -> AsyncIterator[str]:
+    url = await pg.create_database()
+    await upgrade_async(url)
+    yield url
+    await pg.drop_database(url)
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await pg.connect(db_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[Any]:
+    from app.shopify.simulator import SimulatorServer
+
+    with SimulatorServer() as sim:
+        yield sim
+
+
+@pytest.fixture
+async def sim(simulator: Any) -> AsyncIterator[Any]:
+    """Control client of the simulator; faults are cleared after each test."""
+    from app.shopify.simulator import SimulatorControl
+
+    control = SimulatorControl(simulator.base_url)
+    yield control
+    await control.set_faults(error5xx=0, throttle429=0, timeout=0, malformed=0, latencyMs=0)
+
+
+def new_shop(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}.myshopify.com"
+
+
+@pytest.fixture
+def shop() -> str:
+    return new_shop()
+
+
+def make_settings(db_url: str, simulator: Any, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "DATABASE_URL": db_url,
+        "ADMIN_API_TOKEN": ADMIN_TOKEN,
+        "SHOPIFY_API_KEY": API_KEY,
+        "SHOPIFY_API_SECRET": API_SECRET,
+        "SHOPIFY_ADMIN_URL_TEMPLATE": simulator.url_template,
+        "SHOPIFY_MAX_ATTEMPTS": 4,
+        "SHOPIFY_TIMEOUT_S": 2.0,
+        "LOG_FORMAT": "text",
+        "AUTO_MIGRATE": False,
+        "DB_POOL_SIZE": 5,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+AppFactory = Callable[..., Any]
+
+
+@pytest.fixture(scope="session")
+def app_factory(db_url: str, simulator: Any) -> AppFactory:
+    """`async with app_factory(**settings) as client:` runs one service instance (full lifespan)."""
+
+    @asynccontextmanager
+    async def factory(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_app(make_settings(db_url, simulator, **overrides))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport,
+                base_url="http://service.test",
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                timeout=30,
+            ) as client:
+                client.app = app  # type: ignore[attr-defined]
+                yield client
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+async def client(app_factory: AppFactory) -> AsyncIterator[httpx.AsyncClient]:
+    async with app_factory() as c:
+        yield c
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    target = os.environ.get("TEST_DATABASE_URL") or "embedded PostgreSQL (temporary)"
+    return f"test database server: {target}"
