@@ -18,7 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.core.db import create_engine, create_pool, create_sessionmaker, resolve_database_url
+from app.core.metrics import SHOPIFY_CALLS
 from app.core.migrations import upgrade_async
+from app.repos.sessions import get_offline_token
+from app.shopify.client import ShopifyClient
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,9 @@ class Container:
     sessionmaker: async_sessionmaker[AsyncSession]
     pool: asyncpg.Pool
     http: httpx.AsyncClient
+    shopify: ShopifyClient
+    # Filled by lifecycle.start(): the flag store, the job worker, the legacy reader, ...
+    flags: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -76,8 +82,26 @@ async def build_container(settings: Settings) -> Container:
         timeout=httpx.Timeout(settings.shopify_timeout_s),
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
     )
+
+    async def token_provider(shop: str) -> str | None:
+        return await get_offline_token(pool, shop)
+
+    def on_call(shop: str, outcome: str, seconds: float) -> None:
+        SHOPIFY_CALLS.add(1, {"outcome": outcome})
+
+    shopify = ShopifyClient(
+        http,
+        settings.shopify_admin_url_template,
+        settings.shopify_api_version,
+        token_provider,
+        max_attempts=settings.shopify_max_attempts,
+        timeout_s=settings.shopify_timeout_s,
+        max_concurrency=settings.shopify_max_concurrency,
+        on_call=on_call,
+    )
     return Container(
         settings=settings,
+        shopify=shopify,
         database_url=url,
         admin_token=admin_token,
         engine=engine,

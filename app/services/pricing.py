@@ -12,7 +12,7 @@ Rules of the engine (all money is `Decimal`, never float):
   `NONE` keeps it, `PERCENTAGE` takes p% off (p clamped to 0-100), `FIXED_AMOUNT` subtracts the
   amount, `FIXED_PRICE` replaces the unit price (even when the cached price is unknown: the
   merchant stated it). Never below 0, then quantized to cents.
-* **Original price** = Σ unit price × quantity.
+* **Original price** = sum of unit price * quantity.
 * **Applicable rules**: `is_active`; `starts_at <= now < ends_at` (start inclusive, end
   exclusive, `None` = open); `usage_limit is None or usage_count < usage_limit`; a `rule_type`
   the engine can decide without buyer/cart context (`APPLICABLE_RULE_TYPES`: a member price or a
@@ -27,7 +27,7 @@ Rules of the engine (all money is `Decimal`, never float):
   rule never raises a price); `FREE_ITEM` makes the cheapest unit free (`discount_value` is
   ignored). Negative values count as 0. The result is never below 0.
 * **Rounding**: every amount is quantized to 0.01 with ROUND_HALF_EVEN (banker's rounding, as
-  Python's `round` and most ledgers do); `savings_percentage` = savings / original × 100 rounded
+  Python's `round` and most ledgers do); `savings_percentage` = savings / original * 100 rounded
   to 2 decimals the same way, 0 when the original is 0.
 """
 

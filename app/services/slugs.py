@@ -42,7 +42,7 @@ _TRANSLITERATIONS = str.maketrans(
         "Þ": "TH",
         "ł": "l",
         "Ł": "L",
-        "ı": "i",
+        "\u0131": "i",  # dotless i
         "ħ": "h",
         "Ħ": "H",
     }

@@ -101,7 +101,7 @@ _INITIAL_COST_PER_ID = {"metaobject": 2.0, "product": 4.0}
 _SINGLE_OBJECT_COST = 2
 _MUTATION_COST = 10
 
-_GID_RE = re.compile(r"^gid://shopify/(?P<type>[A-Za-z]+)/(?P<id>\d+)$")
+_GID_RE = re.compile(r"gid://shopify/(?P<type>[A-Za-z]+)/(?P<id>[0-9]+)")
 _QUOTED_RE = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 
 T = TypeVar("T")
@@ -117,7 +117,7 @@ def is_gid(value: str, type_: str) -> bool:
     Checked before sending because one malformed id (the legacy import stored *handles* as
     `gid://shopify/Metaobject/<handle>`) makes Shopify reject the whole 250-id batch.
     """
-    match = _GID_RE.match(value) if isinstance(value, str) else None
+    match = _GID_RE.fullmatch(value) if isinstance(value, str) else None
     return bool(match and match.group("type") == type_)
 
 
@@ -396,7 +396,9 @@ class ShopifyClient:
                 self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
                 self.stats.requests += 1
                 try:
-                    response = await self._http.post(url, content=body, headers=headers, timeout=self._timeout_s)
+                    response = await self._http.post(
+                        url, content=body, headers=headers, timeout=self._timeout_s
+                    )
                 except httpx.TimeoutException as exc:
                     status_key = "timeout"
                     # Connect/pool timeouts happen before the request reached Shopify.
@@ -451,14 +453,18 @@ class ShopifyClient:
         if any(_error_code(e) == THROTTLED_CODE for e in errors):
             return _Outcome("throttled", "throttled", cost=cost, retry_after=retry_after, detail="throttled")
         if status == 429:
-            return _Outcome("retry", "rate_limited", retry_after=retry_after, detail="HTTP 429", ambiguous=False)
+            return _Outcome(
+                "retry", "rate_limited", retry_after=retry_after, detail="HTTP 429", ambiguous=False
+            )
         if status >= 500:
             return _Outcome("retry", "http_5xx", cost=cost, retry_after=retry_after, detail=f"HTTP {status}")
         if not 200 <= status < 300:
             error = ShopifyGraphQLError(shop, errors, detail=f"unexpected HTTP {status}")
             return _Outcome("fatal", "http_4xx", error=error, detail=error.detail)
         if body is None:
-            return _Outcome("retry", "bad_response", detail="malformed body (not a JSON object)", malformed=True)
+            return _Outcome(
+                "retry", "bad_response", detail="malformed body (not a JSON object)", malformed=True
+            )
 
         data = body.get("data")
         if isinstance(data, dict):
@@ -714,7 +720,11 @@ def _parse_metaobject(node: Any) -> Metaobject | None:
     fields: dict[str, str] = {}
     raw_fields = node.get("fields")
     for entry in raw_fields if isinstance(raw_fields, list) else []:
-        if isinstance(entry, Mapping) and isinstance(entry.get("key"), str) and entry.get("value") is not None:
+        if (
+            isinstance(entry, Mapping)
+            and isinstance(entry.get("key"), str)
+            and entry.get("value") is not None
+        ):
             fields[entry["key"]] = str(entry["value"])
     return Metaobject(
         id=node["id"], handle=str(node.get("handle") or ""), type=str(node.get("type") or ""), fields=fields

@@ -130,7 +130,9 @@ class ShopifyInvalidId(ShopifyGraphQLError):
         ids: Sequence[str] = (),
     ) -> None:
         self.ids: list[str] = list(ids)
-        super().__init__(shop, errors, detail or (f"invalid global id(s): {', '.join(self.ids)}" if ids else ""))
+        super().__init__(
+            shop, errors, detail or (f"invalid global id(s): {', '.join(self.ids)}" if ids else "")
+        )
 
 
 class ShopifyUserErrors(ShopifyError):
@@ -138,7 +140,9 @@ class ShopifyUserErrors(ShopifyError):
 
     reason = REASON_SHOPIFY_USER_ERRORS
 
-    def __init__(self, user_errors: Sequence[Mapping[str, Any]], *, shop: str = "", payload_key: str = "") -> None:
+    def __init__(
+        self, user_errors: Sequence[Mapping[str, Any]], *, shop: str = "", payload_key: str = ""
+    ) -> None:
         self.user_errors: list[Mapping[str, Any]] = list(user_errors)
         self.payload_key = payload_key
         detail = "; ".join(

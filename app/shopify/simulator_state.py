@@ -42,8 +42,6 @@ DISCOUNT_GID = "gid://shopify/DiscountAutomaticNode/"
 FAULT_KINDS = ("5xx", "throttle", "timeout", "malformed")
 """Canonical fault kinds, in the order a random draw tests them."""
 
-_RATE_KEYS = {"5xx": "error5xx", "throttle": "throttle429", "timeout": "timeout", "malformed": "malformed"}
-
 _KIND_ALIASES = {
     "5xx": "5xx",
     "error5xx": "5xx",
@@ -65,6 +63,10 @@ _NUMERIC_TAIL = re.compile(r"/(\d+)$")
 
 class SimulatorInputError(ValueError):
     """A control-API payload that cannot be applied; answered with HTTP 400 and the message."""
+
+
+class UnknownShopError(LookupError):
+    """A control-API call named a shop that was never registered; answered with HTTP 404."""
 
 
 def now_iso() -> str:
@@ -471,7 +473,7 @@ class SimulatorState:
     def require_shop(self, name: str) -> ShopState:
         shop = self.shops.get(name)
         if shop is None:
-            raise KeyError(name)
+            raise UnknownShopError(f"unknown shop {name!r}")
         return shop
 
     def delete_shop(self, name: str) -> bool:
@@ -606,7 +608,7 @@ class SimulatorState:
             if shop_name is not None:
                 shop = self.shops.get(str(shop_name))
                 if shop is None:
-                    raise SimulatorInputError(f"unknown shop {shop_name!r}")
+                    raise UnknownShopError(f"unknown shop {shop_name!r}")
                 target, queue = shop.faults, shop.next_faults
             else:
                 target, queue = self.faults, self.next_faults
@@ -734,6 +736,7 @@ __all__ = [
     "SimulatorInputError",
     "SimulatorState",
     "SimulatorStats",
+    "UnknownShopError",
     "now_iso",
     "parse_fields",
 ]

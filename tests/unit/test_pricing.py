@@ -46,7 +46,9 @@ def rule(
     )
 
 
-def comp(price: str | None, quantity: int = 1, adj_type: str = "NONE", adj: str | None = None) -> PricedComponent:
+def comp(
+    price: str | None, quantity: int = 1, adj_type: str = "NONE", adj: str | None = None
+) -> PricedComponent:
     return PricedComponent(
         price=None if price is None else D(price),
         quantity=quantity,

@@ -1,0 +1,50 @@
+"""Metrics through the OpenTelemetry SDK, exposed in Prometheus text at `/metrics`.
+
+Instruments are module-level so any layer records with one call and no plumbing; the meter
+provider is installed once per process (`install_metrics`).
+"""
+
+from __future__ import annotations
+
+from opentelemetry import metrics
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
+
+_installed = False
+
+
+def install_metrics(service_name: str = "shopibundle") -> None:
+    """Idempotent: tests build many apps in one process, the provider can only be set once."""
+    global _installed
+    if _installed:
+        return
+    reader = PrometheusMetricReader()
+    provider = MeterProvider(resource=Resource.create({"service.name": service_name}), metric_readers=[reader])
+    metrics.set_meter_provider(provider)
+    _installed = True
+
+
+install_metrics()
+meter = metrics.get_meter("shopibundle")
+
+HTTP_REQUESTS = meter.create_counter("sb_http_requests", description="HTTP requests by route, method and status")
+HTTP_LATENCY = meter.create_histogram("sb_http_request_duration_seconds", unit="s", description="HTTP latency by route")
+DUAL_WRITES = meter.create_counter(
+    "sb_dual_writes", description="Dual-write outcomes: ok, conflict, not_representable, rolled_back"
+)
+SHADOW_COMPARISONS = meter.create_counter("sb_shadow_comparisons", description="Shadow-read comparisons run")
+SHADOW_MISMATCHES = meter.create_counter("sb_shadow_mismatches", description="Shadow-read mismatches by field")
+JOB_ITEMS = meter.create_counter("sb_migration_job_items", description="Migration items by kind, outcome and reason")
+SHOPIFY_CALLS = meter.create_counter("sb_shopify_calls", description="Shopify Admin API calls by status")
+SHOPIFY_THROTTLE_WAIT = meter.create_histogram(
+    "sb_shopify_throttle_wait_seconds", unit="s", description="Time spent waiting for the leaky bucket"
+)
+FLAG_EVALUATIONS = meter.create_counter("sb_flag_evaluations", description="Feature flag evaluations by flag and value")
+OUTBOX_LAG = meter.create_gauge("sb_outbox_lag_seconds", unit="s", description="Age of the oldest undelivered outbox row")
+
+
+def prometheus_text() -> bytes:
+    from prometheus_client import REGISTRY, generate_latest
+
+    return generate_latest(REGISTRY)
