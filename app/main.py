@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from app.api import bundles, flags, health, migrations, proxy
 from app.core.config import Settings, get_settings
@@ -38,7 +37,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "feature-flagged reads, signed storefront endpoints, migration jobs. Errors are "
             "application/problem+json (RFC 9457)."
         ),
-        default_response_class=ORJSONResponse,
         lifespan=lifespan,
     )
     install_error_handlers(app)

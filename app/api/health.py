@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 
 from app.api.deps import ContainerDep
 from app.services import health as health_service
@@ -23,6 +23,6 @@ async def healthz() -> dict[str, str]:
     summary="Readiness: database answers and schema at Alembic head",
     responses={503: {"description": "Not ready", "content": {"application/problem+json": {}}}},
 )
-async def readyz(container: ContainerDep) -> ORJSONResponse:
+async def readyz(container: ContainerDep) -> JSONResponse:
     report = await asyncio.wait_for(health_service.readiness(container), timeout=5)
-    return ORJSONResponse(report, status_code=200 if report["ready"] else 503)
+    return JSONResponse(report, status_code=200 if report["ready"] else 503)

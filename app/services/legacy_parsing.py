@@ -105,15 +105,15 @@ def parse_percent_string(value: str | None, field: str = "discount") -> Decimal 
     """Parse a legacy percentage: `"15"`, `"15%"`, `" 12.5 % "`, `"12,5"` → Decimal; blank → None.
 
     Negative, above 100, or not a plain decimal number (`"abc"`, `"NaN"`, `"Infinity"`, `"1e2"`)
-    raise `InvalidLegacyData`. A decimal comma is accepted because a percentage between 0 and 100
-    cannot contain a thousands separator.
+    raise `InvalidLegacyData`. A decimal comma with one or two decimals (`"12,5"`) is accepted;
+    `"1,000"` is not (a thousands separator or a European 1.000? we do not guess).
     """
     text = _clean(value)
     if text is None:
         return None
     if text.endswith("%"):
         text = text[:-1].rstrip()
-    if text.count(",") == 1 and "." not in text:
+    if re.fullmatch(r"[+-]?[0-9]+,[0-9]{1,2}", text):
         text = text.replace(",", ".")
     if not text:
         raise InvalidLegacyData(field, f"not a percentage: {value!r}")

@@ -97,7 +97,7 @@ def _tokenize(source: str) -> list[Token]:
     while pos < end:
         m = match(source, pos)
         if m is None:
-            raise GraphQLSyntaxError(f"Parse error on {source[pos:pos + 10]!r} at offset {pos}")
+            raise GraphQLSyntaxError(f"Parse error on {source[pos : pos + 10]!r} at offset {pos}")
         kind = m.lastgroup or ""
         if kind != "skip":
             tokens.append(Token(kind, m.group(), m.start(), m.end()))
@@ -356,7 +356,9 @@ class Cost:
 class Executor:
     """Validates, costs and runs the supported root fields against one shop's state."""
 
-    QUERY_FIELDS = frozenset({"nodes", "node", "metaobject", "metaobjectByHandle", "metaobjects", "shop", "__typename"})
+    QUERY_FIELDS = frozenset(
+        {"nodes", "node", "metaobject", "metaobjectByHandle", "metaobjects", "shop", "__typename"}
+    )
     MUTATION_FIELDS = frozenset(
         {
             "metaobjectCreate",
@@ -397,9 +399,13 @@ class Executor:
             problems = self._validate(f.name, args)
             if problems:
                 errors.extend(problems)
-                data_null = True
+                # Shopify adds `"data": null` to argument errors, but not to input-size errors.
+                data_null = data_null or any(
+                    p["extensions"]["code"] == "argumentLiteralsIncompatible" for p in problems
+                )
                 continue
-            prepared.append(PreparedField(f.alias, f.name, args, selection, self._requested(f.name, args, selection)))
+            cost = self._requested(f.name, args, selection)
+            prepared.append(PreparedField(f.alias, f.name, args, selection, cost))
         if errors:
             raise GraphQLRequestError(errors, data_null=data_null)
         return prepared
@@ -407,7 +413,8 @@ class Executor:
     def _validate(self, name: str, args: dict[str, Any]) -> list[dict[str, Any]]:
         def missing(arg: str, expected: str) -> dict[str, Any]:
             return {
-                "message": f"Argument '{arg}' on Field '{name}' has an invalid value (null). Expected type '{expected}'.",
+                "message": f"Argument '{arg}' on Field '{name}' has an invalid value (null). "
+                f"Expected type '{expected}'.",
                 "extensions": {"code": "argumentLiteralsIncompatible", "argumentName": arg},
             }
 
@@ -424,8 +431,14 @@ class Executor:
                     }
                 ]
             return [invalid_id_error(i) for i in ids if gid_type(i) is None]
-        if name in ("node", "metaobject", "metaobjectUpdate", "metaobjectDelete",
-                    "discountAutomaticBasicUpdate", "discountAutomaticDelete"):
+        if name in (
+            "node",
+            "metaobject",
+            "metaobjectUpdate",
+            "metaobjectDelete",
+            "discountAutomaticBasicUpdate",
+            "discountAutomaticDelete",
+        ):
             gid = args.get("id")
             if gid is None:
                 return [missing("id", "ID!")]
@@ -433,8 +446,10 @@ class Executor:
                 return [invalid_id_error(gid)]
         if name in ("metaobjectByHandle", "metaobjectUpsert"):
             handle = args.get("handle")
-            if not isinstance(handle, Mapping) or not isinstance(handle.get("type"), str) or not isinstance(
-                handle.get("handle"), str
+            if (
+                not isinstance(handle, Mapping)
+                or not isinstance(handle.get("type"), str)
+                or not isinstance(handle.get("handle"), str)
             ):
                 return [missing("handle", "MetaobjectHandleInput!")]
         if name == "metaobjects" and not isinstance(args.get("type"), str):
@@ -489,7 +504,12 @@ class Executor:
             if pid is None:
                 return None, 0
             p = shop.products[pid]
-            return {**p.variant_graphql(), "title": "Default Title", "product": {"id": p.id, "title": p.title}}, 2
+            variant = {
+                **p.variant_graphql(),
+                "title": "Default Title",
+                "product": {"id": p.id, "title": p.title},
+            }
+            return variant, 2
         if kind == "DiscountAutomaticNode":
             d = shop.discounts.get(gid)
             return (_discount_node(d), 1) if d else (None, 0)
@@ -514,7 +534,7 @@ class Executor:
         mo = self.shop.metaobjects.get(f.args["id"]) if gid_type(f.args["id"]) == "Metaobject" else None
         return (mo.to_graphql(), f.requested_cost) if mo else (None, 1)
 
-    def _do_metaobjectByHandle(self, f: PreparedField) -> tuple[Any, int]:  # noqa: N802
+    def _do_metaobjectByHandle(self, f: PreparedField) -> tuple[Any, int]:
         h = f.args["handle"]
         mo = self.shop.metaobject_by_handle(h["type"], h["handle"])
         return (mo.to_graphql(), f.requested_cost) if mo else (None, 1)
@@ -548,11 +568,14 @@ class Executor:
         if raw is None:
             return {}, []
         ok = isinstance(raw, list) and all(
-            isinstance(i, Mapping) and isinstance(i.get("key"), str) and (i.get("value") is None or isinstance(i.get("value"), str))
+            isinstance(i, Mapping)
+            and isinstance(i.get("key"), str)
+            and (i.get("value") is None or isinstance(i.get("value"), str))
             for i in raw
         )
         if not ok:
-            return None, [_user_error(["metaobject", "fields"], "Fields must be a list of {key, value} strings", "INVALID_VALUE")]
+            message = "Fields must be a list of {key, value} strings"
+            return None, [_user_error(["metaobject", "fields"], message, "INVALID_VALUE")]
         return {i["key"]: i.get("value") for i in raw}, []
 
     def _write_metaobject(
@@ -567,13 +590,15 @@ class Executor:
             return None, [_user_error(field, message, code)]
 
     def _mutation_result(self, mo: Metaobject | None, errors: list[dict[str, Any]]) -> tuple[Any, int]:
-        return {"metaobject": mo.to_graphql() if mo and not errors else None, "userErrors": errors}, MUTATION_COST
+        node = mo.to_graphql() if mo and not errors else None
+        return {"metaobject": node, "userErrors": errors}, MUTATION_COST
 
-    def _do_metaobjectCreate(self, f: PreparedField) -> tuple[Any, int]:  # noqa: N802
+    def _do_metaobjectCreate(self, f: PreparedField) -> tuple[Any, int]:
         inp = f.args["metaobject"]
         type_ = inp.get("type")
         if not isinstance(type_, str) or not type_:
-            return self._mutation_result(None, [_user_error(["metaobject", "type"], "Type can't be blank", "BLANK")])
+            blank = _user_error(["metaobject", "type"], "Type can't be blank", "BLANK")
+            return self._mutation_result(None, [blank])
         fields, errors = self._fields_or_error(inp.get("fields"))
         if fields is None:
             return self._mutation_result(None, errors)
@@ -593,13 +618,13 @@ class Executor:
             result.updated_at = now_iso()
         return self._mutation_result(result, errors)
 
-    def _do_metaobjectUpdate(self, f: PreparedField) -> tuple[Any, int]:  # noqa: N802
+    def _do_metaobjectUpdate(self, f: PreparedField) -> tuple[Any, int]:
         mo = self.shop.metaobjects.get(f.args["id"])
         if mo is None:
             return self._mutation_result(None, [_user_error(["id"], "Record not found", "NOT_FOUND")])
         return self._update(mo, f.args["metaobject"])
 
-    def _do_metaobjectUpsert(self, f: PreparedField) -> tuple[Any, int]:  # noqa: N802
+    def _do_metaobjectUpsert(self, f: PreparedField) -> tuple[Any, int]:
         h = f.args["handle"]
         inp = f.args["metaobject"]
         mo = self.shop.metaobject_by_handle(h["type"], h["handle"])
@@ -608,12 +633,14 @@ class Executor:
         fields, errors = self._fields_or_error(inp.get("fields"))
         if fields is None:
             return self._mutation_result(None, errors)
-        return self._mutation_result(*self._write_metaobject(None, h["type"], inp.get("handle") or h["handle"], fields))
+        handle = inp.get("handle") or h["handle"]
+        return self._mutation_result(*self._write_metaobject(None, h["type"], str(handle), fields))
 
-    def _do_metaobjectDelete(self, f: PreparedField) -> tuple[Any, int]:  # noqa: N802
+    def _do_metaobjectDelete(self, f: PreparedField) -> tuple[Any, int]:
         gid = f.args["id"]
         if self.state.remove_metaobject(self.shop, gid) is None:
-            return {"deletedId": None, "userErrors": [_user_error(["id"], "Record not found", "NOT_FOUND")]}, MUTATION_COST
+            errors = [_user_error(["id"], "Record not found", "NOT_FOUND")]
+            return {"deletedId": None, "userErrors": errors}, MUTATION_COST
         return {"deletedId": gid, "userErrors": []}, MUTATION_COST
 
     # -- discount mutations --------------------------------------------------------------------
@@ -623,7 +650,8 @@ class Executor:
         if creating or "title" in raw:
             title = raw.get("title")
             if not isinstance(title, str) or not title.strip():
-                errors.append(_user_error(["automaticBasicDiscount", "title"], "Title can't be blank", "BLANK"))
+                field = ["automaticBasicDiscount", "title"]
+                errors.append(_user_error(field, "Title can't be blank", "BLANK"))
         pct = _percentage(raw)
         if pct is not None and not 0.0 <= pct <= 1.0:
             errors.append(
@@ -635,7 +663,7 @@ class Executor:
             )
         return errors
 
-    def _do_discountAutomaticBasicCreate(self, f: PreparedField) -> tuple[Any, int]:  # noqa: N802
+    def _do_discountAutomaticBasicCreate(self, f: PreparedField) -> tuple[Any, int]:
         raw = dict(f.args["automaticBasicDiscount"])
         errors = self._discount_errors(raw, creating=True)
         if errors:
@@ -650,7 +678,7 @@ class Executor:
         self.shop.discounts[discount.id] = discount
         return {"automaticDiscountNode": _discount_node(discount), "userErrors": []}, MUTATION_COST
 
-    def _do_discountAutomaticBasicUpdate(self, f: PreparedField) -> tuple[Any, int]:  # noqa: N802
+    def _do_discountAutomaticBasicUpdate(self, f: PreparedField) -> tuple[Any, int]:
         discount = self.shop.discounts.get(f.args["id"])
         if discount is None:
             return {
@@ -669,7 +697,7 @@ class Executor:
         discount.updated_at = now_iso()
         return {"automaticDiscountNode": _discount_node(discount), "userErrors": []}, MUTATION_COST
 
-    def _do_discountAutomaticDelete(self, f: PreparedField) -> tuple[Any, int]:  # noqa: N802
+    def _do_discountAutomaticDelete(self, f: PreparedField) -> tuple[Any, int]:
         gid = f.args["id"]
         if self.shop.discounts.pop(gid, None) is None:
             return {

@@ -102,7 +102,8 @@ def parse_fields(raw: Any) -> dict[str, str | None]:
                 raise SimulatorInputError(f"field entries need a string 'key': {item!r}")
             out[item["key"]] = field_value(item.get("value"))
         return out
-    raise SimulatorInputError(f"fields must be an object or a list of {{key, value}}, got {type(raw).__name__}")
+    kind = type(raw).__name__
+    raise SimulatorInputError(f"fields must be an object or a list of {{key, value}}, got {kind}")
 
 
 @dataclass(slots=True)
@@ -241,7 +242,8 @@ class InjectedFault:
         given = str(raw.get("kind", ""))
         kind = _KIND_ALIASES.get(given.lower())
         if kind is None:
-            raise SimulatorInputError(f"unknown fault kind {given!r}; expected one of {sorted(_KIND_ALIASES)}")
+            known = sorted(_KIND_ALIASES)
+            raise SimulatorInputError(f"unknown fault kind {given!r}; expected one of {known}")
         status = raw.get("status")
         if status is None and given.isdigit() and kind == "5xx":
             status = int(given)
@@ -436,6 +438,7 @@ class SimulatorState:
         """
         with self.lock:
             shop = self.shops.get(name)
+            created = shop is None
             if shop is None:
                 shop = ShopState(name=name, token=None)
                 self.shops[name] = shop
@@ -449,14 +452,18 @@ class SimulatorState:
             if payload.get("plan") is not None:
                 plan = str(payload["plan"]).lower()
                 if plan not in PLAN_RESTORE_RATES:
-                    raise SimulatorInputError(f"unknown plan {plan!r}; expected one of {sorted(PLAN_RESTORE_RATES)}")
+                    known = sorted(PLAN_RESTORE_RATES)
+                    raise SimulatorInputError(f"unknown plan {plan!r}; expected one of {known}")
                 shop.plan = plan
                 bucket.restore_rate = PLAN_RESTORE_RATES[plan]
             if payload.get("restoreRate") is not None:
                 bucket.restore_rate = _positive(payload, "restoreRate")
             if payload.get("maximumAvailable") is not None:
                 bucket.maximum_available = _positive(payload, "maximumAvailable")
-                bucket.available = min(bucket.available, bucket.maximum_available)
+                # A new shop starts with a full bucket; an existing one keeps what it has left.
+                bucket.available = (
+                    bucket.maximum_available if created else min(bucket.available, bucket.maximum_available)
+                )
             if payload.get("currentlyAvailable") is not None:
                 value = float(payload["currentlyAvailable"])
                 bucket.available = max(0.0, min(value, bucket.maximum_available))
