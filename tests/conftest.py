@@ -56,7 +56,8 @@ async def sim(simulator: Any) -> AsyncIterator[Any]:
 
     control = SimulatorControl(simulator.base_url)
     yield control
-    await control.set_faults(error5xx=0, throttle429=0, timeout=0, malformed=0, latencyMs=0)
+    await control.clear_faults()
+    await control.aclose()
 
 
 def new_shop(prefix: str = "t") -> str:

@@ -520,7 +520,9 @@ class SimulatorControl:
         self._own_client = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout_s)
 
+    @property
     def url_template(self) -> str:
+        """Admin GraphQL URL template with ``{shop}`` and ``{version}`` placeholders."""
         return self.base_url + GRAPHQL_PATH
 
     async def aclose(self) -> None:
@@ -671,7 +673,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ``--shop NAME=TOKEN`` (repeatable) registers shops up front, handy for ``make run``.
     """
-    parser = argparse.ArgumentParser(prog="shopify-simulator", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="shopify-simulator", description="Shopify Admin GraphQL simulator")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--seed", type=int, default=None, help="seed of the fault RNG")

@@ -8,6 +8,12 @@ selection), and derives the query cost from the selection text. That is enough t
 clients the way Shopify does, and it is fast: parsed documents are cached, so a benchmark sending
 the same ``nodes`` query 40 times parses it once.
 
+Supported root fields. Queries: ``nodes(ids:)`` (Metaobject, Product, ProductVariant and
+DiscountAutomaticNode ids), ``node(id:)``, ``metaobject(id:)``, ``metaobjectByHandle(handle:)``,
+``metaobjects(type:, first:, after:)`` (``nodes`` + ``pageInfo`` only), ``shop``. Mutations:
+``metaobjectCreate/Update/Upsert/Delete``, ``discountAutomaticBasicCreate/Update``,
+``discountAutomaticDelete``. Anything else is an ``undefinedField`` error.
+
 Whole-request errors (invalid ids, too many ids, unknown fields) are raised as ``GraphQLRequestError``
 before anything executes, as Shopify validates before it runs or charges a query.
 """

@@ -261,7 +261,7 @@ class InjectedFault:
             status=int(status) if status is not None else None,
             body=body,
             variant=variant,
-            sleep_s=float(sleep_s) if sleep_s is not None else None,
+            sleep_s=_float(sleep_s, "sleepS") if sleep_s is not None else None,
         )
 
 
@@ -465,7 +465,9 @@ class SimulatorState:
                     bucket.maximum_available if created else min(bucket.available, bucket.maximum_available)
                 )
             if payload.get("currentlyAvailable") is not None:
-                value = float(payload["currentlyAvailable"])
+                value = payload["currentlyAvailable"]
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise SimulatorInputError("currentlyAvailable must be a number")
                 bucket.available = max(0.0, min(value, bucket.maximum_available))
             if payload.get("status") is not None:
                 status = str(payload["status"])
@@ -583,7 +585,7 @@ class SimulatorState:
                     price=_price(item.get("price", "0.00")),
                     sku=item.get("sku"),
                     image_url=item.get("imageUrl"),
-                    inventory_quantity=int(item.get("inventoryQuantity") or 0),
+                    inventory_quantity=_int(item.get("inventoryQuantity") or 0, "inventoryQuantity"),
                     variant_id=variant_id,
                 )
                 old = shop.products.get(gid)
@@ -625,7 +627,7 @@ class SimulatorState:
                     continue
                 value: Any
                 if key in ("latencyMs", "timeoutSleepS"):
-                    value = None if payload[key] is None else float(payload[key])
+                    value = None if payload[key] is None else _float(payload[key], key)
                     if value is not None and value < 0:
                         raise SimulatorInputError(f"{key} must not be negative")
                 elif key == "throttleStatusCode":
@@ -647,7 +649,7 @@ class SimulatorState:
                     raise SimulatorInputError("next must be a list of fault entries")
                 for raw in next_items:
                     fault = InjectedFault.parse(raw)
-                    count = int(raw.get("count", 1)) if isinstance(raw, Mapping) else 1
+                    count = _int(raw.get("count", 1), "count") if isinstance(raw, Mapping) else 1
                     queue.extend(fault for _ in range(count))
             return self.faults_json()
 
@@ -714,6 +716,19 @@ def _positive(payload: Mapping[str, Any], key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise SimulatorInputError(f"{key} must be a positive number")
     return float(value)
+
+
+def _float(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SimulatorInputError(f"{key} must be a number, got {value!r}")
+    return float(value)
+
+
+def _int(value: Any, key: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise SimulatorInputError(f"{key} must be an integer, got {value!r}") from exc
 
 
 def _price(value: Any) -> str:

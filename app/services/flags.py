@@ -1,0 +1,697 @@
+"""Feature flags: evaluation rules, the per-replica snapshot, propagation, audit, migration stages.
+
+Why it looks like this
+----------------------
+* Requests must not pay a database round trip per flag check, so every replica keeps the whole
+  flag table (four rows) in memory as an immutable snapshot, and `FlagStore.evaluate` /
+  `is_enabled` / `sample_rate` are synchronous dictionary look-ups.
+* A change must reach every replica within one second without a restart. Each write runs
+  `pg_notify('sb_flags', name)` in the same transaction as the row and its audit entry, so the
+  notification exists exactly when the change committed. Every replica holds one dedicated
+  connection LISTENing on `sb_flags` and reloads the snapshot (one query) when told. As a safety
+  net for lost notifications or a dead listener connection, the snapshot is also reloaded every
+  `FLAG_CACHE_TTL_S` (default 0.5 s), and the listener reconnects with exponential backoff. A
+  failed reload keeps the previous snapshot: reads never block on, or fail with, the database.
+* `FEATURE_FLAG_<NAME>=true|false` in the environment beats everything stored: it is the plan's
+  kill switch and must work even when the flag table says otherwise (or cannot be read).
+
+Evaluation order (first match wins)
+-----------------------------------
+1. `env`: `FEATURE_FLAG_<NAME>` is set to a recognised boolean → that value.
+2. `shop_override`: the shop is a key of `shopOverrides` → that value.
+3. `rollout`: `enabled` is false and either `rolloutPercent` ≥ 100, or a shop is given and its
+   stable bucket `int(sha256(f"{name}:{shop}").hexdigest()[:8], 16) % 100` is below
+   `rolloutPercent` → True. The bucket never changes for a (flag, shop) pair, so a shop never
+   flips back and forth, and raising the percentage only ever adds shops.
+4. `default`: the global `enabled`.
+
+So `enabled` is the global default and `rolloutPercent` turns the flag on for an extra, stable
+slice of shops while `enabled` is false (0 = nobody extra, 100 = everybody). With `enabled`
+true the percentage is moot: everybody is on unless a shop override says otherwise.
+`sampleRate` only means something for `SHADOW_READS`: `sample_rate()` returns it for a shop
+that evaluates on, 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any, Literal
+
+import asyncpg
+
+from app.core.config import FLAG_NAMES, Settings
+from app.core.container import Container
+from app.core.db import asyncpg_connect_kwargs
+from app.core.errors import NotFound, NotReady, ValidationFailed
+from app.core.metrics import FLAG_EVALUATIONS
+from app.core.time import utcnow
+from app.repos import flags as repo
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "STAGES",
+    "STAGE_TABLE",
+    "Flag",
+    "FlagEvaluation",
+    "FlagState",
+    "FlagStore",
+    "UnknownFlag",
+    "audit_page",
+    "evaluate_flag",
+    "evaluate_state",
+    "flag_view",
+    "get_flag",
+    "list_flags",
+    "migration_stage",
+    "rollout_bucket",
+    "set_migration_stage",
+    "stage_of",
+    "start_flags",
+    "stop_flags",
+    "update_flag",
+]
+
+
+class Flag(StrEnum):
+    """The four flags (a `str`, so `store.is_enabled(Flag.DUAL_WRITE, shop)` reads well)."""
+
+    V2_BUNDLE_ENGINE = "V2_BUNDLE_ENGINE"
+    V2_PRICING_ENGINE = "V2_PRICING_ENGINE"
+    DUAL_WRITE = "DUAL_WRITE"
+    SHADOW_READS = "SHADOW_READS"
+
+
+assert tuple(Flag) == FLAG_NAMES, "Flag must list app.core.config.FLAG_NAMES in order"
+
+Reason = Literal["env", "shop_override", "rollout", "default"]
+
+#: Who the service writes as when it seeds a missing row.
+SYSTEM_ACTOR = "system"
+#: `sampleRate` a stage that turns shadow reads on uses when neither the request nor the flag gives one.
+DEFAULT_SHADOW_SAMPLE_RATE = 0.1
+#: Application name of the LISTEN connection, so operators (and tests) can find it in pg_stat_activity.
+LISTENER_APPLICATION_NAME = "shopibundle-flags"
+
+
+class UnknownFlag(NotFound):
+    """A flag name outside `Flag` (a 404 at the API; a programming error anywhere else)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Unknown feature flag {name!r}; known flags: {', '.join(FLAG_NAMES)}.")
+
+
+@dataclass(frozen=True, slots=True)
+class FlagState:
+    """One flag as stored (immutable: a snapshot is shared by every concurrent request)."""
+
+    name: str
+    enabled: bool = False
+    rollout_percent: int = 0
+    shop_overrides: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
+    sample_rate: float = 0.0
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> FlagState:
+        """From a database row; tolerant of hand-written junk in `shopOverrides` (non-bool values are dropped)."""
+        raw = row.get("shopOverrides") or {}
+        overrides = {str(k): v for k, v in raw.items() if isinstance(v, bool)} if isinstance(raw, dict) else {}
+        return cls(
+            name=row["name"],
+            enabled=bool(row["enabled"]),
+            rollout_percent=max(0, min(100, int(row["rolloutPercent"]))),
+            shop_overrides=MappingProxyType(overrides),
+            sample_rate=max(0.0, min(1.0, float(row["sampleRate"]))),
+            updated_at=row.get("updatedAt"),
+            updated_by=row.get("updatedBy"),
+        )
+
+    def values(self) -> dict[str, Any]:
+        """The settable part, camelCase: what the audit log records as old/new and what a write stores."""
+        return {
+            "enabled": self.enabled,
+            "rolloutPercent": self.rollout_percent,
+            "shopOverrides": dict(sorted(self.shop_overrides.items())),
+            "sampleRate": self.sample_rate,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FlagEvaluation:
+    value: bool
+    reason: Reason
+
+
+# Every possible evaluation, allocated once: the hot path returns shared instances.
+_EVALUATIONS: dict[tuple[bool, str], FlagEvaluation] = {
+    (value, reason): FlagEvaluation(value, reason)
+    for value in (True, False)
+    for reason in ("env", "shop_override", "rollout", "default")
+}
+
+#: Defaults when no row exists (and the rows seeded at start-up): the plan's Phase 2 starts
+#: with dual writes on and reads on the legacy tables; everything else off.
+DEFAULT_STATES: Mapping[str, FlagState] = MappingProxyType(
+    {
+        Flag.V2_BUNDLE_ENGINE: FlagState(Flag.V2_BUNDLE_ENGINE),
+        Flag.V2_PRICING_ENGINE: FlagState(Flag.V2_PRICING_ENGINE),
+        Flag.DUAL_WRITE: FlagState(Flag.DUAL_WRITE, enabled=True),
+        Flag.SHADOW_READS: FlagState(Flag.SHADOW_READS),
+    }
+)
+
+
+@lru_cache(maxsize=65536)
+def rollout_bucket(name: str, shop: str) -> int:
+    """0-99, stable across processes, releases and replicas (unlike `hash()`), independent per flag."""
+    return int(hashlib.sha256(f"{name}:{shop}".encode()).hexdigest()[:8], 16) % 100
+
+
+def evaluate_state(state: FlagState, shop: str | None, env: bool | None) -> FlagEvaluation:
+    """The rules in the module docstring, as a pure function of one flag's state."""
+    if env is not None:
+        return _EVALUATIONS[(env, "env")]
+    if shop is not None:
+        override = state.shop_overrides.get(shop)
+        if override is not None:
+            return _EVALUATIONS[(override, "shop_override")]
+    if not state.enabled and state.rollout_percent > 0:
+        if state.rollout_percent >= 100 or (
+            shop is not None and rollout_bucket(state.name, shop) < state.rollout_percent
+        ):
+            return _EVALUATIONS[(True, "rollout")]
+    return _EVALUATIONS[(state.enabled, "default")]
+
+
+class FlagStore:
+    """The replica's in-memory view of the flag table, kept fresh by LISTEN/NOTIFY plus polling.
+
+    Reads (`evaluate`, `is_enabled`, `sample_rate`, `state`, `states`) are synchronous and touch
+    no I/O. `start()` seeds missing rows, loads the snapshot and starts two background tasks: the
+    listener (one dedicated connection) and the refresher (reloads on notification or every
+    `FLAG_CACHE_TTL_S`). Constructed without `start()`, it is a pure rule engine over the given
+    states, which is what the unit tests use.
+    """
+
+    #: Seconds between liveness pings on an idle listener connection (a half-open TCP connection
+    #: would otherwise go unnoticed until the OS gives up, minutes later).
+    PING_INTERVAL_S = 5.0
+    PING_TIMEOUT_S = 2.0
+    RECONNECT_MAX_S = 5.0
+    QUERY_TIMEOUT_S = 2.0
+
+    def __init__(self, settings: Settings, states: Iterable[FlagState] = ()) -> None:
+        self._settings = settings
+        snapshot = dict(DEFAULT_STATES)
+        for state in states:
+            if state.name in snapshot:
+                snapshot[state.name] = state
+        self._states: Mapping[str, FlagState] = MappingProxyType(snapshot)
+        self._tally: dict[tuple[str, bool, str], int] = {}
+        self._pool: asyncpg.Pool | None = None
+        self._database_url: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._dirty = asyncio.Event()
+        self._listening = asyncio.Event()
+        # Bumped by every local write; a reload that saw it move may hold pre-write rows and is dropped.
+        self._local_writes = 0
+        self._last_reload_monotonic: float | None = None
+        self._reload_failures = 0
+
+    # ----------------------------------------------------------------------------- reads (hot path)
+
+    def env_override(self, name: str) -> bool | None:
+        return self._settings.flag_env_override(name)
+
+    def evaluate(self, name: str, shop: str | None = None) -> FlagEvaluation:
+        """The flag's value for `shop` (None: the global answer) and which rule decided it."""
+        state = self._states.get(name)
+        if state is None:
+            raise UnknownFlag(name)
+        result = evaluate_state(state, shop, self._settings.flag_env_override(name))
+        key = (state.name, result.value, result.reason)
+        self._tally[key] = self._tally.get(key, 0) + 1
+        return result
+
+    def is_enabled(self, name: str, shop: str | None = None) -> bool:
+        return self.evaluate(name, shop).value
+
+    def sample_rate(self, name: str = Flag.SHADOW_READS, shop: str | None = None) -> float:
+        """Fraction of reads to shadow for `shop`: the stored `sampleRate` when the flag is on for it, else 0."""
+        if not self.evaluate(name, shop).value:
+            return 0.0
+        return self._states[name].sample_rate
+
+    def state(self, name: str) -> FlagState:
+        state = self._states.get(name)
+        if state is None:
+            raise UnknownFlag(name)
+        return state
+
+    def states(self) -> list[FlagState]:
+        """All flags in `FLAG_NAMES` order."""
+        snapshot = self._states
+        return [snapshot[name] for name in FLAG_NAMES]
+
+    @property
+    def listening(self) -> bool:
+        """True while the LISTEN connection is up (propagation in milliseconds, not polling time)."""
+        return self._listening.is_set()
+
+    @property
+    def snapshot_age_s(self) -> float | None:
+        """Seconds since the last successful reload (None before the first)."""
+        if self._last_reload_monotonic is None:
+            return None
+        return time.monotonic() - self._last_reload_monotonic
+
+    # ---------------------------------------------------------------------------- snapshot updates
+
+    def replace(self, states: Iterable[FlagState]) -> None:
+        """Swap in a complete snapshot (missing rows fall back to the defaults)."""
+        snapshot = dict(DEFAULT_STATES)
+        for state in states:
+            if state.name in snapshot:
+                snapshot[state.name] = state
+        self._states = MappingProxyType(snapshot)
+
+    def apply(self, states: Iterable[FlagState]) -> None:
+        """A write this replica just committed: visible to the next request, without waiting for NOTIFY.
+
+        A reload already in flight may have read the rows before this commit, so it is told to
+        discard its result; and another replica may have committed after us, so a reload is
+        requested right away rather than trusting our copy until the next tick.
+        """
+        snapshot = dict(self._states)
+        for state in states:
+            snapshot[state.name] = state
+        self._local_writes += 1
+        self._states = MappingProxyType(snapshot)
+        self._dirty.set()
+
+    async def reload(self) -> bool:
+        """Reload the snapshot in one query. False when a local write raced it (a retry is queued)."""
+        if self._pool is None:
+            raise NotReady("The flag store is not connected to the database.")
+        writes_before = self._local_writes
+        rows = await repo.fetch_all(self._pool, timeout=self.QUERY_TIMEOUT_S)
+        if self._local_writes != writes_before:
+            self._dirty.set()
+            return False
+        self.replace(FlagState.from_row(row) for row in rows)
+        self._last_reload_monotonic = time.monotonic()
+        return True
+
+    # -------------------------------------------------------------------------------------- metrics
+
+    def flush_metrics(self) -> None:
+        """Hand the evaluation tally to the OpenTelemetry counter.
+
+        Counting in a plain dict and flushing once per refresh tick keeps the per-request cost at
+        one dict update instead of an SDK call with attribute hashing and locking.
+        """
+        tally, self._tally = self._tally, {}
+        for (name, value, reason), count in tally.items():
+            FLAG_EVALUATIONS.add(count, {"flag": name, "value": "true" if value else "false", "reason": reason})
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise NotReady("The flag store is not connected to the database.")
+        return self._pool
+
+    async def start(self, pool: asyncpg.Pool, database_url: str) -> None:
+        """Seed, load, then listen. Fails (and so fails start-up) only if the first load fails."""
+        self._pool = pool
+        self._database_url = database_url
+        await self._seed()
+        await self.reload()
+        self._tasks = [
+            asyncio.create_task(self._listen_loop(), name="flags-listener"),
+            asyncio.create_task(self._refresh_loop(), name="flags-refresher"),
+        ]
+        # Wait briefly for LISTEN so a change right after start-up is not left to polling;
+        # if the listener cannot connect, polling still bounds propagation.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), timeout=5.0)
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.flush_metrics()
+
+    async def _seed(self) -> None:
+        """Create missing rows with the defaults; the replica that actually inserts one audits it."""
+        now = utcnow()
+        async with self.pool.acquire() as conn, conn.transaction():
+            for name in FLAG_NAMES:
+                values = DEFAULT_STATES[name].values()
+                if await repo.insert_missing(conn, name, values, updated_at=now, updated_by=SYSTEM_ACTOR):
+                    await repo.insert_audit(
+                        conn,
+                        flag_name=name,
+                        changed_by=SYSTEM_ACTOR,
+                        changed_at=now,
+                        old_value=None,
+                        new_value=values,
+                        reason="seeded default",
+                    )
+                    await repo.notify(conn, name)
+
+    async def _refresh_loop(self) -> None:
+        interval = max(0.05, self._settings.flag_cache_ttl_s)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), timeout=interval)
+            # Cleared before the query: a notification arriving during it sets it again.
+            self._dirty.clear()
+            try:
+                await self.reload()
+                if self._reload_failures:
+                    log.info("flag snapshot reload recovered after %d failures", self._reload_failures)
+                self._reload_failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._reload_failures += 1
+                # First failure and then every ~30 s: enough to page someone without flooding.
+                if self._reload_failures == 1 or self._reload_failures % max(1, int(30 / interval)) == 0:
+                    log.warning("flag snapshot reload failed (%d in a row), keeping the last one: %s",
+                                self._reload_failures, exc)
+            self.flush_metrics()
+
+    def _on_notify(self, *_: object) -> None:
+        self._dirty.set()
+
+    async def _listen_loop(self) -> None:
+        assert self._database_url is not None
+        kwargs = asyncpg_connect_kwargs(self._database_url)
+        backoff = 0.1
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(
+                    timeout=5.0,
+                    server_settings={"application_name": LISTENER_APPLICATION_NAME},
+                    **kwargs,  # type: ignore[arg-type]
+                )
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _conn: lost.set())
+                await conn.add_listener(repo.NOTIFY_CHANNEL, self._on_notify)
+                self._listening.set()
+                # Notifications sent while we were away are gone: reload once to catch up.
+                self._dirty.set()
+                backoff = 0.1
+                while not lost.is_set():
+                    try:
+                        await asyncio.wait_for(lost.wait(), timeout=self.PING_INTERVAL_S)
+                    except TimeoutError:
+                        await conn.fetchval("SELECT 1", timeout=self.PING_TIMEOUT_S)
+                log.warning("flag listener connection closed; reconnecting")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("flag listener failed (%s); retrying in %.1fs", exc, backoff)
+            finally:
+                self._listening.clear()
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, self.RECONNECT_MAX_S)
+
+
+async def start_flags(container: Container) -> FlagStore:
+    """Create and start the replica's flag store (called by `lifecycle.start`)."""
+    store = FlagStore(container.settings)
+    await store.start(container.pool, container.database_url)
+    return store
+
+
+async def stop_flags(container: Container) -> None:
+    store = container.flags
+    if isinstance(store, FlagStore):
+        await store.stop()
+
+
+# ======================================================================================= admin views
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    """Stored naive UTC → aware UTC, so clients see an unambiguous timestamp."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def flag_view(store: FlagStore, state: FlagState) -> dict[str, Any]:
+    """The API shape of one flag (camelCase), including the replica's environment override."""
+    return {
+        "name": state.name,
+        **state.values(),
+        "envOverride": store.env_override(state.name),
+        "updatedAt": _as_utc(state.updated_at),
+        "updatedBy": state.updated_by,
+    }
+
+
+def list_flags(store: FlagStore) -> list[dict[str, Any]]:
+    """What this replica evaluates with (≤ one refresh interval behind the table)."""
+    return [flag_view(store, state) for state in store.states()]
+
+
+def get_flag(store: FlagStore, name: str) -> dict[str, Any]:
+    return flag_view(store, store.state(name))
+
+
+def evaluate_flag(store: FlagStore, name: str, shop: str | None) -> dict[str, Any]:
+    result = store.evaluate(name, shop)
+    return {"name": name, "shop": shop, "value": result.value, "reason": result.reason}
+
+
+# ============================================================================================ writes
+
+Change = Callable[[FlagState], dict[str, Any]]
+
+
+async def _write(
+    store: FlagStore, changes: Mapping[str, Change], *, actor: str, reason: str, skip_unchanged: bool
+) -> list[FlagState]:
+    """Row + audit entry + NOTIFY per changed flag, all in one transaction, then applied locally.
+
+    Rows are locked in `FLAG_NAMES` order so two concurrent multi-flag writes cannot deadlock,
+    and each `change` computes the new values from the locked row, so omitted fields keep what
+    is stored now rather than what this replica last saw.
+    """
+    now = utcnow()
+    written: list[FlagState] = []
+    async with store.pool.acquire() as conn, conn.transaction():
+        for name in FLAG_NAMES:
+            change = changes.get(name)
+            if change is None:
+                continue
+            row = await repo.lock_one(conn, name)
+            old = FlagState.from_row(row) if row is not None else DEFAULT_STATES[name]
+            new_values = change(old)
+            if skip_unchanged and row is not None and new_values == old.values():
+                continue
+            new_row = await repo.upsert(conn, name, new_values, updated_at=now, updated_by=actor)
+            await repo.insert_audit(
+                conn,
+                flag_name=name,
+                changed_by=actor,
+                changed_at=now,
+                old_value=old.values() if row is not None else None,
+                new_value=new_values,
+                reason=reason,
+            )
+            await repo.notify(conn, name)
+            written.append(FlagState.from_row(new_row))
+    if written:
+        store.apply(written)
+    return written
+
+
+async def update_flag(
+    store: FlagStore,
+    name: str,
+    *,
+    actor: str,
+    reason: str,
+    enabled: bool,
+    rollout_percent: int | None = None,
+    shop_overrides: Mapping[str, bool] | None = None,
+    sample_rate: float | None = None,
+) -> dict[str, Any]:
+    """PUT semantics: `enabled` is set; omitted optional fields keep their stored value; a given
+    `shop_overrides` replaces the whole map (send `{}` to clear it). Always audited, even when
+    nothing changes, because the reason itself is worth keeping."""
+    if name not in DEFAULT_STATES:
+        raise UnknownFlag(name)
+
+    def change(old: FlagState) -> dict[str, Any]:
+        values = old.values()
+        values["enabled"] = enabled
+        if rollout_percent is not None:
+            values["rolloutPercent"] = rollout_percent
+        if shop_overrides is not None:
+            values["shopOverrides"] = dict(sorted(shop_overrides.items()))
+        if sample_rate is not None:
+            values["sampleRate"] = sample_rate
+        return values
+
+    (state,) = await _write(store, {name: change}, actor=actor, reason=reason, skip_unchanged=False)
+    return flag_view(store, state)
+
+
+# ======================================================================================== audit log
+
+
+def _encode_cursor(audit_id: int) -> str:
+    return base64.urlsafe_b64encode(f"audit:{audit_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, value = raw.partition(":")
+        if prefix != "audit":
+            raise ValueError(prefix)
+        return int(value)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValidationFailed(
+            "Invalid cursor.", errors=[{"field": "query.cursor", "message": "not a cursor this endpoint issued"}]
+        ) from exc
+
+
+async def audit_page(store: FlagStore, *, limit: int, cursor: str | None, flag: str | None) -> dict[str, Any]:
+    """Newest first; `nextCursor` is null on the last page."""
+    if flag is not None and flag not in DEFAULT_STATES:
+        raise UnknownFlag(flag)
+    before = _decode_cursor(cursor) if cursor else None
+    rows = await repo.list_audit(store.pool, limit=limit + 1, before_id=before, flag_name=flag)
+    items = rows[:limit]
+    for item in items:
+        item["changedAt"] = _as_utc(item["changedAt"])
+    next_cursor = _encode_cursor(items[-1]["id"]) if len(rows) > limit else None
+    return {"items": items, "nextCursor": next_cursor}
+
+
+# =================================================================================== migration stage
+
+Stage = Literal["off", "dualwrite", "shadow", "live", "rampdown", "complete"]
+STAGES: tuple[Stage, ...] = ("off", "dualwrite", "shadow", "live", "rampdown", "complete")
+
+#: The six stages of the read/write migration as global flag values (True = on for every shop).
+#:
+#: | stage     | DUAL_WRITE | V2_BUNDLE_ENGINE | V2_PRICING_ENGINE | SHADOW_READS | reads from / compared with |
+#: |-----------|------------|------------------|-------------------|--------------|----------------------------|
+#: | off       | off        | off              | off               | off          | legacy, no V2 writes       |
+#: | dualwrite | on         | off              | off               | off          | legacy (plan Phase 2)      |
+#: | shadow    | on         | off              | off               | on           | legacy, sampled V2 compare |
+#: | live      | on         | on               | on                | on           | V2, sampled legacy compare |
+#: | rampdown  | on         | on               | on                | off          | V2, legacy still written   |
+#: | complete  | off        | on               | on                | off          | V2 only (plan Phase 5)     |
+#:
+#: Setting a stage writes, for each flag: on → enabled=true, rolloutPercent=100; off →
+#: enabled=false, rolloutPercent=0; shopOverrides cleared in both cases (a stage is a whole-fleet
+#: position; a leftover per-shop exception could pair V2 reads with stopped dual writes).
+#: SHADOW_READS turned on takes `sampleRate` from the request, else keeps a non-zero stored rate,
+#: else 0.1; otherwise `sampleRate` is left as stored. Only flags whose values change are written,
+#: each with its own audit entry.
+#: Reading derives the stage from the stored flags: a stage matches when every flag has no shop
+#: overrides and is globally on (enabled or rolloutPercent=100) or off (disabled, rolloutPercent=0)
+#: as the table says; anything else is "custom". Environment overrides do not change the stage
+#: (the response lists them per flag).
+STAGE_TABLE: Mapping[Stage, Mapping[str, bool]] = MappingProxyType(
+    {
+        "off": {Flag.DUAL_WRITE: False, Flag.V2_BUNDLE_ENGINE: False, Flag.V2_PRICING_ENGINE: False,
+                Flag.SHADOW_READS: False},
+        "dualwrite": {Flag.DUAL_WRITE: True, Flag.V2_BUNDLE_ENGINE: False, Flag.V2_PRICING_ENGINE: False,
+                      Flag.SHADOW_READS: False},
+        "shadow": {Flag.DUAL_WRITE: True, Flag.V2_BUNDLE_ENGINE: False, Flag.V2_PRICING_ENGINE: False,
+                   Flag.SHADOW_READS: True},
+        "live": {Flag.DUAL_WRITE: True, Flag.V2_BUNDLE_ENGINE: True, Flag.V2_PRICING_ENGINE: True,
+                 Flag.SHADOW_READS: True},
+        "rampdown": {Flag.DUAL_WRITE: True, Flag.V2_BUNDLE_ENGINE: True, Flag.V2_PRICING_ENGINE: True,
+                     Flag.SHADOW_READS: False},
+        "complete": {Flag.DUAL_WRITE: False, Flag.V2_BUNDLE_ENGINE: True, Flag.V2_PRICING_ENGINE: True,
+                     Flag.SHADOW_READS: False},
+    }
+)
+
+
+def _global_position(state: FlagState) -> bool | None:
+    """True/False when the flag is uniformly on/off for every shop; None for anything partial."""
+    if state.shop_overrides:
+        return None
+    if state.enabled or state.rollout_percent >= 100:
+        return True
+    if state.rollout_percent == 0:
+        return False
+    return None
+
+
+def stage_of(states: Mapping[str, FlagState]) -> Stage | Literal["custom"]:
+    positions = {name: _global_position(states.get(name) or DEFAULT_STATES[name]) for name in FLAG_NAMES}
+    for stage, table in STAGE_TABLE.items():
+        if all(positions[name] is on for name, on in table.items()):
+            return stage
+    return "custom"
+
+
+def stage_values(stage: Stage, old: FlagState, sample_rate: float | None) -> dict[str, Any]:
+    """The stored values flag `old.name` gets in `stage` (pure; see `STAGE_TABLE`)."""
+    on = STAGE_TABLE[stage][old.name]
+    values = old.values()
+    values.update(enabled=on, rolloutPercent=100 if on else 0, shopOverrides={})
+    if on and old.name == Flag.SHADOW_READS:
+        values["sampleRate"] = sample_rate if sample_rate is not None else (
+            old.sample_rate if old.sample_rate > 0 else DEFAULT_SHADOW_SAMPLE_RATE
+        )
+    return values
+
+
+def migration_stage(store: FlagStore) -> dict[str, Any]:
+    states = store.states()
+    return {"stage": stage_of({s.name: s for s in states}), "flags": [flag_view(store, s) for s in states]}
+
+
+async def set_migration_stage(
+    store: FlagStore, stage: Stage, *, actor: str, reason: str, sample_rate: float | None = None
+) -> dict[str, Any]:
+    """Move every flag to `stage` in one transaction; unchanged flags are neither written nor audited."""
+    if stage not in STAGE_TABLE:
+        raise ValidationFailed(f"Unknown stage {stage!r}.", errors=[{"field": "body.stage", "message": "unknown"}])
+
+    def change(old: FlagState) -> dict[str, Any]:
+        return stage_values(stage, old, sample_rate)
+
+    await _write(
+        store,
+        dict.fromkeys(FLAG_NAMES, change),
+        actor=actor,
+        reason=f"migration stage → {stage}: {reason}",
+        skip_unchanged=True,
+    )
+    return migration_stage(store)
