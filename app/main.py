@@ -7,20 +7,25 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import bundles, flags, health, migrations, proxy
+from app.api import bundles, flags, health, metrics, migrations, proxy, shadow, ui
+from app.core import telemetry
 from app.core.config import Settings, get_settings
 from app.core.container import build_container
 from app.core.errors import install_error_handlers
+from app.core.http_metrics import HttpMetricsMiddleware
+from app.core.logging import ShopContextMiddleware, configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from app.services import lifecycle
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         container = await build_container(settings)
+        telemetry.instrument_container(container)
         app.state.container = container
         await lifecycle.start(container)
         try:
@@ -41,9 +46,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(ShopContextMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    for module in (health, bundles, proxy, flags, migrations):
+    for module in (health, bundles, proxy, flags, migrations, shadow, metrics, ui):
         app.include_router(module.router)
+    telemetry.instrument_app(app)
     return app
 
 

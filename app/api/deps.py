@@ -101,3 +101,19 @@ def require_proxy_shop(request: Request, container: ContainerDep) -> str:
 
 
 ProxyShopDep = Annotated[str, Depends(require_proxy_shop)]
+
+
+# Feature flags (appended by the flags feature; imported here so this edit stays append-only).
+from app.core.errors import NotReady  # noqa: E402
+from app.services.flags import FlagStore  # noqa: E402
+
+
+def get_flags(container: ContainerDep) -> FlagStore:
+    """The replica's flag store; 503 while lifecycle.start() has not created it yet."""
+    store = container.flags
+    if not isinstance(store, FlagStore):
+        raise NotReady("Feature flags are not loaded yet.")
+    return store
+
+
+FlagsDep = Annotated[FlagStore, Depends(get_flags)]

@@ -1,5 +1,159 @@
-"""Router placeholder."""
+"""Storefront endpoints behind Shopify's app proxy (`/proxy/*`).
 
-from fastapi import APIRouter
+Thin on purpose: authentication is `ProxyShopDep` (the shop comes only from the signed query
+parameters; a bearer token, admin or not, is ignored here), the rules live in
+`app/services/storefront.py`, the SQL in `app/repos/storefront.py`.
 
-router = APIRouter()
+Query parameters are read as optional strings and validated by the service, *after* the
+signature: an unsigned or forged request gets a 401 and learns nothing about which inputs would be
+valid. Since FastAPI would then document them as optional, the OpenAPI parameters are written out
+by hand (`openapi_extra`), with Shopify's own proxy parameters. Bodies are pre-serialised bytes
+(no `response_model` validation on the hot path); `app/models/storefront_api.py` documents them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from app.api.deps import ContainerDep, ProxyShopDep
+from app.models.storefront_api import AiBundlesResponse, LegacyBundle, StorefrontBundlesResponse
+from app.services import storefront
+from app.services.storefront import StorefrontAnswer
+
+router = APIRouter(prefix="/proxy", tags=["storefront"])
+
+READ_SOURCE_HEADER = "X-Bundle-Read-Source"
+
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing, invalid or stale app proxy signature.", **_PROBLEM},
+    422: {"description": "Missing or invalid product id (or session id).", **_PROBLEM},
+}
+_READ_SOURCE_DOC = {
+    READ_SOURCE_HEADER: {
+        "description": "Which store answered: `legacy` or `v2`.",
+        "schema": {"type": "string", "enum": ["legacy", "v2"]},
+    }
+}
+_PRODUCT_ID_SCHEMA = {"type": "string", "pattern": r"^(?:[0-9]{1,20}|gid://shopify/Product/[0-9]{1,20})$"}
+
+
+def _param(
+    name: str, description: str, *, required: bool = True, schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+#: What Shopify appends to every proxied request (shopify.md, "App proxy").
+_APP_PROXY_PARAMS = [
+    _param("shop", "The shop's myshopify domain; trusted only because the signature covers it."),
+    _param("timestamp", "Unix seconds; older than PROXY_SIGNATURE_MAX_AGE_S (default 300) is a 401."),
+    _param("signature", "HMAC-SHA256 (hex) of the other parameters with the app's API secret."),
+    _param("logged_in_customer_id", "May be empty.", required=False),
+    _param("path_prefix", "The proxy's storefront path, e.g. /apps/proxy.", required=False),
+]
+
+
+def _documented(*params: dict[str, Any]) -> dict[str, Any]:
+    return {"parameters": [*params, *_APP_PROXY_PARAMS]}
+
+
+def _respond(answer: StorefrontAnswer) -> Response:
+    return Response(answer.body, media_type="application/json", headers={READ_SOURCE_HEADER: answer.read_source})
+
+
+@router.get(
+    "/bundles-for-product",
+    summary="Bundles containing a product, in the legacy theme script's array shape",
+    responses={
+        200: {"model": list[LegacyBundle], "description": "The legacy array.", "headers": _READ_SOURCE_DOC},
+        **_ERRORS,
+        502: {"description": "Legacy path: Shopify refused the read (`reason` says why).", **_PROBLEM},
+        503: {"description": "Legacy path: Shopify unavailable and nothing cached; retry later.", **_PROBLEM},
+    },
+    openapi_extra=_documented(
+        _param("product_id", "Numeric product id or `gid://shopify/Product/<id>`.", schema=_PRODUCT_ID_SCHEMA)
+    ),
+)
+async def bundles_for_product(
+    shop: ProxyShopDep,
+    container: ContainerDep,
+    product_id: str | None = Query(None, include_in_schema=False),
+) -> Response:
+    """`[{id, title, discount, description, products}]`, exactly as the legacy app answered.
+
+    `V2_BUNDLE_ENGINE` for the shop selects the store (`X-Bundle-Read-Source`); both give the
+    same array for a migrated bundle: `id` is the metaobject GID (a V2-only bundle: its V2 id),
+    `discount` the percentage as a plain string ("15", "12.5"; "" for none), `products` the
+    product GIDs in display order. Only bundles offered to shoppers are listed (ACTIVE; AI
+    bundles only when they have a metaobject, as in the legacy app).
+    """
+    product_gid = storefront.normalize_product_id(product_id)
+    return _respond(await storefront.bundles_for_product(container, shop, product_gid))
+
+
+@router.get(
+    "/v2/bundles",
+    summary="Active V2 bundles containing a product, with components, price and stock",
+    responses={
+        200: {"model": StorefrontBundlesResponse, "description": "The bundles.", "headers": _READ_SOURCE_DOC},
+        **_ERRORS,
+    },
+    openapi_extra=_documented(
+        _param("product_id", "Numeric product id or `gid://shopify/Product/<id>`.", schema=_PRODUCT_ID_SCHEMA)
+    ),
+)
+async def v2_bundles(
+    shop: ProxyShopDep,
+    container: ContainerDep,
+    product_id: str | None = Query(None, include_in_schema=False),
+) -> Response:
+    """ACTIVE bundles only, from the V2 tables. Prices come from the V2 pricing engine when
+    `V2_PRICING_ENGINE` is on for the shop, else from the legacy percentage (the bundle's
+    BUNDLE_DISCOUNT percentage off the sum of the component prices). Money and percentages are
+    strings with exactly two decimals ("19.99"), never JSON numbers."""
+    product_gid = storefront.normalize_product_id(product_id)
+    return _respond(await storefront.v2_bundles_for_product(container, shop, product_gid))
+
+
+@router.get(
+    "/ai-bundles-for-product",
+    summary="AI frequently-bought-together bundles of a product, as the legacy app answered",
+    responses={
+        200: {"model": AiBundlesResponse, "description": "The AI bundles.", "headers": _READ_SOURCE_DOC},
+        **_ERRORS,
+    },
+    openapi_extra=_documented(
+        _param("productId", "Numeric product id or `gid://shopify/Product/<id>`.", schema=_PRODUCT_ID_SCHEMA),
+        _param(
+            "sessionId",
+            "Storefront session, for its A/B assignment (at most 256 characters).",
+            required=False,
+            schema={"type": "string", "maxLength": 256},
+        ),
+    ),
+)
+async def ai_bundles_for_product(
+    shop: ProxyShopDep,
+    container: ContainerDep,
+    product_id: str | None = Query(None, alias="productId", include_in_schema=False),
+    session_id: str | None = Query(None, alias="sessionId", include_in_schema=False),
+) -> Response:
+    """`{bundles, enabled}`, plus `variantGroupId` when the session has an unexpired A/B assignment.
+
+    Always answered from the legacy AI tables (`ai_fbt_config`, `ai_fbt_bundles`,
+    `ai_bundle_ab_assignments`), whatever `V2_BUNDLE_ENGINE` says: the A/B assignments and the
+    per-shop config live only there (see `app/services/storefront.py`).
+    """
+    product_gid = storefront.normalize_product_id(product_id, field="query.productId")
+    session = storefront.normalize_session_id(session_id)
+    return _respond(await storefront.ai_bundles_for_product(container, shop, product_gid, session))

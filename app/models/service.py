@@ -79,6 +79,27 @@ class MigrationJobItem(SQLModel, table=True):
     __table_args__: ClassVar[Any] = (
         sa.Index("sb_migration_job_items_job_status_idx", "jobId", "status"),
         sa.Index("sb_migration_job_items_job_shop_idx", "jobId", "shop", "position"),
+        # The worker's next batch of one shop: only pending rows, so a long job never rescans done ones.
+        sa.Index(
+            "sb_migration_job_items_pending_idx",
+            "jobId",
+            "shop",
+            "position",
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
+        # GET /jobs/{id}/failures, keyset-paginated by position.
+        sa.Index(
+            "sb_migration_job_items_failed_idx",
+            "jobId",
+            "position",
+            postgresql_where=sa.text("status = 'failed'"),
+        ),
+        # In-flight claims (heartbeats, "is anything still running" before cancelled/succeeded).
+        sa.Index(
+            "sb_migration_job_items_claimed_idx",
+            "jobId",
+            postgresql_where=sa.text('"claimedBy" IS NOT NULL'),
+        ),
     )
     jobId: str = Field(
         sa_column=sa.Column(
@@ -99,6 +120,10 @@ class MigrationJobItem(SQLModel, table=True):
     v2Id: str | None = text()
     attempts: int = integer(default=0)
     lastAttemptAt: datetime | None = timestamp()
+    # The worker lease of an item handed to migrate_batch; cleared when its outcome is written.
+    # A claim left set by a dead worker marks "an earlier attempt may have written V2 rows".
+    claimedBy: str | None = text()
+    claimedAt: datetime | None = timestamp()
 
 
 class ShadowMismatch(SQLModel, table=True):

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolConnectionProxy
+
+#: A connection, or a pooled one (what `pool.acquire()` yields); the pool itself for one-off reads.
+Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+Executor: TypeAlias = "Conn | asyncpg.Pool[Any]"
 
 #: The channel every flag write notifies; each replica LISTENs on it.
 NOTIFY_CHANNEL = "sb_flags"
@@ -37,20 +42,20 @@ def _flag_row(record: asyncpg.Record) -> dict[str, Any]:
     return row
 
 
-async def fetch_all(conn: asyncpg.Connection | asyncpg.Pool, *, timeout: float | None = None) -> list[dict[str, Any]]:
+async def fetch_all(conn: Executor, *, query_timeout: float | None = None) -> list[dict[str, Any]]:
     """Every flag row: the whole snapshot in one round trip."""
-    records = await conn.fetch(f"SELECT {_COLUMNS} FROM sb_feature_flags", timeout=timeout)
+    records = await conn.fetch(f"SELECT {_COLUMNS} FROM sb_feature_flags", timeout=query_timeout)
     return [_flag_row(r) for r in records]
 
 
-async def lock_one(conn: asyncpg.Connection, name: str) -> dict[str, Any] | None:
+async def lock_one(conn: Conn, name: str) -> dict[str, Any] | None:
     """The row, locked until the transaction ends, so concurrent writers audit a true `old`."""
     record = await conn.fetchrow(f"SELECT {_COLUMNS} FROM sb_feature_flags WHERE name = $1 FOR UPDATE", name)
     return None if record is None else _flag_row(record)
 
 
 async def insert_missing(
-    conn: asyncpg.Connection, name: str, values: Mapping[str, Any], *, updated_at: datetime, updated_by: str
+    conn: Conn, name: str, values: Mapping[str, Any], *, updated_at: datetime, updated_by: str
 ) -> bool:
     """Seed one row unless it exists; True when this call created it (so only one replica audits it)."""
     created = await conn.fetchval(
@@ -69,7 +74,7 @@ async def insert_missing(
 
 
 async def upsert(
-    conn: asyncpg.Connection, name: str, values: Mapping[str, Any], *, updated_at: datetime, updated_by: str
+    conn: Conn, name: str, values: Mapping[str, Any], *, updated_at: datetime, updated_by: str
 ) -> dict[str, Any]:
     record = await conn.fetchrow(
         'INSERT INTO sb_feature_flags ("name", "enabled", "rolloutPercent", "shopOverrides", "sampleRate", '
@@ -92,7 +97,7 @@ async def upsert(
 
 
 async def insert_audit(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     flag_name: str,
     changed_by: str,
@@ -114,13 +119,13 @@ async def insert_audit(
     return audit_id
 
 
-async def notify(conn: asyncpg.Connection, name: str) -> None:
+async def notify(conn: Conn, name: str) -> None:
     """Queued by PostgreSQL and delivered only if the surrounding transaction commits."""
     await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, name)
 
 
 async def list_audit(
-    conn: asyncpg.Connection | asyncpg.Pool, *, limit: int, before_id: int | None, flag_name: str | None
+    conn: Executor, *, limit: int, before_id: int | None, flag_name: str | None
 ) -> list[dict[str, Any]]:
     """Newest first by id (insertion order; `changedAt` can tie), keyset-paginated."""
     records = await conn.fetch(

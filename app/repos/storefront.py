@@ -125,8 +125,10 @@ ORDER BY b."displayOrder", b."createdAt", b.id
 """
 
 #: `/proxy/bundles-for-product` on the V2 path: only what the legacy array shape needs. The
-#: discount is the bundle's legacy-equivalent rule: the active BUNDLE_DISCOUNT/PERCENTAGE rule of
-#: highest priority (a migrated bundle has exactly one, holding the metaobject's `discount`).
+#: discount is the bundle's legacy-equivalent rule: the BUNDLE_DISCOUNT/PERCENTAGE rule of highest
+#: priority in force now (active, inside its window, usage left; the same choice as
+#: `app.services.storefront.legacy_discount_percent`). A migrated bundle has exactly one, holding
+#: the metaobject's `discount`.
 #: AI bundles (`metadata.source = 'AI'`) without a metaobject are left out: the legacy app never
 #: listed them here (the theme shows them through `/ai-bundles-for-product`), so listing them
 #: would make the V2 path answer differently from the legacy one.
@@ -146,6 +148,9 @@ SELECT
         FROM "BundlePricingRule" r
         WHERE r."bundleId" = b.id AND r."isActive"
           AND r."ruleType" = 'BUNDLE_DISCOUNT' AND r."discountType" = 'PERCENTAGE'
+          AND (r."startsAt" IS NULL OR r."startsAt" <= (CURRENT_TIMESTAMP AT TIME ZONE 'UTC'))
+          AND (r."endsAt" IS NULL OR r."endsAt" > (CURRENT_TIMESTAMP AT TIME ZONE 'UTC'))
+          AND (r."usageLimit" IS NULL OR r."usageCount" < r."usageLimit")
         ORDER BY r.priority DESC, r."createdAt", r.id
         LIMIT 1
     ) AS discount_percent

@@ -26,8 +26,16 @@ DEMO_SHOPS = (
 UNINSTALLED_SHOP = "demo-uninstalled.myshopify.com"
 BUNDLES_PER_SHOP = 24
 _NAMES = [
-    "Summer Set", "Camp Kitchen", "Trail Starter", "Café Crème Duo", "Winter Warmers", "Été Essentials",
-    "夏のセット", "Gift Box 🎁", "Morning Ritual", "Summer Set",  # a duplicate name on purpose
+    "Summer Set",
+    "Camp Kitchen",
+    "Trail Starter",
+    "Café Crème Duo",
+    "Winter Warmers",
+    "Été Essentials",
+    "夏のセット",
+    "Gift Box 🎁",
+    "Morning Ritual",
+    "Summer Set",  # a duplicate name on purpose
 ]
 
 
@@ -160,11 +168,17 @@ async def seed_demo(conn: asyncpg.Connection, sim: SimulatorControl) -> DemoSumm
             rows.append(("gid://shopify/Metaobject/[object Object]", "Broken import", _discount_gid(shop, 970), shop))
             await conn.execute(
                 "INSERT INTO auto_bundle_data VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (shop) DO NOTHING",
-                shop, ["summer"], None, "10", "", "2", "15",
+                shop,
+                ["summer"],
+                None,
+                "10",
+                "",
+                "2",
+                "15",
             )
         await sim.add_metaobjects(shop, metaobjects)
         await conn.executemany(
-            "INSERT INTO bundle_discount_id VALUES ($1, $2, $3, $4) ON CONFLICT (\"bundleId\") DO NOTHING", rows
+            'INSERT INTO bundle_discount_id VALUES ($1, $2, $3, $4) ON CONFLICT ("bundleId") DO NOTHING', rows
         )
         summary.shops.append(shop)
         summary.manual_rows += len(rows)

@@ -167,12 +167,7 @@ _EVALUATIONS: dict[tuple[bool, str], FlagEvaluation] = {
 #: Defaults when no row exists (and the rows seeded at start-up): the plan's Phase 2 starts
 #: with dual writes on and reads on the legacy tables; everything else off.
 DEFAULT_STATES: Mapping[str, FlagState] = MappingProxyType(
-    {
-        Flag.V2_BUNDLE_ENGINE: FlagState(Flag.V2_BUNDLE_ENGINE),
-        Flag.V2_PRICING_ENGINE: FlagState(Flag.V2_PRICING_ENGINE),
-        Flag.DUAL_WRITE: FlagState(Flag.DUAL_WRITE, enabled=True),
-        Flag.SHADOW_READS: FlagState(Flag.SHADOW_READS),
-    }
+    {name: FlagState(name, enabled=(name == Flag.DUAL_WRITE)) for name in FLAG_NAMES}
 )
 
 
@@ -202,16 +197,12 @@ class FlagStore:
     """The replica's in-memory view of the flag table, kept fresh by LISTEN/NOTIFY plus polling.
 
     Reads (`evaluate`, `is_enabled`, `sample_rate`, `state`, `states`) are synchronous and touch
-    no I/O. `start()` seeds missing rows, loads the snapshot and starts two background tasks: the
-    listener (one dedicated connection) and the refresher (reloads on notification or every
-    `FLAG_CACHE_TTL_S`). Constructed without `start()`, it is a pure rule engine over the given
-    states, which is what the unit tests use.
+    no I/O. `start()` seeds missing rows, loads the snapshot and starts one background task that
+    LISTENs on a dedicated connection and reloads on notification or every `FLAG_CACHE_TTL_S`.
+    Constructed without `start()`, it is a pure rule engine over the given states, which is what
+    the unit tests use.
     """
 
-    #: Seconds between liveness pings on an idle listener connection (a half-open TCP connection
-    #: would otherwise go unnoticed until the OS gives up, minutes later).
-    PING_INTERVAL_S = 5.0
-    PING_TIMEOUT_S = 2.0
     RECONNECT_MAX_S = 5.0
     QUERY_TIMEOUT_S = 2.0
 
@@ -225,7 +216,7 @@ class FlagStore:
         self._tally: dict[tuple[str, bool, str], int] = {}
         self._pool: asyncpg.Pool | None = None
         self._database_url: str | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._task: asyncio.Task[None] | None = None
         self._dirty = asyncio.Event()
         self._listening = asyncio.Event()
         # Bumped by every local write; a reload that saw it move may hold pre-write rows and is dropped.
@@ -304,12 +295,18 @@ class FlagStore:
         self._states = MappingProxyType(snapshot)
         self._dirty.set()
 
-    async def reload(self) -> bool:
-        """Reload the snapshot in one query. False when a local write raced it (a retry is queued)."""
-        if self._pool is None:
-            raise NotReady("The flag store is not connected to the database.")
+    async def reload(self, conn: repo.Conn | None = None) -> bool:
+        """Reload the snapshot in one query. False when a local write raced it (a retry is queued).
+
+        Uses `conn` (the listener's own connection) when given, else a pooled connection with an
+        acquire timeout, so a pool exhausted by request traffic cannot stall propagation forever.
+        """
         writes_before = self._local_writes
-        rows = await repo.fetch_all(self._pool, timeout=self.QUERY_TIMEOUT_S)
+        if conn is not None:
+            rows = await repo.fetch_all(conn, query_timeout=self.QUERY_TIMEOUT_S)
+        else:
+            async with self.pool.acquire(timeout=self.QUERY_TIMEOUT_S) as pooled:
+                rows = await repo.fetch_all(pooled, query_timeout=self.QUERY_TIMEOUT_S)
         if self._local_writes != writes_before:
             self._dirty.set()
             return False
@@ -338,25 +335,21 @@ class FlagStore:
         return self._pool
 
     async def start(self, pool: asyncpg.Pool, database_url: str) -> None:
-        """Seed, load, then listen. Fails (and so fails start-up) only if the first load fails."""
+        """Seed, load, then keep fresh. Fails (and so fails start-up) only if the first load fails."""
         self._pool = pool
         self._database_url = database_url
         await self._seed()
         await self.reload()
-        self._tasks = [
-            asyncio.create_task(self._listen_loop(), name="flags-listener"),
-            asyncio.create_task(self._refresh_loop(), name="flags-refresher"),
-        ]
+        self._task = asyncio.create_task(self._run(), name="flags-refresher")
         # Wait briefly for LISTEN so a change right after start-up is not left to polling;
         # if the listener cannot connect, polling still bounds propagation.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._listening.wait(), timeout=5.0)
 
     async def stop(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
+        task, self._task = self._task, None
+        if task is not None:
             task.cancel()
-        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.flush_metrics()
@@ -379,66 +372,79 @@ class FlagStore:
                     )
                     await repo.notify(conn, name)
 
-    async def _refresh_loop(self) -> None:
-        interval = max(0.05, self._settings.flag_cache_ttl_s)
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), timeout=interval)
-            # Cleared before the query: a notification arriving during it sets it again.
-            self._dirty.clear()
-            try:
-                await self.reload()
-                if self._reload_failures:
-                    log.info("flag snapshot reload recovered after %d failures", self._reload_failures)
-                self._reload_failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._reload_failures += 1
-                # First failure and then every ~30 s: enough to page someone without flooding.
-                if self._reload_failures == 1 or self._reload_failures % max(1, int(30 / interval)) == 0:
-                    log.warning("flag snapshot reload failed (%d in a row), keeping the last one: %s",
-                                self._reload_failures, exc)
-            self.flush_metrics()
-
     def _on_notify(self, *_: object) -> None:
         self._dirty.set()
 
-    async def _listen_loop(self) -> None:
+    async def _connect_listener(self) -> asyncpg.Connection:
         assert self._database_url is not None
-        kwargs = asyncpg_connect_kwargs(self._database_url)
-        backoff = 0.1
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(
-                    timeout=5.0,
-                    server_settings={"application_name": LISTENER_APPLICATION_NAME},
-                    **kwargs,  # type: ignore[arg-type]
-                )
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _conn: lost.set())
-                await conn.add_listener(repo.NOTIFY_CHANNEL, self._on_notify)
-                self._listening.set()
-                # Notifications sent while we were away are gone: reload once to catch up.
-                self._dirty.set()
-                backoff = 0.1
-                while not lost.is_set():
+        conn: asyncpg.Connection = await asyncpg.connect(
+            timeout=5.0,
+            server_settings={"application_name": LISTENER_APPLICATION_NAME},
+            **asyncpg_connect_kwargs(self._database_url),  # type: ignore[call-overload]
+        )
+        try:
+            # A server-side close wakes the loop at once instead of at the next tick.
+            conn.add_termination_listener(lambda _conn: self._dirty.set())
+            await conn.add_listener(repo.NOTIFY_CHANNEL, self._on_notify)
+        except BaseException:
+            conn.terminate()
+            raise
+        return conn
+
+    async def _run(self) -> None:
+        """One task owns the LISTEN connection and does every reload, so the connection never sees
+        two operations at once. Each tick (a notification, or `FLAG_CACHE_TTL_S` of silence)
+        reloads over that connection, which doubles as its liveness check; when it fails the
+        connection is dropped and re-made with exponential backoff, and until then reloads go
+        through the pool."""
+        interval = max(0.05, self._settings.flag_cache_ttl_s)
+        conn: asyncpg.Connection | None = None
+        backoff, next_connect = 0.1, 0.0
+        try:
+            while True:
+                if conn is not None and conn.is_closed():
+                    log.warning("flag listener connection closed; reconnecting")
+                    conn = None
+                    self._listening.clear()
+                if conn is None and time.monotonic() >= next_connect:
                     try:
-                        await asyncio.wait_for(lost.wait(), timeout=self.PING_INTERVAL_S)
-                    except TimeoutError:
-                        await conn.fetchval("SELECT 1", timeout=self.PING_TIMEOUT_S)
-                log.warning("flag listener connection closed; reconnecting")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("flag listener failed (%s); retrying in %.1fs", exc, backoff)
-            finally:
-                self._listening.clear()
-                if conn is not None and not conn.is_closed():
-                    conn.terminate()
-            await asyncio.sleep(backoff * (0.5 + random.random()))
-            backoff = min(backoff * 2, self.RECONNECT_MAX_S)
+                        conn = await self._connect_listener()
+                        self._listening.set()
+                        backoff = 0.1
+                        self._dirty.set()  # notifications sent while we were away are gone: catch up
+                    except Exception as exc:
+                        log.warning("flag listener cannot connect (%s); retrying in about %.1fs", exc, backoff)
+                        next_connect = time.monotonic() + backoff * (0.5 + random.random())
+                        backoff = min(backoff * 2, self.RECONNECT_MAX_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._dirty.wait(), timeout=interval)
+                # Cleared before the query: a notification arriving during it sets it again.
+                self._dirty.clear()
+                if conn is not None and conn.is_closed():
+                    continue  # woken by the termination listener: reconnect first, then reload
+                try:
+                    await self.reload(conn)
+                    if self._reload_failures:
+                        log.info("flag snapshot reload recovered after %d failures", self._reload_failures)
+                    self._reload_failures = 0
+                except Exception as exc:  # whatever it is, the last good snapshot stays in use
+                    self._reload_failures += 1
+                    # First failure, then every ~30 s: enough to alert on without flooding the log.
+                    if self._reload_failures == 1 or self._reload_failures % max(1, int(30 / interval)) == 0:
+                        log.warning(
+                            "flag snapshot reload failed (%d in a row), keeping the last one: %s",
+                            self._reload_failures,
+                            exc,
+                        )
+                    if conn is not None:  # the listener connection is suspect: re-make it
+                        conn.terminate()
+                        conn = None
+                        self._listening.clear()
+                self.flush_metrics()
+        finally:
+            self._listening.clear()
+            if conn is not None and not conn.is_closed():
+                conn.terminate()
 
 
 async def start_flags(container: Container) -> FlagStore:
@@ -625,18 +631,42 @@ STAGES: tuple[Stage, ...] = ("off", "dualwrite", "shadow", "live", "rampdown", "
 #: (the response lists them per flag).
 STAGE_TABLE: Mapping[Stage, Mapping[str, bool]] = MappingProxyType(
     {
-        "off": {Flag.DUAL_WRITE: False, Flag.V2_BUNDLE_ENGINE: False, Flag.V2_PRICING_ENGINE: False,
-                Flag.SHADOW_READS: False},
-        "dualwrite": {Flag.DUAL_WRITE: True, Flag.V2_BUNDLE_ENGINE: False, Flag.V2_PRICING_ENGINE: False,
-                      Flag.SHADOW_READS: False},
-        "shadow": {Flag.DUAL_WRITE: True, Flag.V2_BUNDLE_ENGINE: False, Flag.V2_PRICING_ENGINE: False,
-                   Flag.SHADOW_READS: True},
-        "live": {Flag.DUAL_WRITE: True, Flag.V2_BUNDLE_ENGINE: True, Flag.V2_PRICING_ENGINE: True,
-                 Flag.SHADOW_READS: True},
-        "rampdown": {Flag.DUAL_WRITE: True, Flag.V2_BUNDLE_ENGINE: True, Flag.V2_PRICING_ENGINE: True,
-                     Flag.SHADOW_READS: False},
-        "complete": {Flag.DUAL_WRITE: False, Flag.V2_BUNDLE_ENGINE: True, Flag.V2_PRICING_ENGINE: True,
-                     Flag.SHADOW_READS: False},
+        "off": {
+            Flag.DUAL_WRITE: False,
+            Flag.V2_BUNDLE_ENGINE: False,
+            Flag.V2_PRICING_ENGINE: False,
+            Flag.SHADOW_READS: False,
+        },
+        "dualwrite": {
+            Flag.DUAL_WRITE: True,
+            Flag.V2_BUNDLE_ENGINE: False,
+            Flag.V2_PRICING_ENGINE: False,
+            Flag.SHADOW_READS: False,
+        },
+        "shadow": {
+            Flag.DUAL_WRITE: True,
+            Flag.V2_BUNDLE_ENGINE: False,
+            Flag.V2_PRICING_ENGINE: False,
+            Flag.SHADOW_READS: True,
+        },
+        "live": {
+            Flag.DUAL_WRITE: True,
+            Flag.V2_BUNDLE_ENGINE: True,
+            Flag.V2_PRICING_ENGINE: True,
+            Flag.SHADOW_READS: True,
+        },
+        "rampdown": {
+            Flag.DUAL_WRITE: True,
+            Flag.V2_BUNDLE_ENGINE: True,
+            Flag.V2_PRICING_ENGINE: True,
+            Flag.SHADOW_READS: False,
+        },
+        "complete": {
+            Flag.DUAL_WRITE: False,
+            Flag.V2_BUNDLE_ENGINE: True,
+            Flag.V2_PRICING_ENGINE: True,
+            Flag.SHADOW_READS: False,
+        },
     }
 )
 
@@ -666,8 +696,10 @@ def stage_values(stage: Stage, old: FlagState, sample_rate: float | None) -> dic
     values = old.values()
     values.update(enabled=on, rolloutPercent=100 if on else 0, shopOverrides={})
     if on and old.name == Flag.SHADOW_READS:
-        values["sampleRate"] = sample_rate if sample_rate is not None else (
-            old.sample_rate if old.sample_rate > 0 else DEFAULT_SHADOW_SAMPLE_RATE
+        values["sampleRate"] = (
+            sample_rate
+            if sample_rate is not None
+            else (old.sample_rate if old.sample_rate > 0 else DEFAULT_SHADOW_SAMPLE_RATE)
         )
     return values
 

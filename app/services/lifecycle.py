@@ -7,7 +7,24 @@ from app.core.container import Container
 
 async def start(container: Container) -> None:
     """Start background services; each later feature registers itself here."""
+    from app.services.flags import start_flags
+
+    container.flags = await start_flags(container)  # first: other services read flags
+    if container.settings.run_worker:  # migration job worker: every replica is one by default
+        from app.services.job_worker import JobWorker
+
+        container.extras["worker"] = await JobWorker.for_container(container)
+        await container.extras["worker"].start()
 
 
 async def stop(container: Container) -> None:
     """Stop background services before the pools close."""
+    from app.services.flags import stop_flags
+
+    worker = container.extras.pop("worker", None)
+    if worker is not None:  # first: lets in-flight migration batches record before pools close
+        await worker.stop()
+    from app.services.bundle_reads import get_shadow_runner
+
+    await get_shadow_runner(container).close()  # let sampled comparisons finish before pools close
+    await stop_flags(container)

@@ -1,0 +1,61 @@
+"""`GET /metrics`: every OpenTelemetry metric of this process in Prometheus text format.
+
+Unauthenticated on purpose: Prometheus scrapers rarely carry credentials, and the metrics hold
+no secrets and no per-merchant data beyond label values such as flag names and outcome codes.
+In production the path is meant to be reachable from the cluster network only (keep it off the
+public ingress, as with any scrape endpoint).
+
+`sb_outbox_lag_seconds` is sampled here, at scrape time, the way an observable gauge would be:
+the age of the oldest due, undelivered row of the dispatch outbox (the pgqueuer table a job's
+dispatch rows are written to in the job's own transaction, and workers consume). 0 means nothing
+is waiting; a growing value means workers are down or saturated. A database that does not answer
+within `OUTBOX_QUERY_TIMEOUT_S` leaves the last value in place: a scrape never fails because of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from app.core.metrics import OUTBOX_LAG, prometheus_text
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["operations"])
+
+OUTBOX_QUERY_TIMEOUT_S = 1.0
+
+_OUTBOX_LAG_SQL = """
+SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(GREATEST(created, COALESCE(execute_after, created)))), 0)::float8
+FROM pgqueuer
+WHERE status = 'queued' AND COALESCE(execute_after, created) <= now()
+"""
+
+
+async def sample_outbox_lag(request: Request) -> None:
+    container = getattr(request.app.state, "container", None)
+    if container is None:
+        return
+    try:
+        lag = await container.pool.fetchval(_OUTBOX_LAG_SQL, timeout=OUTBOX_QUERY_TIMEOUT_S)
+    except Exception as exc:  # an unreachable database must not fail the scrape
+        log.debug("outbox lag not sampled: %s", exc)
+        return
+    OUTBOX_LAG.set(max(0.0, float(lag or 0.0)))
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (text exposition format)",
+    response_class=Response,
+    responses={200: {"description": "Prometheus text format 0.0.4", "content": {"text/plain": {}}}},
+)
+async def metrics(request: Request) -> Response:
+    await sample_outbox_lag(request)
+    # Collection walks every instrument and series: off the event loop, it can take milliseconds.
+    body = await asyncio.to_thread(prometheus_text)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

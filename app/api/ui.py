@@ -1,0 +1,180 @@
+"""`/admin/ui`: the server-rendered status page (no JavaScript build, no client framework).
+
+Authentication, why two ways:
+* A person signs in once through a form that posts the admin token; the answer sets an HttpOnly,
+  SameSite=Strict cookie scoped to `/admin/ui` (Secure over HTTPS). The cookie does not hold the
+  token: it holds an expiry and an HMAC of it keyed by the token, so it cannot be turned back into
+  the token, it expires after `SESSION_TTL_S`, and rotating ADMIN_API_TOKEN ends every session.
+  Nothing secret ever travels in a URL.
+* Scripts and curl send `Authorization: Bearer <ADMIN_API_TOKEN>`, as on every `/admin/*` path.
+
+The page refreshes its content every few seconds with a small inline script (fetching
+`/admin/ui/partial`), or with a meta refresh when scripts are off. A strict Content-Security-Policy
+with a per-response nonce allows exactly that inline script and style and nothing else.
+These routes are HTML for people, not API: they stay out of the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from functools import lru_cache
+from pathlib import Path
+from string import Template
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from app.api.deps import ContainerDep
+from app.core.container import Container
+from app.core.security import constant_time_equals
+from app.services import status_page
+
+router = APIRouter(prefix="/admin/ui", include_in_schema=False)
+
+COOKIE_NAME = "sb_admin_session"
+COOKIE_PATH = "/admin/ui"
+SESSION_TTL_S = 12 * 3600
+REFRESH_INTERVAL_MS = 3000
+MAX_LOGIN_BODY = 4096
+
+_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+@lru_cache(maxsize=8)
+def _template(name: str) -> Template:
+    return Template((_TEMPLATES / name).read_text(encoding="utf-8"))
+
+
+# ============================================================================== sessions
+
+
+def _session_mac(admin_token: str, expires: int) -> str:
+    return hmac.new(admin_token.encode(), f"sb-ui-session:{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def make_session_cookie(admin_token: str, now: float | None = None) -> str:
+    expires = int((time.time() if now is None else now) + SESSION_TTL_S)
+    return f"{expires}.{_session_mac(admin_token, expires)}"
+
+
+def session_valid(cookie: str | None, admin_token: str, now: float | None = None) -> bool:
+    if not cookie or "." not in cookie:
+        return False
+    raw_expires, _, mac = cookie.partition(".")
+    if not raw_expires.isdigit():
+        return False
+    expires = int(raw_expires)
+    if expires < (time.time() if now is None else now):
+        return False
+    return constant_time_equals(mac, _session_mac(admin_token, expires))
+
+
+def _bearer_token(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+def is_authenticated(request: Request, container: Container) -> bool:
+    """The bearer header (scripts) or the session cookie (people)."""
+    token = _bearer_token(request)
+    if token is not None:
+        return constant_time_equals(token, container.admin_token)
+    return session_valid(request.cookies.get(COOKIE_NAME), container.admin_token)
+
+
+# ============================================================================== rendering
+
+
+def _security_headers(nonce: str) -> dict[str, str]:
+    return {
+        "Content-Security-Policy": (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
+            "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        ),
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+    }
+
+
+def _page(title: str, body: str, nonce: str, *, status: int = 200, head_extra: str = "") -> HTMLResponse:
+    html = _template("page.html").substitute(title=title, nonce=nonce, body=body, head_extra=head_extra)
+    return HTMLResponse(html, status_code=status, headers=_security_headers(nonce))
+
+
+def _login_page(error: str | None = None, status: int = 200) -> HTMLResponse:
+    nonce = secrets.token_urlsafe(16)
+    error_html = f'<p class="error" role="alert">{error}</p>' if error else ""
+    body = _template("login.html").substitute(error=error_html)
+    return _page("Sign in", body, nonce, status=status)
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+# ============================================================================== routes
+
+
+@router.get("", response_class=HTMLResponse)
+async def dashboard(request: Request, container: ContainerDep) -> Response:
+    if not is_authenticated(request, container):
+        return RedirectResponse("/admin/ui/login", status_code=303, headers={"Cache-Control": "no-store"})
+    view = await status_page.collect(container)
+    nonce = secrets.token_urlsafe(16)
+    body = _template("dashboard.html").substitute(
+        content=status_page.render_content(view), nonce=nonce, interval_ms=REFRESH_INTERVAL_MS
+    )
+    noscript = f'<noscript><meta http-equiv="refresh" content="{max(2, REFRESH_INTERVAL_MS // 1000)}"></noscript>'
+    return _page("Migration status", body, nonce, head_extra=noscript)
+
+
+@router.get("/partial", response_class=HTMLResponse)
+async def partial(request: Request, container: ContainerDep) -> Response:
+    """The refreshable content alone (what the page's script swaps in)."""
+    if not is_authenticated(request, container):
+        return Response(status_code=401, headers={"Cache-Control": "no-store"})
+    view = await status_page.collect(container)
+    return HTMLResponse(status_page.render_content(view), headers={"Cache-Control": "no-store"})
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, container: ContainerDep) -> Response:
+    if is_authenticated(request, container):
+        return RedirectResponse("/admin/ui", status_code=303)
+    return _login_page()
+
+
+@router.post("/login")
+async def login(request: Request, container: ContainerDep) -> Response:
+    """Form post of the admin token (application/x-www-form-urlencoded; no multipart parser needed)."""
+    body = await request.body()
+    token = ""
+    if len(body) <= MAX_LOGIN_BODY:
+        values = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+        token = (values.get("token") or [""])[0].strip()
+    if not token or not constant_time_equals(token, container.admin_token):
+        return _login_page("That token is not valid.", status=401)
+    response = RedirectResponse("/admin/ui", status_code=303, headers={"Cache-Control": "no-store"})
+    response.set_cookie(
+        COOKIE_NAME,
+        make_session_cookie(container.admin_token),
+        max_age=SESSION_TTL_S,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    response = RedirectResponse("/admin/ui/login", status_code=303, headers={"Cache-Control": "no-store"})
+    response.delete_cookie(COOKIE_NAME, path=COOKIE_PATH, httponly=True, samesite="strict", secure=_secure(request))
+    return response

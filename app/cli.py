@@ -1,0 +1,435 @@
+"""`shopibundle`: the operator's command line (console script `shopibundle`, or `python -m app.cli`).
+
+It talks to the database directly through the services (no HTTP, no admin token), so it works
+from any host that can reach PostgreSQL, with the same environment variables as the service.
+
+Adding a subcommand is one function and one registration: write `add_<name>(sub)` that creates
+its parser with `sub.add_parser(...)` and `set_defaults(func=<handler>)`, and decorate it with
+`@register`. A handler takes the parsed `argparse.Namespace` and returns an exit code; it may be
+`async` (it then runs in `asyncio.run`).
+
+    shopibundle serve [--host H] [--port P]
+    shopibundle worker [--queue Q] [--concurrency N]
+    shopibundle db upgrade [REV] | downgrade REV | current
+    shopibundle migrate start --kind K [--shop S ...] [--dry-run] [--batch-size N] [--watch]
+    shopibundle migrate status [JOB] | watch JOB | cancel JOB | pause JOB | resume JOB | retry-failed JOB
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TextIO
+
+import asyncpg
+import orjson
+
+from app.core.config import Settings, get_settings
+from app.core.errors import DomainError
+
+Subparsers = Any  # argparse._SubParsersAction, private in typeshed
+Handler = Callable[[argparse.Namespace], "int | Awaitable[int]"]
+Registrar = Callable[[Subparsers], None]
+
+#: Every top-level subcommand, in help order. `@register` appends.
+COMMANDS: list[Registrar] = []
+
+
+def register(fn: Registrar) -> Registrar:
+    """Make `fn(sub)` add its subcommand to the parser `main` builds."""
+    COMMANDS.append(fn)
+    return fn
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _configure_logging(settings: Settings) -> None:
+    from app.core.logging import configure_logging
+
+    configure_logging(settings)
+
+
+@asynccontextmanager
+async def _pool(settings: Settings) -> AsyncIterator[asyncpg.Pool[Any]]:
+    """A small asyncpg pool on DATABASE_URL (or the embedded development database)."""
+    from app.core.db import create_pool, resolve_database_url
+
+    url = await asyncio.to_thread(resolve_database_url, settings)
+    pool = await create_pool(url, max_size=3)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def _print_json(value: Any, out: TextIO | None = None) -> None:
+    data = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+    print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode(), file=out or sys.stdout)
+
+
+def _fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "--"
+    whole = round(seconds)
+    if whole >= 3600:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    if whole >= 60:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole}s"
+
+
+def progress_line(job: Any, width: int = 30) -> str:
+    """`[#####.....]  50.0%  500/1000  m=480 f=10 s=10  12.5/s  ETA 40s  running`."""
+    filled = round(job.progress * width)
+    bar = "#" * filled + "." * (width - filled)
+    st = job.stats
+    return (
+        f"[{bar}] {job.progress * 100:5.1f}%  {st.processed}/{st.total}  "
+        f"migrated={st.migrated} failed={st.failed} skipped={st.skipped}  "
+        f"{job.ratePerSecond:.1f}/s  ETA {_fmt_seconds(job.etaSeconds)}  {job.status}"
+    )
+
+
+def _print_job(job: Any) -> None:
+    print(f"job {job.id}  kind={job.kind}  status={job.status}  dryRun={str(job.dryRun).lower()}")
+    if job.parentJobId:
+        print(f"  retry of {job.parentJobId}")
+    print("  " + progress_line(job))
+    for s in job.perShop:
+        print(f"  {s.shop:<45} total={s.total} migrated={s.migrated} failed={s.failed} skipped={s.skipped}")
+    if job.lastError:
+        print(f"  lastError: {job.lastError}")
+
+
+# ----------------------------------------------------------------------------------- serve
+
+
+@register
+def add_serve(sub: Subparsers) -> None:
+    p = sub.add_parser("serve", help="run the HTTP service (uvicorn app.main:app)")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    _configure_logging(_settings())
+    uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers, access_log=False, log_config=None)
+    return 0
+
+
+# ----------------------------------------------------------------------------------- worker
+
+
+@register
+def add_worker(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "worker",
+        help="run only the migration job worker (optional: service replicas run one by default)",
+    )
+    p.add_argument("--queue", default="default", help="job queue to consume (default: default)")
+    p.add_argument("--concurrency", type=int, default=None, help="shops in parallel (default WORKER_CONCURRENCY)")
+    p.set_defaults(func=_worker)
+
+
+async def _worker_container(settings: Settings) -> Any:
+    """The service's container without its HTTP side. The worker serves no requests, so when no
+    ADMIN_API_TOKEN is configured a random one satisfies the container's production check."""
+    from app.core.container import build_container
+
+    if not settings.admin_api_token and not settings.embedded:
+        settings = settings.model_copy(update={"admin_api_token": secrets.token_urlsafe(32)})
+    return await build_container(settings)
+
+
+async def _worker(args: argparse.Namespace) -> int:
+    from app.services.job_worker import JobWorker
+
+    settings = _settings()
+    _configure_logging(settings)
+    container = await _worker_container(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    overrides: dict[str, Any] = {"queue": args.queue}
+    if args.concurrency:
+        overrides["concurrency"] = args.concurrency
+    worker = await JobWorker.for_container(container, **overrides)
+    try:
+        await worker.run_until(stop)
+    finally:
+        await container.close()
+    return 0
+
+
+# ----------------------------------------------------------------------------------- db
+
+
+@register
+def add_db(sub: Subparsers) -> None:
+    p = sub.add_parser("db", help="schema migrations (Alembic)")
+    dbsub = p.add_subparsers(dest="db_command", required=True)
+    up = dbsub.add_parser("upgrade", help="upgrade to a revision (default head)")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(func=_db_upgrade)
+    down = dbsub.add_parser("downgrade", help="downgrade to a revision (e.g. -1 or 0003_service_tables)")
+    down.add_argument("revision")
+    down.set_defaults(func=_db_downgrade)
+    cur = dbsub.add_parser("current", help="print the database's revision and the code's head")
+    cur.set_defaults(func=_db_current)
+
+
+def _db_url() -> str:
+    from app.core.db import resolve_database_url
+
+    return resolve_database_url(_settings())
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from app.core.migrations import upgrade
+
+    upgrade(_db_url(), args.revision)
+    return 0
+
+
+def _db_downgrade(args: argparse.Namespace) -> int:
+    from app.core.migrations import downgrade
+
+    downgrade(_db_url(), args.revision)
+    return 0
+
+
+async def _db_current(args: argparse.Namespace) -> int:
+    from app.core.db import asyncpg_connect_kwargs
+    from app.core.migrations import current_revision, head_revision
+
+    url = await asyncio.to_thread(_db_url)
+    kwargs: dict[str, Any] = asyncpg_connect_kwargs(url)
+    conn = await asyncpg.connect(**kwargs)
+    try:
+        current = await current_revision(conn)
+    finally:
+        await conn.close()
+    head = head_revision()
+    print(f"current: {current or '(none)'}\nhead:    {head}")
+    return 0 if current == head else 1
+
+
+# ----------------------------------------------------------------------------------- migrate
+
+
+@register
+def add_migrate(sub: Subparsers) -> None:
+    p = sub.add_parser("migrate", help="migration jobs: start, status, watch, cancel, pause, resume, retry-failed")
+    msub = p.add_subparsers(dest="migrate_command", required=True)
+
+    start = msub.add_parser("start", help="plan and start a job (a worker runs it)")
+    start.add_argument("--kind", required=True, choices=["bundles", "ai_bundles", "auto_bundle_rules", "all"])
+    start.add_argument("--shop", action="append", dest="shops", help="restrict to this shop (repeatable)")
+    start.add_argument("--dry-run", action="store_true", help="count and report; write no V2 rows")
+    start.add_argument("--batch-size", type=int, default=100)
+    start.add_argument("--fill-products", action="store_true", help="also cache product facts on components")
+    start.add_argument("--queue", default="default", help="worker queue (advanced; default: default)")
+    start.add_argument("--watch", action="store_true", help="then show live progress until it finishes")
+    start.add_argument("--json", action="store_true", help="print the job as JSON")
+    start.set_defaults(func=_migrate_start)
+
+    status = msub.add_parser("status", help="one job, or the most recent jobs")
+    status.add_argument("job_id", nargs="?")
+    status.add_argument("--limit", type=int, default=20)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_migrate_status)
+
+    watch = msub.add_parser("watch", help="live progress bar with rate and ETA until the job finishes")
+    watch.add_argument("job_id")
+    watch.add_argument("--interval", type=float, default=1.0)
+    watch.set_defaults(func=_migrate_watch)
+
+    for name, helptext in (
+        ("cancel", "cancel (cancelled once in-flight batches end)"),
+        ("pause", "pause (workers stop claiming batches)"),
+        ("resume", "resume a paused job"),
+        ("retry-failed", "start a new job over a finished job's failed items"),
+    ):
+        action = msub.add_parser(name, help=helptext)
+        action.add_argument("job_id")
+        action.add_argument("--json", action="store_true")
+        action.set_defaults(func=_migrate_action, action=name)
+
+
+def _fail(exc: DomainError, as_json: bool) -> int:
+    if as_json:
+        _print_json({"status": exc.status, "title": exc.title, "detail": exc.detail, **exc.extra}, sys.stderr)
+    else:
+        print(f"error ({exc.status} {exc.title}): {exc.detail}", file=sys.stderr)
+    return 1
+
+
+async def _migrate_start(args: argparse.Namespace) -> int:
+    from app.models.job_api import CreateJobIn
+    from app.services import migration_jobs
+
+    try:
+        body = CreateJobIn(
+            kind=args.kind,
+            shops=args.shops,
+            dryRun=args.dry_run,
+            batchSize=args.batch_size,
+            fillProducts=args.fill_products,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    async with _pool(_settings()) as pool:
+        try:
+            job = await migration_jobs.create_job(
+                pool,
+                kind=body.kind,
+                shops=body.shops,
+                dry_run=body.dryRun,
+                batch_size=body.batchSize,
+                fill_products=body.fillProducts,
+                queue=args.queue,
+            )
+        except DomainError as exc:
+            return _fail(exc, args.json)
+        if args.json:
+            _print_json(job)
+        else:
+            print(f"started job {job.id} ({job.kind}, {job.stats.total} items, status {job.status})")
+        if args.watch:
+            return await _watch(pool, job.id, 1.0)
+    return 0
+
+
+async def _migrate_status(args: argparse.Namespace) -> int:
+    from app.services import migration_jobs
+
+    async with _pool(_settings()) as pool:
+        try:
+            if args.job_id:
+                job = await migration_jobs.get_job(pool, args.job_id)
+                if args.json:
+                    _print_json(job)
+                else:
+                    _print_job(job)
+                return 0
+            page = await migration_jobs.list_jobs(pool, limit=args.limit)
+        except DomainError as exc:
+            return _fail(exc, args.json)
+    if args.json:
+        _print_json(page)
+        return 0
+    if not page.items:
+        print("no migration jobs")
+    for job in page.items:
+        created = job.createdAt.strftime("%Y-%m-%d %H:%M:%S")
+        print(
+            f"{job.id}  {created}  {job.kind:<17} {job.status:<10} {'dry-run ' if job.dryRun else ''}"
+            f"{job.stats.processed}/{job.stats.total} migrated={job.stats.migrated} failed={job.stats.failed} "
+            f"skipped={job.stats.skipped}"
+        )
+    return 0
+
+
+async def _watch(pool: asyncpg.Pool[Any], job_id: str, interval: float) -> int:
+    """Redraw one progress line each interval (a new line each time when not on a terminal)."""
+    from app.services import migration_jobs
+
+    tty = sys.stdout.isatty()
+    last = ""
+    while True:
+        job = await migration_jobs.get_job(pool, job_id)
+        line = progress_line(job)
+        if tty:
+            sys.stdout.write("\r\x1b[2K" + line)
+            sys.stdout.flush()
+        elif line != last:
+            print(line, flush=True)
+        last = line
+        if job.status in migration_jobs.TERMINAL:
+            if tty:
+                sys.stdout.write("\n")
+            if job.stats.failed:
+                print(f"{job.stats.failed} failed items: shopibundle migrate status {job.id} / GET {job.failuresUrl}")
+            return 0 if job.status == "succeeded" else 1
+        await asyncio.sleep(interval)
+
+
+async def _migrate_watch(args: argparse.Namespace) -> int:
+    async with _pool(_settings()) as pool:
+        try:
+            return await _watch(pool, args.job_id, args.interval)
+        except DomainError as exc:
+            return _fail(exc, False)
+
+
+async def _migrate_action(args: argparse.Namespace) -> int:
+    from app.services import migration_jobs
+
+    settings = _settings()
+    async with _pool(settings) as pool:
+        try:
+            if args.action == "cancel":
+                job = await migration_jobs.cancel_job(pool, args.job_id, lease_s=settings.job_lease_s)
+            elif args.action == "pause":
+                job = await migration_jobs.pause_job(pool, args.job_id)
+            elif args.action == "resume":
+                job = await migration_jobs.resume_job(pool, args.job_id)
+            else:
+                job = await migration_jobs.retry_failed(pool, args.job_id)
+        except DomainError as exc:
+            return _fail(exc, args.json)
+    if args.json:
+        _print_json(job)
+    else:
+        _print_job(job)
+    return 0
+
+
+# ----------------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shopibundle", description="ShopiBundle V2 service, worker and migration jobs."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.func
+    try:
+        result = handler(args)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+    except KeyboardInterrupt:
+        return 130
+    return int(result)
+
+
+async def _await(awaitable: Awaitable[int]) -> int:
+    return await awaitable
+
+
+if __name__ == "__main__":
+    sys.exit(main())

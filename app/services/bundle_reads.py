@@ -1,0 +1,608 @@
+"""The bundle read path: which store answers (`V2_BUNDLE_ENGINE`), both readers, and shadow reads.
+
+* `V2_BUNDLE_ENGINE` off for the shop → the legacy reader (`bundle_discount_id` + metaobjects
+  from Shopify, cached; `ai_fbt_bundles`); on → the V2 tables. Both produce `BundleOut`, and the
+  response says which one answered (`X-Bundle-Read-Source`).
+* Legacy ids: a legacy bundle's `id` is its metaobject GID (AI bundles: the `ai_fbt_bundles` id).
+  `GET /bundles/{id}` on the legacy path accepts that id, and also a V2 id, resolved through the
+  V2 row's `shopifyMetaobjectId` / `metadata.ai_bundle_id` (so a client can read back what it just
+  created, whatever the flag). A V2 bundle the legacy tables cannot represent (no metaobject or
+  no active discount) does not exist for the legacy store: 404, honestly.
+* Shopify failures on the legacy path are problems, never 500s: `ShopifyUnavailable` (retries
+  exhausted: 5xx, timeouts, throttling; also unusable bodies) → **503** `shopify-unavailable`
+  (transient: retry later); any other Shopify refusal (no offline token, 401/403 token revoked,
+  402 frozen, 423 locked, 404 shop gone, GraphQL errors) → **502** `shopify-error` with the
+  stable `reason` code. A lost database is 503 as on the write path.
+* ETags: V2 reads carry the same ETag as write responses (for `If-Match`); legacy reads carry
+  none, because the legacy store has no version to be conditional on (use the ETag of the last
+  write response, or read with V2_BUNDLE_ENGINE on).
+* Lists are newest first with an opaque cursor that records which store produced it; a cursor
+  from the other store (the flag flipped mid-listing) is a 422: restart the listing.
+
+Shadow reads (`SHADOW_READS` on for the shop, sampled with its sample rate): after answering, the
+same read runs on the *other* store in a background task (bounded: beyond `MAX_SHADOW_IN_FLIGHT`
+running comparisons new ones are dropped and counted, never queued), both answers are reduced to a
+normalised projection keyed by `shopifyMetaobjectId` (AI bundles: `ai:<ai_bundle_id>`) and any
+difference is logged in `sb_shadow_mismatches` and counted (`sb_shadow_comparisons{outcome}`,
+`sb_shadow_mismatches{field}`). The request never waits for it, so neither the body nor the latency
+changes. Compared fields: name, title, description, products (sorted product id + quantity),
+discountPercent, discountId for manual bundles; products, discountId, status for AI bundles (the
+legacy AI row holds no name, title or percentage). `presence` means one store lacks the bundle.
+V2 bundles the legacy store cannot represent are not compared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from app.core.container import Container
+from app.core.errors import DomainError, NotFound, ValidationFailed
+from app.core.metrics import SHADOW_COMPARISONS, SHADOW_MISMATCHES
+from app.core.time import utcnow
+from app.models.bundle_api import (
+    BundleOut,
+    BundlePage,
+    ComponentOut,
+    DiscountOut,
+    InventoryOut,
+    PricingRuleOut,
+    ReadSource,
+    ShadowMismatchOut,
+    ShadowMismatchPage,
+)
+from app.repos import bundles as repo
+from app.repos import shadow as shadow_repo
+from app.repos.bundles import Executor
+from app.services.bundles import check_ref, db_unavailable, etag_of, flag_enabled, is_db_unavailable, run_read, to_out
+from app.services.legacy_parsing import METAOBJECT_GID_PREFIX, InvalidLegacyData, normalize_product_gid
+from app.services.legacy_reader import LegacyBundleView, get_legacy_reader
+from app.services.slugs import slugify
+from app.shopify.errors import ShopifyError, ShopifyUnavailable
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_GET = "GET /api/v2/shops/{shop}/bundles/{bundleId}"
+ENDPOINT_LIST = "GET /api/v2/shops/{shop}/bundles"
+MAX_SHADOW_IN_FLIGHT = 8
+SHADOW_RUNNER_KEY = "shadow_runner"
+MANUAL_FIELDS = ("name", "title", "description", "products", "discountPercent", "discountId")
+AI_FIELDS = ("products", "discountId", "status")
+_CENT = Decimal("0.01")
+_OLDEST = datetime.min.replace(tzinfo=UTC)
+
+
+def _register_series() -> None:
+    """Zero-valued series, so dashboards and alerts see the families before the first comparison."""
+    for endpoint in (ENDPOINT_GET, ENDPOINT_LIST):
+        for outcome in ("match", "mismatch", "error", "dropped"):
+            SHADOW_COMPARISONS.add(0, {"endpoint": endpoint, "outcome": outcome})
+        for name in ("presence", *dict.fromkeys(MANUAL_FIELDS + AI_FIELDS)):
+            SHADOW_MISMATCHES.add(0, {"field": name, "endpoint": endpoint})
+
+
+_register_series()
+
+
+class ShopifyUnavailableProblem(DomainError):
+    status, title, type_slug = 503, "Shopify unavailable", "shopify-unavailable"
+
+
+class ShopifyErrorProblem(DomainError):
+    status, title, type_slug = 502, "Shopify error", "shopify-error"
+
+
+@dataclass(slots=True)
+class ReadResult:
+    """A JSON-ready body plus the headers the router sets."""
+
+    body: dict[str, Any]
+    source: ReadSource
+    etag: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Cursors
+# --------------------------------------------------------------------------------------------
+
+
+def encode_cursor(kind: str, at: datetime | None, key: str | int) -> str:
+    raw = json.dumps({"k": kind, "t": at.isoformat() if at else None, "i": key}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, kind: str) -> tuple[datetime | None, Any]:
+    """(time, key) of an opaque cursor; anything else is a 422 on `query.cursor`."""
+
+    def bad(message: str) -> ValidationFailed:
+        return ValidationFailed("Invalid cursor.", errors=[{"field": "query.cursor", "message": message}])
+
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        at = data["t"]
+        parsed = datetime.fromisoformat(at) if at is not None else None
+        key = data["i"]
+        cursor_kind = data["k"]
+    except (ValueError, TypeError, KeyError, UnicodeError, binascii.Error):
+        raise bad("not a cursor returned by this API") from None
+    if cursor_kind != kind:
+        raise bad("the cursor belongs to another read source (the flag changed); restart the listing")
+    if not isinstance(key, str | int) or isinstance(key, bool):
+        raise bad("not a cursor returned by this API")
+    return parsed, key
+
+
+def _product_filter(product_id: str | None) -> str | None:
+    if product_id is None:
+        return None
+    try:
+        return normalize_product_gid(product_id.strip(), "productId")
+    except InvalidLegacyData:
+        raise ValidationFailed(
+            "Invalid productId.",
+            errors=[{"field": "query.productId", "message": "must be a product GID or a numeric id"}],
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Error mapping
+# --------------------------------------------------------------------------------------------
+
+
+async def _guard_legacy(action: Awaitable[Any]) -> Any:
+    """Shopify and database failures of the legacy path as problems (see module docstring)."""
+    try:
+        return await action
+    except ShopifyUnavailable as exc:
+        raise ShopifyUnavailableProblem(
+            "Shopify did not answer; the legacy store cannot be read right now. Retry later.", reason=exc.reason
+        ) from exc
+    except ShopifyError as exc:
+        raise ShopifyErrorProblem(
+            "Shopify refused the request needed to read the legacy bundle.", reason=exc.reason
+        ) from exc
+    except DomainError:
+        raise
+    except Exception as exc:
+        if is_db_unavailable(exc):
+            raise db_unavailable() from exc
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# Legacy → BundleOut
+# --------------------------------------------------------------------------------------------
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def view_to_out(view: LegacyBundleView) -> BundleOut:
+    """A legacy bundle in the V2 shape, built like the plan's migration would build its V2 rows."""
+    rules: list[PricingRuleOut] = []
+    if view.source == "MANUAL" or view.discount_percent is not None:
+        percent = (view.discount_percent or Decimal(0)).quantize(_CENT)
+        rules.append(PricingRuleOut(name="Bundle Discount", discountValue=percent))
+    discounts = [DiscountOut(shopifyDiscountId=view.discount_id)] if view.discount_id else []
+    return BundleOut(
+        id=view.legacy_id,
+        shop=view.shop,
+        name=view.name,
+        title=view.title,
+        description=view.description,
+        slug=slugify(view.name),
+        type="FIXED",
+        status=view.status,
+        shopifyMetaobjectId=view.metaobject_id,
+        metadata=dict(view.metadata),
+        components=[
+            ComponentOut(shopifyProductId=product, shopifyVariantId=variant, quantity=quantity, displayOrder=i)
+            for i, (product, variant, quantity) in enumerate(view.products)
+        ],
+        pricingRules=rules,
+        discounts=discounts,
+        inventory=InventoryOut(),
+        createdAt=_aware(view.created_at),
+        updatedAt=_aware(view.updated_at),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The two readers
+# --------------------------------------------------------------------------------------------
+
+
+async def _v2_get(container: Container, shop: str, ref: str) -> BundleOut | None:
+    async def q(conn: Executor) -> BundleOut | None:
+        bundle_id = await repo.resolve_ref(conn, shop, ref)
+        if bundle_id is None:
+            return None
+        found = await repo.fetch_full(conn, shop, [bundle_id])
+        return to_out(found[0]) if found else None
+
+    result: BundleOut | None = await run_read(container, q)
+    return result
+
+
+async def _legacy_get(container: Container, shop: str, ref: str) -> BundleOut | None:
+    reader = get_legacy_reader(container)
+    view: LegacyBundleView | None = None
+    if ref.startswith(METAOBJECT_GID_PREFIX):
+        view = await reader.get(shop, ref)
+    else:
+        view = await reader.get_ai(shop, ref)
+        if view is None:
+            keys = await repo.legacy_keys(container.pool, shop, ref)
+            if keys is not None:
+                metaobject_id, ai_id = keys
+                if ai_id:
+                    view = await reader.get_ai(shop, ai_id)
+                if view is None and metaobject_id:
+                    view = await reader.get(shop, metaobject_id)
+    return None if view is None else view_to_out(view)
+
+
+@dataclass(slots=True)
+class _ListQuery:
+    limit: int
+    after: tuple[datetime | None, str] | None
+    status: str | None
+    type_: str | None
+    product_id: str | None
+
+
+async def _v2_list(container: Container, shop: str, query: _ListQuery) -> tuple[list[BundleOut], bool]:
+    after = None
+    if query.after is not None:
+        if query.after[0] is None:
+            raise ValidationFailed("Invalid cursor.", errors=[{"field": "query.cursor", "message": "malformed"}])
+        after = (query.after[0].replace(tzinfo=None), query.after[1])
+
+    async def q(conn: Executor) -> tuple[list[BundleOut], bool]:
+        ids = await repo.list_page(
+            conn,
+            shop,
+            limit=query.limit + 1,
+            after=after,
+            status=query.status,
+            type_=query.type_,
+            product_id=query.product_id,
+        )
+        full = await repo.fetch_full(conn, shop, ids[: query.limit])
+        return [to_out(f) for f in full], len(ids) > query.limit
+
+    page: tuple[list[BundleOut], bool] = await run_read(container, q)
+    return page
+
+
+def _sort_key(out: BundleOut) -> tuple[datetime, str]:
+    return (out.createdAt or _OLDEST, out.id)
+
+
+async def _legacy_list(container: Container, shop: str, query: _ListQuery) -> tuple[list[BundleOut], bool]:
+    views = await get_legacy_reader(container).list_for_shop(shop)
+    outs = [view_to_out(v) for v in views]
+    if query.status:
+        outs = [o for o in outs if o.status == query.status]
+    if query.type_:
+        outs = [o for o in outs if o.type == query.type_]
+    if query.product_id:
+        outs = [o for o in outs if any(c.shopifyProductId == query.product_id for c in o.components)]
+    outs.sort(key=_sort_key, reverse=True)
+    if query.after is not None:
+        boundary = (_aware(query.after[0]) or _OLDEST, query.after[1])
+        outs = [o for o in outs if _sort_key(o) < boundary]
+    return outs[: query.limit], len(outs) > query.limit
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def read_source(container: Container, shop: str) -> ReadSource:
+    return "v2" if flag_enabled(container, "V2_BUNDLE_ENGINE", shop) else "legacy"
+
+
+async def get_bundle(container: Container, shop: str, bundle_ref: str) -> ReadResult:
+    """One bundle from the flag-selected store (by V2 id, metaobject GID or legacy AI id)."""
+    check_ref(bundle_ref)
+    source = read_source(container, shop)
+    if source == "v2":
+        out = await _v2_get(container, shop, bundle_ref)
+    else:
+        out = await _guard_legacy(_legacy_get(container, shop, bundle_ref))
+    if out is None:
+        raise NotFound("Bundle not found.")
+    body = out.model_dump(mode="json")
+    if _shadow_sampled(container, shop):
+        primary = out
+        get_shadow_runner(container).submit(ENDPOINT_GET, lambda: _shadow_get(container, shop, source, primary))
+    return ReadResult(body, source, etag_of(body) if source == "v2" else None)
+
+
+async def list_bundles(
+    container: Container,
+    shop: str,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    status: str | None = None,
+    type_: str | None = None,
+    product_id: str | None = None,
+) -> ReadResult:
+    """A page of bundles, newest first, from the flag-selected store."""
+    source = read_source(container, shop)
+    after: tuple[datetime | None, str] | None = None
+    if cursor:
+        at, key = decode_cursor(cursor, source)
+        after = (at, str(key))
+    query = _ListQuery(limit, after, status, type_, _product_filter(product_id))
+    if source == "v2":
+        items, more = await _v2_list(container, shop, query)
+    else:
+        items, more = await _guard_legacy(_legacy_list(container, shop, query))
+    next_cursor = encode_cursor(source, items[-1].createdAt, items[-1].id) if more and items else None
+    body = BundlePage(items=items, nextCursor=next_cursor).model_dump(mode="json")
+    if items and _shadow_sampled(container, shop):
+        page = list(items)
+        get_shadow_runner(container).submit(ENDPOINT_LIST, lambda: _shadow_list(container, shop, source, page))
+    return ReadResult(body, source)
+
+
+async def list_shadow_mismatches(
+    container: Container, shop: str | None, *, limit: int = 50, cursor: str | None = None
+) -> dict[str, Any]:
+    """The shadow-read mismatch log, newest first (`GET /admin/shadow-mismatches`)."""
+    after: tuple[datetime, int] | None = None
+    if cursor:
+        at, key = decode_cursor(cursor, "shadow")
+        if at is None or not isinstance(key, int):
+            raise ValidationFailed("Invalid cursor.", errors=[{"field": "query.cursor", "message": "malformed"}])
+        after = (at.replace(tzinfo=None), key)
+    rows = await run_read(
+        container, lambda conn: shadow_repo.list_mismatches(conn, shop=shop, after=after, limit=limit + 1)
+    )
+    items = [ShadowMismatchOut(**{**r, "createdAt": _aware(r["createdAt"])}) for r in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit and items:
+        next_cursor = encode_cursor("shadow", rows[limit - 1]["createdAt"], int(rows[limit - 1]["id"]))
+    return ShadowMismatchPage(items=items, nextCursor=next_cursor).model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------------------------
+# Shadow reads
+# --------------------------------------------------------------------------------------------
+
+
+class ShadowRunner:
+    """Fire-and-forget comparisons, at most `max_in_flight` at once; extra ones are dropped, not queued."""
+
+    def __init__(self, max_in_flight: int = MAX_SHADOW_IN_FLIGHT) -> None:
+        self.max_in_flight = max_in_flight
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    def submit(self, endpoint: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> bool:
+        """Start `factory()` in the background unless `max_in_flight` comparisons already run."""
+        if len(self._tasks) >= self.max_in_flight:
+            SHADOW_COMPARISONS.add(1, {"endpoint": endpoint, "outcome": "dropped"})
+            return False
+        task = asyncio.create_task(self._guarded(endpoint, factory()))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    @staticmethod
+    async def _guarded(endpoint: str, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            SHADOW_COMPARISONS.add(1, {"endpoint": endpoint, "outcome": "error"})
+            log.warning("shadow read failed", exc_info=True)
+
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """Wait for running comparisons (tests; graceful shutdown)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def get_shadow_runner(container: Container) -> ShadowRunner:
+    runner = container.extras.get(SHADOW_RUNNER_KEY)
+    if runner is None:
+        runner = container.extras[SHADOW_RUNNER_KEY] = ShadowRunner()
+    assert isinstance(runner, ShadowRunner)
+    return runner
+
+
+def _shadow_sampled(container: Container, shop: str) -> bool:
+    if not flag_enabled(container, "SHADOW_READS", shop):
+        return False
+    flags = container.flags
+    try:
+        rate = float(flags.sample_rate("SHADOW_READS", shop)) if flags is not None else 0.0
+    except Exception:  # a broken flag store must not break reads
+        log.warning("SHADOW_READS sample rate unavailable", exc_info=True)
+        return False
+    return rate > 0 and random.random() < rate
+
+
+def _is_ai(out: BundleOut) -> bool:
+    return isinstance(out.metadata, dict) and out.metadata.get("source") == "AI"
+
+
+def shadow_key(out: BundleOut) -> str | None:
+    """The bundle's identity in both stores: metaobject GID, else `ai:<ai_bundle_id>`."""
+    if out.shopifyMetaobjectId:
+        return out.shopifyMetaobjectId
+    if _is_ai(out) and isinstance(out.metadata, dict) and isinstance(out.metadata.get("ai_bundle_id"), str):
+        return f"ai:{out.metadata['ai_bundle_id']}"
+    return None
+
+
+def _text(value: str | None) -> str | None:
+    return (value or "").strip() or None
+
+
+def projection(out: BundleOut) -> dict[str, Any]:
+    """The normalised facts both stores can hold, as JSON (stored with each mismatch)."""
+    rule = next(
+        (
+            r
+            for r in out.pricingRules
+            if r.isActive and r.ruleType == "BUNDLE_DISCOUNT" and r.discountType == "PERCENTAGE"
+        ),
+        None,
+    )
+    percent = rule.discountValue if rule is not None else Decimal(0)
+    active = [d for d in out.discounts if d.isActive] or out.discounts
+    return {
+        "name": _text(out.name),
+        "title": _text(out.title),
+        "description": _text(out.description),
+        "products": sorted([c.shopifyProductId, c.quantity] for c in out.components),
+        "discountPercent": format(percent.normalize(), "f"),
+        "discountId": active[0].shopifyDiscountId if active else None,
+        "status": out.status,
+    }
+
+
+def _representable_v2(out: BundleOut) -> bool:
+    if _is_ai(out):
+        return shadow_key(out) is not None
+    return bool(out.shopifyMetaobjectId and any(d.isActive for d in out.discounts))
+
+
+async def _record(
+    container: Container, shop: str, endpoint: str, key: str | None, legacy: BundleOut | None, v2: BundleOut | None
+) -> None:
+    """Compare one pair and log a mismatch if any."""
+    if legacy is None and v2 is None:
+        return
+    legacy_p = projection(legacy) if legacy else None
+    v2_p = projection(v2) if v2 else None
+    if legacy_p is None or v2_p is None:
+        fields = ["presence"]
+    else:
+        ai = (legacy is not None and _is_ai(legacy)) or (v2 is not None and _is_ai(v2))
+        fields = [f for f in (AI_FIELDS if ai else MANUAL_FIELDS) if legacy_p[f] != v2_p[f]]
+    SHADOW_COMPARISONS.add(1, {"endpoint": endpoint, "outcome": "mismatch" if fields else "match"})
+    if not fields:
+        return
+    for name in fields:
+        SHADOW_MISMATCHES.add(1, {"field": name, "endpoint": endpoint})
+    now = utcnow()
+    await run_read(
+        container,
+        lambda conn: shadow_repo.insert_mismatch(
+            conn,
+            shop=shop,
+            endpoint=endpoint,
+            bundle_key=key,
+            fields=fields,
+            legacy=legacy_p,
+            v2=v2_p,
+            created_at=now,
+        ),
+    )
+
+
+async def _other_v2(container: Container, shop: str, primaries: list[BundleOut]) -> dict[str, BundleOut]:
+    """V2 bundles matching legacy answers, by shadow key."""
+    metaobjects = [o.shopifyMetaobjectId for o in primaries if o.shopifyMetaobjectId]
+    ai_ids = [
+        str(o.metadata["ai_bundle_id"])
+        for o in primaries
+        if _is_ai(o) and o.metadata and o.metadata.get("ai_bundle_id")
+    ]
+
+    async def q(conn: Executor) -> list[dict[str, Any]]:
+        ids = await repo.ids_by_legacy_keys(conn, shop, metaobjects, ai_ids)
+        return await repo.fetch_full(conn, shop, ids)
+
+    found: dict[str, BundleOut] = {}
+    for full in await run_read(container, q):
+        out = to_out(full)
+        for key in {shadow_key(out), _ai_key(out)} - {None}:
+            assert key is not None
+            found[key] = out
+    return found
+
+
+def _ai_key(out: BundleOut) -> str | None:
+    if _is_ai(out) and out.metadata and isinstance(out.metadata.get("ai_bundle_id"), str):
+        return f"ai:{out.metadata['ai_bundle_id']}"
+    return None
+
+
+def _legacy_key(out: BundleOut) -> str | None:
+    """Key of a legacy answer: AI bundles by ai id (their metaobject may be absent), others by GID."""
+    return _ai_key(out) or out.shopifyMetaobjectId
+
+
+async def _shadow_get(container: Container, shop: str, source: ReadSource, primary: BundleOut) -> None:
+    reader = get_legacy_reader(container)
+    if source == "legacy":
+        key = _legacy_key(primary)
+        if key is None:
+            return
+        others = await _other_v2(container, shop, [primary])
+        await _record(container, shop, ENDPOINT_GET, shadow_key(primary), primary, others.get(key))
+        return
+    if not _representable_v2(primary):
+        return
+    ai_key = _ai_key(primary)
+    view = None
+    if ai_key is not None:
+        view = await reader.get_ai(shop, ai_key.removeprefix("ai:"))
+    elif primary.shopifyMetaobjectId:
+        view = await reader.get(shop, primary.shopifyMetaobjectId)
+    legacy = view_to_out(view) if view is not None else None
+    await _record(container, shop, ENDPOINT_GET, shadow_key(primary), legacy, primary)
+
+
+async def _shadow_list(container: Container, shop: str, source: ReadSource, page: list[BundleOut]) -> None:
+    if source == "legacy":
+        others = await _other_v2(container, shop, page)
+        for item in page:
+            key = _legacy_key(item)
+            if key is not None:
+                await _record(container, shop, ENDPOINT_LIST, shadow_key(item), item, others.get(key))
+        return
+    views = await get_legacy_reader(container).list_for_shop(shop)
+    legacy_by_key: dict[str, BundleOut] = {}
+    for view in views:
+        out = view_to_out(view)
+        key = _legacy_key(out)
+        if key is not None:
+            legacy_by_key[key] = out
+    for item in page:
+        if not _representable_v2(item):
+            continue
+        key = _ai_key(item) or item.shopifyMetaobjectId
+        assert key is not None
+        await _record(container, shop, ENDPOINT_LIST, shadow_key(item), legacy_by_key.get(key), item)

@@ -1,0 +1,369 @@
+"""Storefront rules (`/proxy/*`): which store answers, how rows become the theme's JSON, prices.
+
+Three endpoints, three compatibility promises:
+
+* `/proxy/bundles-for-product` answers the **legacy array** `[{id, title, discount, description,
+  products}]` in the legacy app's shape, so the theme script already installed in merchants'
+  themes keeps working unchanged. `V2_BUNDLE_ENGINE` (per shop) picks the store: off → the legacy
+  reader (`bundle_discount_id` + metaobjects from Shopify, cached); on → the V2 tables mapped into
+  the same shape. Both paths normalise the same way (see `legacy_item_from_view` /
+  `legacy_item_from_v2`), so flipping the flag does not change a byte for a migrated bundle. The
+  one deliberate difference from the legacy app: `discount` is the parsed percentage written
+  plainly ("15%" and "15.00" become "15", unparsable becomes ""), because the V2 store only keeps
+  the number; the theme's `parseFloat` reads the same value either way.
+* `/proxy/v2/bundles` is the new theme's endpoint: V2 tables only, ACTIVE bundles only, priced by
+  the V2 engine when `V2_PRICING_ENGINE` is on for the shop, else by the legacy percentage.
+* `/proxy/ai-bundles-for-product` answers `{bundles, enabled[, variantGroupId]}` as the legacy app
+  did, always from the legacy AI tables (`ai_fbt_config`, `ai_fbt_bundles`,
+  `ai_bundle_ab_assignments`), whatever `V2_BUNDLE_ENGINE` says. Why: the A/B assignments and the
+  per-shop config exist only there, the legacy generator keeps writing `ai_fbt_bundles`, the dual
+  write keeps those rows in step with V2 edits, and the V2 copy of an AI bundle does not carry its
+  `variantGroupId` (the plan's migration drops it), so answering from V2 would silently end every
+  running A/B test.
+
+Performance: each endpoint is one SQL round trip (`app/repos/storefront.py`) and a thin loop over
+its rows; responses are serialised once with orjson, JSON built by PostgreSQL is spliced in as
+`orjson.Fragment` without being parsed. Flag checks are synchronous in-memory look-ups.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import orjson
+
+from app.core.container import Container
+from app.core.errors import DomainError, ValidationFailed
+from app.core.time import utcnow
+from app.repos import storefront as repo
+from app.services.legacy_parsing import decimal_to_json
+from app.services.legacy_reader import LegacyBundleView, get_legacy_reader
+from app.services.pricing import (
+    BundlePrice,
+    PricedComponent,
+    PricingRule,
+    is_rule_active,
+    legacy_price,
+    price_bundle,
+)
+from app.shopify.errors import ShopifyError, ShopifyUnavailable
+
+__all__ = [
+    "READ_SOURCE_LEGACY",
+    "READ_SOURCE_V2",
+    "StorefrontAnswer",
+    "StorefrontShopifyError",
+    "StorefrontShopifyUnavailable",
+    "ai_bundles_for_product",
+    "bundles_for_product",
+    "flag_enabled",
+    "format_money",
+    "inventory_view",
+    "legacy_discount_percent",
+    "legacy_item_from_v2",
+    "legacy_item_from_view",
+    "normalize_product_id",
+    "product_id_spellings",
+    "v2_bundles_for_product",
+]
+
+READ_SOURCE_LEGACY = "legacy"
+READ_SOURCE_V2 = "v2"
+
+PRODUCT_GID_PREFIX = "gid://shopify/Product/"
+# Shopify ids are 64-bit integers: at most 20 digits. The cap keeps garbage out of index probes.
+_NUMERIC_ID = re.compile(r"^[0-9]{1,20}$")
+_PRODUCT_GID = re.compile(r"^gid://shopify/Product/([0-9]{1,20})$")
+_MAX_SESSION_ID = 256
+
+
+class StorefrontShopifyUnavailable(DomainError):
+    """The legacy path needs Shopify (the metaobjects) and it did not answer, with nothing cached."""
+
+    status, title, type_slug = 503, "Shopify unavailable", "shopify-unavailable"
+
+
+class StorefrontShopifyError(DomainError):
+    """Shopify refused the legacy read (no offline token, token revoked, shop frozen or gone)."""
+
+    status, title, type_slug = 502, "Shopify error", "shopify-error"
+
+
+@dataclass(frozen=True, slots=True)
+class StorefrontAnswer:
+    """A serialised JSON body and the store that produced it (the `X-Bundle-Read-Source` header)."""
+
+    body: bytes
+    read_source: str
+
+
+# --------------------------------------------------------------------------------------------
+# Input rules
+# --------------------------------------------------------------------------------------------
+
+
+def normalize_product_id(raw: str | None, field: str = "query.product_id") -> str:
+    """`123` or `gid://shopify/Product/123` → `gid://shopify/Product/123`; anything else is a 422.
+
+    The legacy theme sends the numeric id (`meta.product.id`), newer themes send the GID; V2 stores
+    GIDs, so the lookup key is always the GID.
+    """
+    text = (raw or "").strip()
+    if _NUMERIC_ID.fullmatch(text):
+        return PRODUCT_GID_PREFIX + text
+    if _PRODUCT_GID.fullmatch(text):
+        return text
+    message = "is required" if not text else "must be a numeric product id or gid://shopify/Product/<id>"
+    raise ValidationFailed(
+        "Invalid product id." if text else "Missing product id.",
+        errors=[{"field": field, "message": message}],
+    )
+
+
+def product_id_spellings(product_gid: str) -> list[str]:
+    """Both spellings of a product id: the legacy AI tables hold whichever the generator wrote."""
+    return [product_gid, product_gid.removeprefix(PRODUCT_GID_PREFIX)]
+
+
+def normalize_session_id(raw: str | None) -> str | None:
+    """Blank → no session (as the legacy app treated `sessionId=`); absurdly long → 422."""
+    text = (raw or "").strip()
+    if not text:
+        return None
+    if len(text) > _MAX_SESSION_ID:
+        raise ValidationFailed(
+            "Invalid session id.",
+            errors=[{"field": "query.sessionId", "message": f"at most {_MAX_SESSION_ID} characters"}],
+        )
+    return text
+
+
+def flag_enabled(container: Container, name: str, shop: str) -> bool:
+    """The flag for this shop; before the flag store is wired in, every flag reads as off (legacy)."""
+    flags = container.flags
+    return bool(flags.is_enabled(name, shop)) if flags is not None else False
+
+
+# --------------------------------------------------------------------------------------------
+# Legacy array: /proxy/bundles-for-product
+# --------------------------------------------------------------------------------------------
+
+
+def _legacy_discount_text(percent: Decimal | None) -> str:
+    """`15` / `15.00` / `15%` all become "15" (the metaobject's usual spelling); no discount → ""."""
+    return decimal_to_json(percent) if percent is not None else ""
+
+
+def legacy_item_from_view(view: LegacyBundleView) -> dict[str, Any]:
+    """A bundle read by the legacy reader → one element of the legacy array."""
+    return {
+        "id": view.legacy_id,
+        "title": view.title or "",
+        "discount": _legacy_discount_text(view.discount_percent),
+        "description": view.description or "",
+        "products": [product_id for product_id, _variant_id, _quantity in view.products],
+    }
+
+
+def legacy_item_from_v2(row: asyncpg.Record) -> dict[str, Any]:
+    """A row of `LEGACY_SHAPE_FOR_PRODUCT_SQL` → one element of the legacy array.
+
+    `id` is the metaobject GID the theme already knows (the V2 id for a V2-only bundle); the
+    discount is the BUNDLE_DISCOUNT percentage normalised like the legacy path ("15", not "15.00").
+    """
+    return {
+        "id": row["metaobject_id"] or row["id"],
+        "title": row["title"] or "",
+        "discount": _legacy_discount_text(row["discount_percent"]),
+        "description": row["description"] or "",
+        "products": list(row["products"] or ()),
+    }
+
+
+def _shown_by_legacy_endpoint(view: LegacyBundleView) -> bool:
+    """Which legacy-reader bundles the legacy app listed on this endpoint.
+
+    Manual bundles (metaobjects in `bundle_discount_id`), and AI bundles only when they have a
+    metaobject (the legacy AI generator recorded those in `bundle_discount_id` too). A bare
+    `ai_fbt_bundles` row was only ever served by `/ai-bundles-for-product`. Inactive ones are not
+    offered to shoppers. The V2 query applies the same rule.
+    """
+    if view.status != "ACTIVE":
+        return False
+    if view.source == "AI":
+        return view.legacy_id.startswith("gid://shopify/Metaobject/")
+    return True
+
+
+async def bundles_for_product(container: Container, shop: str, product_gid: str) -> StorefrontAnswer:
+    """The legacy array for `product_gid` in `shop`, from the store `V2_BUNDLE_ENGINE` selects."""
+    if flag_enabled(container, "V2_BUNDLE_ENGINE", shop):
+        rows = await repo.fetch_legacy_shape_for_product(container.pool, shop, product_gid)
+        return StorefrontAnswer(orjson.dumps([legacy_item_from_v2(r) for r in rows]), READ_SOURCE_V2)
+    try:
+        views = await get_legacy_reader(container).for_product(shop, product_gid)
+    except ShopifyUnavailable as exc:
+        raise StorefrontShopifyUnavailable(
+            "Shopify did not answer; the shop's bundles cannot be read right now. Retry later.", reason=exc.reason
+        ) from exc
+    except ShopifyError as exc:
+        raise StorefrontShopifyError("Shopify refused to read the shop's bundles.", reason=exc.reason) from exc
+    items = [legacy_item_from_view(v) for v in views if _shown_by_legacy_endpoint(v)]
+    return StorefrontAnswer(orjson.dumps(items), READ_SOURCE_LEGACY)
+
+
+# --------------------------------------------------------------------------------------------
+# V2 storefront: /proxy/v2/bundles
+# --------------------------------------------------------------------------------------------
+
+
+def format_money(value: Decimal) -> str:
+    """Money and percentages leave the service as strings with exactly two decimals ("19.90")."""
+    return f"{value:.2f}"
+
+
+_LEGACY_RULE_TYPES = frozenset({"BUNDLE_DISCOUNT"})
+
+
+def legacy_discount_percent(rules: Iterable[PricingRule], now: datetime) -> Decimal | None:
+    """The legacy percentage of a V2 bundle: its highest-priority BUNDLE_DISCOUNT rule of type
+    PERCENTAGE that is in force now (active, inside its window, usage left), as the query orders
+    them. A migrated bundle has exactly one (the metaobject's `discount`). None: 0 % off."""
+    for rule in rules:
+        if rule.discount_type == "PERCENTAGE" and is_rule_active(rule, now, _LEGACY_RULE_TYPES):
+            return rule.discount_value
+    return None
+
+
+def inventory_view(
+    tracking_method: str | None,
+    available_quantity: int | None,
+    reserved_quantity: int | None,
+    allow_oversell: bool | None,
+    component_stock: int | None,
+) -> dict[str, Any]:
+    """`{available, isInStock}` (the rules are spelled out on `StorefrontInventory`).
+
+    Unknown stock is not "out of stock": a bundle whose components were never synced must stay
+    buyable, Shopify's checkout enforces real inventory anyway.
+    """
+    if tracking_method == "UNLIMITED":
+        return {"available": None, "isInStock": True}
+    if tracking_method == "BUNDLE_SPECIFIC":
+        available: int | None = max((available_quantity or 0) - (reserved_quantity or 0), 0)
+    else:  # COMPONENT_BASED, or no inventory row
+        available = component_stock
+    return {"available": available, "isInStock": bool(allow_oversell) or available is None or available > 0}
+
+
+def _price_row(row: asyncpg.Record, v2_pricing: bool, now: datetime) -> BundlePrice:
+    components = [
+        PricedComponent(price, quantity, adjustment_type, adjustment)
+        for price, quantity, adjustment_type, adjustment in zip(
+            row["c_price"] or (),
+            row["c_quantity"] or (),
+            row["c_adjustment_type"] or (),
+            row["c_adjustment"] or (),
+            strict=True,
+        )
+    ]
+    rules = [
+        PricingRule(
+            priority=priority,
+            is_active=True,  # the query only returns active rules
+            discount_type=discount_type,
+            discount_value=value,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            usage_limit=usage_limit,
+            usage_count=usage_count,
+            rule_type=rule_type,
+        )
+        for priority, rule_type, discount_type, value, starts_at, ends_at, usage_limit, usage_count in zip(
+            row["r_priority"] or (),
+            row["r_rule_type"] or (),
+            row["r_discount_type"] or (),
+            row["r_discount_value"] or (),
+            row["r_starts_at"] or (),
+            row["r_ends_at"] or (),
+            row["r_usage_limit"] or (),
+            row["r_usage_count"] or (),
+            strict=True,
+        )
+    ]
+    if v2_pricing:
+        return price_bundle(components, rules, now=now, currency=row["currency"])
+    return legacy_price(components, legacy_discount_percent(rules, now), row["currency"])
+
+
+def v2_bundle_item(row: asyncpg.Record, v2_pricing: bool, now: datetime) -> dict[str, Any]:
+    """One row of `V2_BUNDLES_FOR_PRODUCT_SQL` → one storefront bundle (components spliced as is)."""
+    price = _price_row(row, v2_pricing, now)
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "title": row["title"],
+        "description": row["description"],
+        "type": row["type"],
+        "featuredImage": row["featured_image"],
+        "components": orjson.Fragment(row["components_json"] or "[]"),
+        "pricing": {
+            "originalPrice": format_money(price.original_price),
+            "discountedPrice": format_money(price.discounted_price),
+            "savings": format_money(price.savings),
+            "savingsPercentage": format_money(price.savings_percentage),
+            "currency": price.currency,
+        },
+        "inventory": inventory_view(
+            row["inv_tracking_method"],
+            row["inv_available"],
+            row["inv_reserved"],
+            row["inv_allow_oversell"],
+            row["component_stock"],
+        ),
+    }
+
+
+def render_v2_bundles(rows: Iterable[asyncpg.Record], *, v2_pricing: bool, now: datetime) -> bytes:
+    """`{"bundles": [...]}` as JSON bytes."""
+    return orjson.dumps({"bundles": [v2_bundle_item(row, v2_pricing, now) for row in rows]})
+
+
+async def v2_bundles_for_product(container: Container, shop: str, product_gid: str) -> StorefrontAnswer:
+    """ACTIVE V2 bundles of `shop` containing `product_gid`, priced per `V2_PRICING_ENGINE`."""
+    v2_pricing = flag_enabled(container, "V2_PRICING_ENGINE", shop)
+    rows = await repo.fetch_v2_bundles_for_product(container.pool, shop, product_gid)
+    return StorefrontAnswer(render_v2_bundles(rows, v2_pricing=v2_pricing, now=utcnow()), READ_SOURCE_V2)
+
+
+# --------------------------------------------------------------------------------------------
+# AI bundles: /proxy/ai-bundles-for-product
+# --------------------------------------------------------------------------------------------
+
+
+async def ai_bundles_for_product(
+    container: Container, shop: str, product_gid: str, session_id: str | None
+) -> StorefrontAnswer:
+    """`{bundles, enabled}` plus `variantGroupId` when the session has a live A/B assignment.
+
+    Reading of "as the legacy app": a shop without `ai_fbt_config` row, or with `isEnabled` false,
+    gets `{"bundles": [], "enabled": false}` and nothing else (the feature is off, so no A/B test
+    runs either); otherwise at most `maxBundlesPerProduct` active bundles by confidence, highest
+    first, each in the legacy row's field names. The assignment does not filter the list: each
+    bundle carries its own `variantGroupId` and the theme shows the assigned group.
+    """
+    row = await repo.fetch_ai_bundles_for_product(container.pool, shop, product_id_spellings(product_gid), session_id)
+    enabled = bool(row["enabled"])
+    body: dict[str, Any] = {
+        "bundles": orjson.Fragment(row["bundles_json"]) if enabled and row["bundles_json"] else [],
+        "enabled": enabled,
+    }
+    if enabled and row["assigned_variant_group_id"] is not None:
+        body["variantGroupId"] = row["assigned_variant_group_id"]
+    return StorefrontAnswer(orjson.dumps(body), READ_SOURCE_LEGACY)

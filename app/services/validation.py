@@ -1,0 +1,283 @@
+"""The migration validation report (plan "Data Validation Queries", api.md `GET /admin/migrations/validation`).
+
+The plan's three checks compare whole tables: bundle counts per shop (`bundle_discount_id` vs
+`Bundle`), legacy rows without a V2 bundle, and discount ids that differ. Taken literally they can
+never pass on real data, because `bundle_discount_id` holds four kinds of rows that are not manual
+bundles (shopify.md) and `Bundle` also holds AI bundles. So this report runs the same comparisons per
+legacy row and *explains* every row that has no V2 bundle of its own:
+
+* `auto-rule-<id>` rows and the `Auto Generated Bundle` row: discounts of auto rules (migrated with
+  the rule, see `autoBundleRules`);
+* rows that are an AI bundle's metaobject: that AI bundle (see `aiBundles`);
+* rows whose latest job outcome is a failure with a reason code (listed in `failedWithReason`);
+
+and only what remains is `unmigrated`. The same is done for `ai_fbt_bundles` (by
+metadata.ai_bundle_id) and for `auto_bundle_rules` + `auto_bundle_data` (by conditions.legacyRuleId).
+`ok` is true when nothing is unexplained: no unmigrated row of any kind, no discount mismatch, no AI
+bundle whose V2 status contradicts its legacy `isActive`. Recorded failures do not make `ok` false
+(they are known and have a reason); `failedCount` says how many there are.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from app.repos import validation as repo
+from app.services.legacy_parsing import LegacyRowKind, classify_bundle_discount_row
+
+#: Lists in the report are cut to this many entries (counts stay exact; `truncated` says so).
+DEFAULT_LIST_LIMIT = 1000
+
+ROW_MIGRATED = "migrated"
+ROW_AUTO_RULE = "auto_rule"
+ROW_AUTO_GENERATED = "auto_generated"
+ROW_AI_METAOBJECT = "ai_metaobject"
+ROW_FAILED = "failed"
+ROW_UNMIGRATED = "unmigrated"
+
+
+def classify_bundle_row(row: asyncpg.Record | dict[str, Any]) -> str:
+    """What a `bundle_discount_id` row is, for the report (precedence top to bottom).
+
+    Odd kinds first: an auto-rule row is never "unmigrated", whatever happened to its rule. Then the
+    AI bundle's metaobject, then "has its V2 bundle", then a recorded failure.
+    """
+    kind = classify_bundle_discount_row(row["legacy_id"]).kind
+    if kind == LegacyRowKind.AUTO_GENERATED:
+        return ROW_AUTO_GENERATED
+    if kind == LegacyRowKind.AUTO_RULE:
+        return ROW_AUTO_RULE
+    if row["ai_id"] is not None:
+        return ROW_AI_METAOBJECT
+    if row["v2_id"] is not None:
+        return ROW_MIGRATED
+    if row["failed_reason"] is not None:
+        return ROW_FAILED
+    return ROW_UNMIGRATED
+
+
+def _explanation(kind: str, row: asyncpg.Record) -> tuple[str, str | None]:
+    if kind == ROW_AUTO_RULE:
+        rule_id = row["legacy_id"][len("auto-rule-") :]
+        if row["rule_v2_id"] is not None:
+            return f"discount of auto bundle rule {rule_id}, migrated as AutoBundleRule", row["rule_v2_id"]
+        return f"discount of auto bundle rule {rule_id} (rule not migrated or gone: see autoBundleRules)", None
+    if kind == ROW_AUTO_GENERATED:
+        if row["rule_v2_id"] is not None:
+            return "discount of the shop's deprecated auto_bundle_data rule, migrated as AutoBundleRule", row[
+                "rule_v2_id"
+            ]
+        return "discount of the shop's deprecated auto_bundle_data rule (not migrated: see autoBundleRules)", None
+    assert kind == ROW_AI_METAOBJECT
+    if row["ai_v2_id"] is not None:
+        return f"metaobject of AI bundle {row['ai_id']}, migrated as one V2 bundle", row["ai_v2_id"]
+    return f"metaobject of AI bundle {row['ai_id']} (AI bundle not migrated: see aiBundles)", None
+
+
+class _Lists:
+    """Collects report lists up to a limit, remembering whether anything was cut."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.truncated = False
+
+    def add(self, target: list[dict[str, Any]], entry: dict[str, Any]) -> None:
+        if len(target) < self.limit:
+            target.append(entry)
+        else:
+            self.truncated = True
+
+
+def _failure_entry(item_kind: str, row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "itemKind": item_kind,
+        "legacyId": row["legacy_id"],
+        "shop": row["shop"],
+        "reason": row["failed_reason"],
+        "detail": row["failed_detail"],
+    }
+
+
+async def build_validation_report(
+    pool: asyncpg.Pool, shop: str | None, *, list_limit: int = DEFAULT_LIST_LIMIT
+) -> dict[str, Any]:
+    """The validation report for one shop (or all shops with None); also used by the CLI.
+
+    Read-only, a handful of statements in one REPEATABLE READ transaction so the checks see one
+    consistent snapshot while jobs and the API keep writing.
+    """
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        bundle_rows = await repo.bundle_rows(conn, shop)
+        v2_counts = await repo.v2_bundle_counts(conn, shop)
+        mismatch_rows = await repo.discount_mismatches(conn, shop)
+        ai_rows = await repo.ai_bundle_rows(conn, shop)
+        rule_rows = await repo.auto_rule_rows(conn, shop)
+
+    lists = _Lists(list_limit)
+    failed_with_reason: list[dict[str, Any]] = []
+    failed_by_reason: Counter[str] = Counter()
+
+    # ---------------------------------------------------------------- manual bundles (plan's checks)
+    per_shop: dict[str, Counter[str]] = defaultdict(Counter)
+    unmigrated: list[dict[str, Any]] = []
+    explained_rows: list[dict[str, Any]] = []
+    for row in bundle_rows:
+        kind = classify_bundle_row(row)
+        per_shop[row["shop"]][kind] += 1
+        if kind == ROW_UNMIGRATED:
+            lists.add(
+                unmigrated,
+                {
+                    "shop": row["shop"],
+                    "legacyId": row["legacy_id"],
+                    "bundleName": row["bundle_name"],
+                    "discountId": row["discount_id"],
+                    "rowKind": classify_bundle_discount_row(row["legacy_id"]).kind.value,
+                },
+            )
+        elif kind == ROW_FAILED:
+            failed_by_reason[row["failed_reason"]] += 1
+            lists.add(failed_with_reason, _failure_entry("bundle", row))
+        elif kind != ROW_MIGRATED:
+            explanation, target = _explanation(kind, row)
+            lists.add(
+                explained_rows,
+                {
+                    "shop": row["shop"],
+                    "legacyId": row["legacy_id"],
+                    "kind": kind,
+                    "explanation": explanation,
+                    "v2Id": target,
+                },
+            )
+
+    counts_by_shop = {r["shop"]: r for r in v2_counts}
+    bundle_counts = []
+    for name in sorted(set(per_shop) | set(counts_by_shop)):
+        kinds = per_shop.get(name, Counter())
+        v2 = counts_by_shop.get(name)
+        new = int(v2["new"]) if v2 else 0
+        ai_bundles = int(v2["ai_bundles"]) if v2 else 0
+        from_rows = int(v2["from_bundle_rows"]) if v2 else 0
+        bundle_counts.append(
+            {
+                "shop": name,
+                "old": sum(kinds.values()),
+                "new": new,
+                "migrated": kinds[ROW_MIGRATED],
+                "unmigrated": kinds[ROW_UNMIGRATED],
+                "explained": {
+                    "autoRuleRows": kinds[ROW_AUTO_RULE],
+                    "autoGeneratedRows": kinds[ROW_AUTO_GENERATED],
+                    "aiMetaobjectRows": kinds[ROW_AI_METAOBJECT],
+                    "failedWithReason": kinds[ROW_FAILED],
+                },
+                "newBreakdown": {
+                    "fromBundleRows": from_rows,
+                    "aiBundles": ai_bundles,
+                    "other": new - from_rows - ai_bundles,
+                },
+                "ok": kinds[ROW_UNMIGRATED] == 0,
+            }
+        )
+
+    discount_mismatches: list[dict[str, Any]] = []
+    for row in mismatch_rows:
+        lists.add(
+            discount_mismatches,
+            {
+                "shop": row["shop"],
+                "bundleId": row["bundle_id"],
+                "name": row["name"],
+                "legacyId": row["legacy_id"],
+                "shopifyDiscountId": row["shopify_discount_id"],
+                "oldDiscountId": row["old_discount_id"],
+                "kind": row["kind"],
+            },
+        )
+
+    # ---------------------------------------------------------------- AI bundles
+    ai_unmigrated: list[dict[str, Any]] = []
+    ai_status: list[dict[str, Any]] = []
+    ai_migrated = ai_failed = 0
+    for row in ai_rows:
+        if row["v2_id"] is not None:
+            ai_migrated += 1
+            if bool(row["is_active"]) != (row["v2_status"] == "ACTIVE"):
+                lists.add(
+                    ai_status,
+                    {
+                        "shop": row["shop"],
+                        "legacyId": row["legacy_id"],
+                        "v2Id": row["v2_id"],
+                        "isActive": row["is_active"],
+                        "status": row["v2_status"],
+                    },
+                )
+        elif row["failed_reason"] is not None:
+            ai_failed += 1
+            failed_by_reason[row["failed_reason"]] += 1
+            lists.add(failed_with_reason, _failure_entry("ai_bundle", row))
+        else:
+            lists.add(ai_unmigrated, {"shop": row["shop"], "legacyId": row["legacy_id"], "isActive": row["is_active"]})
+    ai_unmigrated_count = len(ai_rows) - ai_migrated - ai_failed
+    ai_report = {
+        "total": len(ai_rows),
+        "migrated": ai_migrated,
+        "failedWithReason": ai_failed,
+        "unmigratedCount": ai_unmigrated_count,
+        "unmigrated": ai_unmigrated,
+        "statusMismatches": ai_status,
+        "ok": ai_unmigrated_count == 0 and not ai_status,
+    }
+
+    # ---------------------------------------------------------------- auto bundle rules
+    rule_unmigrated: list[dict[str, Any]] = []
+    rule_migrated = rule_failed = 0
+    by_source: Counter[str] = Counter()
+    for row in rule_rows:
+        by_source[row["source"]] += 1
+        if row["v2_id"] is not None:
+            rule_migrated += 1
+        elif row["failed_reason"] is not None:
+            rule_failed += 1
+            failed_by_reason[row["failed_reason"]] += 1
+            lists.add(failed_with_reason, _failure_entry("auto_rule", row))
+        else:
+            lists.add(rule_unmigrated, {"shop": row["shop"], "legacyId": row["legacy_id"], "source": row["source"]})
+    rule_unmigrated_count = len(rule_rows) - rule_migrated - rule_failed
+    rule_report = {
+        "total": len(rule_rows),
+        "fromAutoBundleRules": by_source["auto_bundle_rules"],
+        "fromAutoBundleData": by_source["auto_bundle_data"],
+        "migrated": rule_migrated,
+        "failedWithReason": rule_failed,
+        "unmigratedCount": rule_unmigrated_count,
+        "unmigrated": rule_unmigrated,
+        "ok": rule_unmigrated_count == 0,
+    }
+
+    bundle_unmigrated_count = sum(kinds[ROW_UNMIGRATED] for kinds in per_shop.values())
+    return {
+        "shop": shop,
+        "generatedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "bundleCounts": bundle_counts,
+        "unmigratedCount": bundle_unmigrated_count,
+        "unmigrated": unmigrated,
+        "explainedRows": explained_rows,
+        "discountMismatches": discount_mismatches,
+        "aiBundles": ai_report,
+        "autoBundleRules": rule_report,
+        "failedCount": sum(failed_by_reason.values()),
+        "failedByReason": dict(sorted(failed_by_reason.items())),
+        "failedWithReason": failed_with_reason,
+        "truncated": lists.truncated,
+        "ok": bundle_unmigrated_count == 0 and not mismatch_rows and bool(ai_report["ok"]) and bool(rule_report["ok"]),
+    }
+
+
+__all__ = ["DEFAULT_LIST_LIMIT", "build_validation_report", "classify_bundle_row"]
