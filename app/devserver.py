@@ -23,7 +23,7 @@ from app.shopify.simulator import SimulatorControl, SimulatorServer
 async def _seed(url: str, simulator_url: str) -> None:
     import asyncpg
 
-    conn = await asyncpg.connect(**asyncpg_connect_kwargs(url))  # type: ignore[arg-type]
+    conn = await asyncpg.connect(**asyncpg_connect_kwargs(url))
     try:
         async with SimulatorControl(simulator_url) as sim:
             summary = await seed_demo(conn, sim)

@@ -35,7 +35,7 @@ def server_admin_url() -> str:
 async def create_database(prefix: str = "sbtest") -> str:
     admin = server_admin_url()
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(**asyncpg_connect_kwargs(admin))  # type: ignore[arg-type]
+    conn = await asyncpg.connect(**asyncpg_connect_kwargs(admin))
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -46,7 +46,7 @@ async def create_database(prefix: str = "sbtest") -> str:
 async def drop_database(url: str) -> None:
     admin = server_admin_url()
     name = url.rsplit("/", 1)[1].split("?", 1)[0]
-    conn = await asyncpg.connect(**asyncpg_connect_kwargs(admin))  # type: ignore[arg-type]
+    conn = await asyncpg.connect(**asyncpg_connect_kwargs(admin))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -54,4 +54,4 @@ async def drop_database(url: str) -> None:
 
 
 async def connect(url: str) -> asyncpg.Connection:
-    return await asyncpg.connect(**asyncpg_connect_kwargs(url))  # type: ignore[arg-type]
+    return await asyncpg.connect(**asyncpg_connect_kwargs(url))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import asyncpg
@@ -47,11 +48,11 @@ def database_name(url: str) -> str:
     return urlsplit(to_plain_url(url)).path.lstrip("/") or "postgres"
 
 
-def asyncpg_connect_kwargs(url: str) -> dict[str, object]:
+def asyncpg_connect_kwargs(url: str) -> dict[str, Any]:
     """asyncpg cannot parse `postgresql://u@/db?host=/socket/dir` reliably: spell it out."""
     parts = urlsplit(to_plain_url(url))
     query = dict(parse_qsl(parts.query))
-    kwargs: dict[str, object] = {"database": database_name(url)}
+    kwargs: dict[str, Any] = {"database": database_name(url)}
     if parts.username:
         kwargs["user"] = parts.username
     if parts.password:
@@ -101,13 +102,18 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+async def connect(url: str) -> asyncpg.Connection:
+    """One raw connection (listeners, CLI, tests) to the database at `url`."""
+    return await asyncpg.connect(**asyncpg_connect_kwargs(url))
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """Raw asyncpg pool for the hot storefront path, where the ORM costs 10x (issue 3)."""
     pool = await asyncpg.create_pool(
         min_size=min_size,
         max_size=max_size,
         server_settings={"application_name": "shopibundle-raw"},
-        **asyncpg_connect_kwargs(url),  # type: ignore[arg-type]
+        **asyncpg_connect_kwargs(url),
     )
     assert pool is not None
     return pool

@@ -53,7 +53,7 @@ async def current_revision(conn: asyncpg.Connection) -> str | None:
 
 
 async def schema_is_current(url: str) -> bool:
-    conn = await asyncpg.connect(**asyncpg_connect_kwargs(url))  # type: ignore[arg-type]
+    conn = await asyncpg.connect(**asyncpg_connect_kwargs(url))
     try:
         return await current_revision(conn) == head_revision()
     finally:

@@ -74,10 +74,10 @@ def text_array() -> Any:
 def jsonb(*, nullable: bool = True, default_sql: str | None = None, name: str | None = None) -> Any:
     """A JSONB column; `name` lets a Python attribute avoid SQLAlchemy's reserved `metadata`."""
     server_default = sa.text(default_sql) if default_sql is not None else None
-    args: list[Any] = [name] if name else []
+    args: list[Any] = [name] if name else []  # a positional name, then the type
     return Field(
         default=None,
-        sa_column=sa.Column(*args, postgresql.JSONB(), nullable=nullable, server_default=server_default),
+        sa_column=sa.Column(*args, postgresql.JSONB(), nullable=nullable, server_default=server_default),  # type: ignore[arg-type]
     )
 
 

@@ -380,7 +380,7 @@ class FlagStore:
         conn: asyncpg.Connection = await asyncpg.connect(
             timeout=5.0,
             server_settings={"application_name": LISTENER_APPLICATION_NAME},
-            **asyncpg_connect_kwargs(self._database_url),  # type: ignore[call-overload]
+            **asyncpg_connect_kwargs(self._database_url),
         )
         try:
             # A server-side close wakes the loop at once instead of at the next tick.

@@ -12,7 +12,7 @@ async def readiness(container: Container) -> dict[str, Any]:
     head = head_revision()
     try:
         async with container.pool.acquire() as conn:
-            current = await current_revision(conn)
+            current = await current_revision(conn)  # type: ignore[arg-type]  # pool proxy quacks alike
     except Exception as exc:  # the database being down is exactly what this reports
         return {"ready": False, "database": "unreachable", "detail": str(exc)[:200], "schema": {"head": head}}
     ready = current == head

@@ -540,7 +540,8 @@ def settle_outcomes(
 ) -> list[ItemWrite]:
     """What to record for each claimed item, given migrate_batch's outcomes (None: it raised).
 
-    * transient outcome → retry later (`pending`) until `max_attempts`, then `failed` with its reason;
+    * transient outcome → retry later (`pending`) until `max_attempts`, then `failed` with its reason
+      (an unsettled earlier attempt stays marked: it may have written, whatever this attempt saw);
     * `skipped/already_migrated` on an item whose previous claim in this job never recorded an
       outcome → `migrated`: that interrupted attempt wrote the V2 row, and an uninterrupted run
       would have counted it as migrated (so counts survive kill -9);
@@ -566,7 +567,12 @@ def settle_outcomes(
                 detail = f"{outcome.detail or reason} (gave up after {item.attempts} attempts)"
                 writes.append(ItemWrite(item.item_kind, item.legacy_id, "failed", reason, detail, outcome.v2_id))
             else:
-                writes.append(ItemWrite(item.item_kind, item.legacy_id, "pending", reason, outcome.detail))
+                # Keep an unsettled earlier attempt's marker: that attempt may still have written V2.
+                writes.append(
+                    ItemWrite(
+                        item.item_kind, item.legacy_id, "pending", reason, outcome.detail, keep_claim=item.was_claimed
+                    )
+                )
             continue
         if outcome.status == "skipped" and outcome.reason == REASON_ALREADY_MIGRATED and item.was_claimed:
             writes.append(ItemWrite(item.item_kind, item.legacy_id, "migrated", None, RESTART_DETAIL, outcome.v2_id))

@@ -121,12 +121,14 @@ async def test_kill_9_mid_job_then_restart_finishes_with_exact_counts(
             deadline = time.monotonic() + 60
             while True:
                 job = await svc.get_job(pool, job_id)
-                in_flight, written_unrecorded = await pool.fetchrow(
-                    """SELECT count(*), count(b.id) FROM sb_migration_job_items i
+                row = await pool.fetchrow(
+                    """SELECT count(*) AS n, count(b.id) AS written FROM sb_migration_job_items i
                        LEFT JOIN "Bundle" b ON b.shop = i.shop AND b."shopifyMetaobjectId" = i."legacyId"
                        WHERE i."jobId" = $1 AND i.status = 'pending' AND i."claimedBy" IS NOT NULL""",
                     job_id,
                 )
+                assert row is not None
+                in_flight, written_unrecorded = row["n"], row["written"]
                 in_window = 0.1 * total < job.stats.processed < 0.9 * total
                 if in_window and in_flight and (written_unrecorded or job.stats.processed > 0.6 * total):
                     break

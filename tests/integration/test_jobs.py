@@ -30,8 +30,8 @@ from tests.conftest import new_shop
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float = 20.0, step: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until(predicate: Callable[[], Awaitable[bool]], within: float = 20.0, step: float = 0.05) -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if await predicate():
             return
@@ -43,11 +43,11 @@ async def job_status(pool: asyncpg.Pool[Any], job_id: str) -> svc.JobOut:
     return await svc.get_job(pool, job_id)
 
 
-async def wait_status(pool: asyncpg.Pool[Any], job_id: str, *statuses: str, timeout: float = 20.0) -> svc.JobOut:
+async def wait_status(pool: asyncpg.Pool[Any], job_id: str, *statuses: str, within: float = 20.0) -> svc.JobOut:
     async def done() -> bool:
         return (await job_status(pool, job_id)).status in statuses
 
-    await wait_until(done, timeout)
+    await wait_until(done, within)
     return await job_status(pool, job_id)
 
 
@@ -75,8 +75,12 @@ class FakeItems:
     async def plan(self, conn: Any, item_kind: ItemKind, shops: list[str] | None) -> list[PlannedItem]:
         if item_kind != "bundle":
             return []
-        return [PlannedItem("bundle", lid, s) for s in sorted(self.per_shop) if shops is None or s in shops
-                for lid in self.ids(s)]
+        return [
+            PlannedItem("bundle", lid, s)
+            for s in sorted(self.per_shop)
+            if shops is None or s in shops
+            for lid in self.ids(s)
+        ]
 
     async def migrate(
         self, ctx: MigrationContext, shop: str, item_kind: ItemKind, legacy_ids: list[str]
@@ -425,8 +429,8 @@ async def test_http_contract_basics(client: httpx.AsyncClient) -> None:
 JOBS = "/admin/migrations/jobs"
 
 
-async def poll(client: httpx.AsyncClient, url: str, *statuses: str, timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+async def poll(client: httpx.AsyncClient, url: str, *statuses: str, within: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + within
     while True:
         r = await client.get(url)
         assert r.status_code == 200, r.text
@@ -499,7 +503,9 @@ async def test_http_job_end_to_end_on_messy_legacy_data(
     assert await v2_bundles(db, shops) == before
 
 
-async def test_http_overlap_409_pause_resume_cancel(client: httpx.AsyncClient, db: asyncpg.Connection, sim: Any) -> None:
+async def test_http_overlap_409_pause_resume_cancel(
+    client: httpx.AsyncClient, db: asyncpg.Connection, sim: Any
+) -> None:
     from tests.legacy_fixtures import seed_bulk_manual_bundles
 
     shops = [new_shop("h"), new_shop("h")]
@@ -604,7 +610,7 @@ async def test_job_converges_under_30_percent_shopify_faults(
         await worker.start()
         try:
             job = await svc.create_job(pool, kind="bundles", shops=shops, batch_size=3, queue=queue)
-            done = await wait_status(pool, job.id, "succeeded", timeout=60)
+            done = await wait_status(pool, job.id, "succeeded", within=60)
         finally:
             await worker.stop(timeout_s=5)
     assert sum((await sim.stats())["faultsInjected"].values()) >= 3
@@ -615,5 +621,7 @@ async def test_job_converges_under_30_percent_shopify_faults(
         shops,
     )
     assert dupes == 0 and await v2_bundles(db, shops) == 60
-    retried = await pool.fetchval('SELECT count(*) FROM sb_migration_job_items WHERE "jobId" = $1 AND attempts > 1', job.id)
+    retried = await pool.fetchval(
+        'SELECT count(*) FROM sb_migration_job_items WHERE "jobId" = $1 AND attempts > 1', job.id
+    )
     print(f"items retried by the worker: {retried}")

@@ -365,11 +365,42 @@ async def api_rename(conn: Conn, shop: str, gid: str, name: str, legacy_first: b
     return True
 
 
+class _Rollback(Exception):
+    pass
+
+
 async def legacy_app_delete(conn: Conn, shop: str, gid: str) -> bool:
-    """The legacy Node app deleting a bundle it still owns (not in V2): only the legacy row."""
-    return (
-        await conn.execute('DELETE FROM bundle_discount_id WHERE "bundleId" = $1 AND shop = $2', gid, shop)
-    ) != "DELETE 0"
+    """The legacy Node app deleting a bundle it still owns: the legacy row, in a transaction that only
+    commits if no V2 bundle exists once the row is locked. (Deleting a bundle V2 already owns goes
+    through the API; a legacy-only delete serialised after the migration is not "deleted meanwhile".)"""
+    try:
+        async with conn.transaction():
+            gone = await conn.execute('DELETE FROM bundle_discount_id WHERE "bundleId" = $1 AND shop = $2', gid, shop)
+            owned = await conn.fetchval(
+                'SELECT 1 FROM "Bundle" WHERE shop = $1 AND "shopifyMetaobjectId" = $2', shop, gid
+            )
+            if gone == "DELETE 0" or owned:
+                raise _Rollback
+    except _Rollback:
+        return False
+    return True
+
+
+async def legacy_app_rename(conn: Conn, shop: str, gid: str, name: str) -> bool:
+    """The legacy app renaming a bundle V2 does not own yet (same commit rule as `legacy_app_delete`)."""
+    try:
+        async with conn.transaction():
+            done = await conn.execute(
+                'UPDATE bundle_discount_id SET "bundleName" = $3 WHERE "bundleId" = $1 AND shop = $2', gid, shop, name
+            )
+            owned = await conn.fetchval(
+                'SELECT 1 FROM "Bundle" WHERE shop = $1 AND "shopifyMetaobjectId" = $2', shop, gid
+            )
+            if done == "UPDATE 0" or owned:
+                raise _Rollback
+    except _Rollback:
+        return False
+    return True
 
 
 async def test_backfill_races_api_writes_on_the_same_rows(
@@ -399,7 +430,9 @@ async def test_backfill_races_api_writes_on_the_same_rows(
                         renamed.pop(gid, None)
                 elif action < 0.8:
                     name = f"Renamed {round_no}-{step}"
-                    if await api_rename(conn, shop, gid, name, legacy_first):
+                    if await api_rename(conn, shop, gid, name, legacy_first) or await legacy_app_rename(
+                        conn, shop, gid, name
+                    ):
                         renamed[gid] = name
                 else:
                     created.add(await api_create(conn, shop, f"API made {round_no}-{step}"))
@@ -514,3 +547,28 @@ async def test_frozen_shop_and_unknown_kind_never_raise(
     assert (outcomes[3].status, outcomes[3].reason) == ("skipped", "deleted_meanwhile")
     weird = await migrate_batch(ctx, shop, "nonsense", ["x"])  # type: ignore[arg-type]
     assert (weird[0].status, weird[0].reason) == ("failed", "internal_error")
+
+
+async def test_handle_lookup_error_is_transient_not_not_found(
+    ctx: MigrationContext, db: asyncpg.Connection, sim: Any
+) -> None:
+    """A null metaobjectByHandle *with* an error (partial response) may hide an existing bundle."""
+    shop = new_shop("handle")
+    await seed_bulk_manual_bundles(db, sim, [shop], 1)
+    handle = f"imported-{new_id()}"
+    await sim.add_metaobjects(
+        shop, [{"type": "product-bundles", "handle": handle, "fields": {"products": '["gid://shopify/Product/5"]'}}]
+    )
+    key = f"gid://shopify/Metaobject/{handle}"
+    await db.execute(
+        """INSERT INTO bundle_discount_id ("bundleId", "bundleName", "discountId", shop) VALUES ($1, 'H', 'd1', $2)""",
+        key,
+        shop,
+    )
+    await sim.set_faults(shop, next_faults=[{"kind": "malformed", "variant": "partial"}])
+    [failed] = await migrate_batch(ctx, shop, "bundle", [key])
+    assert (failed.status, failed.reason, failed.transient) == ("failed", "shopify_unavailable", True)
+    [ok] = await migrate_batch(ctx, shop, "bundle", [key])
+    assert ok.status == "migrated"
+    real_gid = await db.fetchval('SELECT "shopifyMetaobjectId" FROM "Bundle" WHERE id = $1', ok.v2_id)
+    assert real_gid.startswith("gid://shopify/Metaobject/") and real_gid != key

@@ -93,11 +93,20 @@ def test_job_out_derives_stats_from_the_row() -> None:
 
 def test_job_out_paused_and_finished() -> None:
     started = datetime(2026, 1, 1, 12, 0, 0)
-    paused = job_out(_row(status="paused", checkpoint={"pausedS": 0.0, "pausedAt": started.replace(tzinfo=UTC).timestamp() + 10}))
+    paused = job_out(
+        _row(status="paused", checkpoint={"pausedS": 0.0, "pausedAt": started.replace(tzinfo=UTC).timestamp() + 10})
+    )
     assert paused.etaSeconds is None
     assert paused.ratePerSecond == 4.0  # 40 items in the 10 s before the pause
     finished = job_out(
-        _row(status="succeeded", processed=100, migrated=90, failed=6, skipped=4, finishedAt=started + timedelta(seconds=50))
+        _row(
+            status="succeeded",
+            processed=100,
+            migrated=90,
+            failed=6,
+            skipped=4,
+            finishedAt=started + timedelta(seconds=50),
+        )
     )
     assert finished.progress == 1.0 and finished.etaSeconds == 0.0
     assert finished.ratePerSecond == 2.0  # 100 items in 50 s: the clock stops at finishedAt
@@ -144,3 +153,14 @@ def test_batch_exception_retries_keeping_the_claim_then_fails() -> None:
     assert (retry.status, retry.reason, retry.detail, retry.keep_claim) == ("pending", "internal_error", "boom", True)
     (final,) = settle_outcomes([_claimed("a", attempts=3)], None, max_attempts=3, error="boom")
     assert (final.status, final.reason) == ("failed", "internal_error")
+
+
+def test_transient_retry_keeps_the_mark_of_an_interrupted_attempt() -> None:
+    """Killed after writing (attempt 1), transient on attempt 2, already_migrated on attempt 3:
+    still migrated, because the mark of attempt 1 survives attempt 2."""
+    transient = ItemOutcome("a", "failed", reason="shopify_unavailable", transient=True)
+    (retry,) = settle_outcomes([_claimed("a", attempts=2, was_claimed=True)], [transient], max_attempts=5)
+    assert (retry.status, retry.keep_claim) == ("pending", True)
+    again = ItemOutcome("a", "skipped", reason="already_migrated", v2_id="v2a")
+    (final,) = settle_outcomes([_claimed("a", attempts=3, was_claimed=True)], [again], max_attempts=5)
+    assert final.status == "migrated"
