@@ -52,7 +52,10 @@ async def sample_outbox_lag(request: Request) -> None:
     "/metrics",
     summary="Prometheus metrics (text exposition format)",
     response_class=Response,
-    responses={200: {"description": "Prometheus text format 0.0.4", "content": {"text/plain": {}}}},
+    responses={
+        200: {"description": "Prometheus text format 0.0.4", "content": {"text/plain": {}}},
+        500: {"description": "Collecting the metrics failed", "content": {"application/problem+json": {}}},
+    },
 )
 async def metrics(request: Request) -> Response:
     await sample_outbox_lag(request)

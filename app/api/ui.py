@@ -5,7 +5,8 @@ Authentication, why two ways:
   SameSite=Strict cookie scoped to `/admin/ui` (Secure over HTTPS). The cookie does not hold the
   token: it holds an expiry and an HMAC of it keyed by the token, so it cannot be turned back into
   the token, it expires after `SESSION_TTL_S`, and rotating ADMIN_API_TOKEN ends every session.
-  Nothing secret ever travels in a URL.
+  Nothing secret ever travels in a URL. Sessions are stateless (any replica can check them, no
+  session store); signing out deletes the cookie, so a copied cookie stays valid until it expires.
 * Scripts and curl send `Authorization: Bearer <ADMIN_API_TOKEN>`, as on every `/admin/*` path.
 
 The page refreshes its content every few seconds with a small inline script (fetching
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import secrets
 import time
 from functools import lru_cache
@@ -30,6 +32,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.api.deps import ContainerDep
 from app.core.container import Container
+from app.core.errors import problem_response
 from app.core.security import constant_time_equals
 from app.services import status_page
 
@@ -103,13 +106,13 @@ def _security_headers(nonce: str) -> dict[str, str]:
 
 
 def _page(title: str, body: str, nonce: str, *, status: int = 200, head_extra: str = "") -> HTMLResponse:
-    html = _template("page.html").substitute(title=title, nonce=nonce, body=body, head_extra=head_extra)
-    return HTMLResponse(html, status_code=status, headers=_security_headers(nonce))
+    page = _template("page.html").substitute(title=title, nonce=nonce, body=body, head_extra=head_extra)
+    return HTMLResponse(page, status_code=status, headers=_security_headers(nonce))
 
 
 def _login_page(error: str | None = None, status: int = 200) -> HTMLResponse:
     nonce = secrets.token_urlsafe(16)
-    error_html = f'<p class="error" role="alert">{error}</p>' if error else ""
+    error_html = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
     body = _template("login.html").substitute(error=error_html)
     return _page("Sign in", body, nonce, status=status)
 
@@ -124,6 +127,8 @@ def _secure(request: Request) -> bool:
 @router.get("", response_class=HTMLResponse)
 async def dashboard(request: Request, container: ContainerDep) -> Response:
     if not is_authenticated(request, container):
+        if _bearer_token(request) is not None:  # a script with a wrong token: say so, do not redirect
+            return problem_response(401, "Unauthorized", "Invalid token.", type_slug="unauthorized")
         return RedirectResponse("/admin/ui/login", status_code=303, headers={"Cache-Control": "no-store"})
     view = await status_page.collect(container)
     nonce = secrets.token_urlsafe(16)

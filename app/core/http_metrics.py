@@ -78,5 +78,6 @@ class HttpMetricsMiddleware:
                         "http_route": route,
                         "http_status": status,
                         "duration_ms": round(elapsed * 1000, 2),
+                        "_text_plain": True,
                     },
                 )

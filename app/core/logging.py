@@ -163,11 +163,15 @@ class TextFormatter(logging.Formatter):
             tags.append(f"shop={context['shop']}")
         if context["trace_id"]:
             tags.append(f"trace={context['trace_id'][:8]}")
-        extras = [
-            f"{name}={redact(value, name)!s}"
-            for name, value in record.__dict__.items()
-            if name not in _STANDARD_ATTRS and name not in context and not name.startswith("_")
-        ]
+        extras = (
+            []
+            if getattr(record, "_text_plain", False)  # the message already says it all (access log)
+            else [
+                f"{name}={redact(value, name)!s}"
+                for name, value in record.__dict__.items()
+                if name not in _STANDARD_ATTRS and name not in context and not name.startswith("_")
+            ]
+        )
         line = f"{stamp} {record.levelname:<5} {record.name}"
         if tags:
             line += f" [{' '.join(tags)}]"

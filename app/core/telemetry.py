@@ -19,10 +19,16 @@ Why it looks like this
 * Instrumentation comes from the official packages: FastAPI (server spans), SQLAlchemy (ORM
   queries), asyncpg (the raw pool of the hot storefront path, and the connections below the ORM),
   httpx (the Shopify client). Shopify and migration-batch spans are created where the work is
-  done (`app/shopify/client.py`, the job engine) through the OpenTelemetry API.
+  done, through the OpenTelemetry API: `shopify.graphql` in `app/shopify/client.py` (attributes
+  `shopify.shop`, `shopify.cost.requested` / `.actual`, `shopify.throttle.wait_s`), and
+  `migration.batch` around each batch of the job worker (attributes `migration.job_id`,
+  `migration.item_kind`, `shopify.shop`, `migration.batch.size`; tests/integration/test_telemetry.py
+  holds that contract).
 * Database spans with no parent come from background loops (the flag refresh every 0.5 s, the
-  job poller): they would be a root trace per poll at the collector, so the sampler drops them.
-  A background task that wants its queries traced starts its own span first (a migration batch).
+  job poller), all on the raw asyncpg pool: they would be a root trace per poll at the collector,
+  so the sampler drops them (asyncpg's spans carry `db.system` from their start, which is what the
+  sampler can see). A background task that wants its queries traced starts its own span first,
+  as a migration batch does.
 """
 
 from __future__ import annotations
@@ -85,10 +91,12 @@ _NOOP_METERS = metrics.NoOpMeterProvider()
 
 
 class DropOrphanDatabaseSpans(Sampler):
-    """Delegates to the configured sampler, except for database spans that start a trace.
+    """Delegates to the configured sampler, except for database spans that would start a trace.
 
     Background loops (flag snapshot refresh, job polling) query the database several times a
-    second outside any request; each such query would otherwise be a one-span trace.
+    second outside any request; each such query would otherwise be a one-span trace. Recognised
+    by what exists at sampling time: no parent, kind CLIENT, a `db.system` attribute (asyncpg sets
+    it at span start; SQLAlchemy sets it later, but nothing queries through the ORM outside a request).
     """
 
     def __init__(self, delegate: Sampler) -> None:

@@ -64,6 +64,8 @@ class MigrationJob(SQLModel, table=True):
     perShop: dict[str, Any] = jsonb(nullable=False, default_sql="'{}'")
     checkpoint: dict[str, Any] = jsonb(nullable=False, default_sql="'{}'")
     lastError: str | None = text()
+    # Informational: the worker that recorded the latest batch and when its lease runs out. The
+    # leases that matter are per item (MigrationJobItem.claimedBy/claimedAt) and per dispatch (pgqueuer).
     leaseOwner: str | None = text()
     leaseExpiresAt: datetime | None = timestamp()
     createdAt: datetime | None = timestamp(nullable=False, now_default=True)

@@ -76,7 +76,7 @@ class JobWorker:
         max_attempts: int = svc.DEFAULT_MAX_ATTEMPTS,
         retry_backoff_s: float = 0.5,
         retry_backoff_max_s: float = 8.0,
-        poll_interval_s: float = 0.5,
+        poll_interval_s: float = 1.0,
         sweep_interval_s: float = 1.0,
         owns_pool: bool = False,
     ) -> None:

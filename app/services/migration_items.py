@@ -15,11 +15,14 @@ How a batch runs (`migrate_batch`), and why:
    `nodes` call. A shop-level error (no token, 401, 402, 423, 404) fails every item that needed
    Shopify with that reason; a transient one (`shopify_unavailable`) fails them as transient.
 3. Per item, its own short transaction: re-read the legacy row `FOR SHARE` (gone → skipped
-   `deleted_meanwhile`; its *current* name and discount are used, not the batch read's), then one
-   `INSERT ... ON CONFLICT DO NOTHING RETURNING id` that writes the V2 row and all its children.
-   Nothing returned → skipped `already_migrated`, nothing else written: the unique index, not a
-   read, decides, so concurrent jobs, replicas and the dual-writing API cannot create duplicates,
-   and an API write is never overwritten. See docs/migration.md for the full argument.
+   `deleted_meanwhile`; its *current* name and discount are used, not the batch read's), then
+   `INSERT ... ON CONFLICT DO NOTHING RETURNING id` writing the V2 row and all its children through
+   data-modifying CTEs. Nothing returned → skipped `already_migrated`, nothing else written: the
+   unique index, not a read, decides, so concurrent jobs, replicas and the dual-writing API cannot
+   create duplicates, and an API write is never overwritten. For manual bundles (the bulk of the
+   data) lock and insert are ONE statement, i.e. one implicit transaction and one round trip; AI
+   bundles and auto rules use an explicit BEGIN / SELECT ... FOR SHARE / INSERT / COMMIT. See
+   docs/migration.md for the full argument.
 
 Nothing here raises for a bad item or a Shopify failure: every legacy id gets exactly one outcome.
 """
@@ -30,7 +33,6 @@ import asyncio
 import functools
 import json
 import logging
-import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +41,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from app.core.ids import new_id
 from app.core.metrics import JOB_ITEMS
 from app.core.time import utcnow
 from app.repos import migration as repo
@@ -283,22 +286,8 @@ class _SlugAllocator:
         self.taken |= await repo.taken_slugs(conn, self.shop, [base])
 
 
-_ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
-def _new_id() -> str:
-    """A row id of the same shape as `app.core.ids.new_id` (`c` + 24 base36 chars), 15x cheaper.
-
-    A bundle needs 6+ ids; `new_id` draws 24 `secrets.choice` each (~50 us per id), which was a fifth
-    of the CPU of a 10,000-bundle backfill. Here: one 160-bit draw from the OS CSPRNG cut into base36
-    digits (36^24 < 2^125, so the remaining bias is below 2^-35).
-    """
-    value = int.from_bytes(os.urandom(20), "big")
-    digits = []
-    for _ in range(24):
-        value, digit = divmod(value, 36)
-        digits.append(_ID_ALPHABET[digit])
-    return "c" + "".join(digits)
 
 
 def _dumps(value: Any) -> str:
@@ -332,12 +321,12 @@ def _components(
     for ref in refs:
         product = products.get(ref.product_id) if products is not None else None
         if product is None:
-            result.append(repo.NewComponent(_new_id(), ref.product_id, ref.variant_id, ref.quantity))
+            result.append(repo.NewComponent(new_id(), ref.product_id, ref.variant_id, ref.quantity))
             continue
         same_variant = ref.variant_id is None or ref.variant_id == product.variant_id
         result.append(
             repo.NewComponent(
-                id=_new_id(),
+                id=new_id(),
                 product_id=ref.product_id,
                 variant_id=ref.variant_id,
                 quantity=ref.quantity,
@@ -394,14 +383,6 @@ def _cache_note(batch_error: ShopifyError | None) -> str | None:
 # ==================================================================================== AI bundles
 
 
-@dataclass(frozen=True, slots=True)
-class _AiPlan:
-    """An AI bundle as read (possibly stale): what Shopify products it needs and its base slug."""
-
-    refs: list[LegacyProductRef]
-    slug_base: str
-
-
 def _ai_refs(row: asyncpg.Record) -> list[LegacyProductRef]:
     """Primary product then the bundled ones (the plan's displayOrder), as product GIDs."""
     refs = [LegacyProductRef(normalize_product_gid(row["productId"], "productId"))]
@@ -439,9 +420,9 @@ def _build_ai_bundle(
     discounts: list[repo.NewDiscount] = []
     # The AI row's own discount, and the one the legacy generator also recorded in bundle_discount_id.
     for discount_id in dict.fromkeys(filter(None, (_clean(row["discountId"]), _clean(row["legacy_discount_id"])))):
-        discounts.append(repo.NewDiscount(_new_id(), discount_id, is_active))
+        discounts.append(repo.NewDiscount(new_id(), discount_id, is_active))
     return repo.NewBundle(
-        id=_new_id(),
+        id=new_id(),
         shop=shop,
         name=f"{AI_BUNDLE_NAME_PREFIX}{row['productId']}",
         title=AI_BUNDLE_TITLE,
@@ -452,7 +433,7 @@ def _build_ai_bundle(
         metadata_json=_dumps(metadata),
         created_at=row["generatedAt"] or now,
         now=now,
-        inventory_id=_new_id(),
+        inventory_id=new_id(),
         components=_components(_ai_refs(row), products),
         discounts=discounts,
     )
@@ -590,7 +571,7 @@ def _build_auto_rule(shop: str, legacy_id: str, source: str, row: asyncpg.Record
     if discount_id is not None:
         template["discount"] = {**template["discount"], "shopifyDiscountId": discount_id}
     return repo.NewAutoRule(
-        id=_new_id(),
+        id=new_id(),
         shop=shop,
         name=mapping.name if source == "auto_bundle_rules" else "Auto bundle (legacy single rule)",
         description=None if source == "auto_bundle_rules" else "Migrated from the deprecated auto_bundle_data table",
@@ -686,7 +667,7 @@ def _build_manual_bundle(
     if item.handle is not None:
         metadata["legacyHandle"] = item.handle
     return repo.NewBundle(
-        id=_new_id(),
+        id=new_id(),
         shop=shop,
         name=name,
         title=parsed.title or name,
@@ -697,9 +678,9 @@ def _build_manual_bundle(
         metadata_json=_dumps(metadata),
         created_at=parsed.created_at or now,
         now=now,
-        inventory_id=_new_id(),
+        inventory_id=new_id(),
         components=_components(parsed.products, products),
-        pricing_rule_id=_new_id(),
+        pricing_rule_id=new_id(),
         discount_percent=parsed.discount_percent if parsed.discount_percent is not None else Decimal(0),
     )
 
@@ -941,7 +922,7 @@ class _BundleBatch:
             base = slugify(_bundle_name(expected_name, item.parsed))
             bundle = _build_manual_bundle(shop, item, expected_name, slugs.allocate(base), products, utcnow())
             try:
-                result = await repo.insert_manual_bundle(conn, bundle, legacy_id, expected_name, _new_id())
+                result = await repo.insert_manual_bundle(conn, bundle, legacy_id, expected_name, new_id())
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name == SLUG_CONSTRAINT:
                     await slugs.refresh(conn, base)
@@ -1055,7 +1036,7 @@ class _BundleBatch:
                 if existing is not None:
                     discount_id = _clean(row.discount_id)
                     if discount_id is not None:
-                        await repo.attach_bundle_discount(conn, existing, _new_id(), discount_id, utcnow())
+                        await repo.attach_bundle_discount(conn, existing, new_id(), discount_id, utcnow())
                     return _skipped(
                         legacy_id, SKIP_AI_BUNDLE_METAOBJECT, f"is AI bundle {ai_id}; discount linked", v2_id=existing
                     )

@@ -6,7 +6,8 @@ audit trail, shadow mismatches), watch it update by itself, sign out. The browse
 server, so the service runs under uvicorn on a free 127.0.0.1 port in a thread, on a database of
 its own (so the screenshot kept in docs/ shows only this test's data).
 
-Needs /usr/bin/chromium (Debian's `chromium` package; CI installs it). Without it the test skips.
+The browser test needs /usr/bin/chromium (Debian's `chromium` package; CI installs it) and skips
+without it; the access rules are also checked over plain HTTP, which needs no browser.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from tests.conftest import ADMIN_TOKEN, make_settings
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "status-page.png"
 
-pytestmark = pytest.mark.skipif(
+needs_chromium = pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
     reason="headless Chromium not installed (apt-get install -y chromium); the status page test needs it",
 )
@@ -262,6 +263,7 @@ async def _advance(url: str, job_id: str, processed: int) -> None:
         await conn.close()
 
 
+@needs_chromium
 async def test_status_page_in_chromium(chromium: str, page_db: str, simulator: Any) -> None:
     run_id = os.urandom(3).hex()
     jobs = await _seed(page_db, simulator.base_url, run_id)
@@ -354,3 +356,40 @@ async def test_status_page_in_chromium(chromium: str, page_db: str, simulator: A
             await browser.wait_for("location.pathname === '/admin/ui/login'")
 
     assert SCREENSHOT.exists() and SCREENSHOT.stat().st_size > 10_000
+
+
+async def test_status_page_access_without_a_browser(app_factory: Any) -> None:
+    """The same rules over plain HTTP (runs without Chromium): who gets what, and the cookie's terms."""
+    async with app_factory() as client:
+        anonymous = {"Authorization": ""}
+        answer = await client.get("/admin/ui", headers=anonymous)
+        assert answer.status_code == 303 and answer.headers["location"] == "/admin/ui/login"
+        assert (await client.get("/admin/ui/partial", headers=anonymous)).status_code == 401
+        wrong = await client.get("/admin/ui", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.headers["content-type"].startswith("application/problem+json")
+
+        # Bearer header: the dashboard, with a strict CSP whose nonce is on the inline script.
+        page = await client.get("/admin/ui")
+        assert page.status_code == 200 and "Migration jobs" in page.text
+        csp = page.headers["content-security-policy"]
+        nonce = re.search(r"script-src 'nonce-([^']+)'", csp)
+        assert nonce and f'<script nonce="{nonce.group(1)}">' in page.text
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+        assert page.headers["cache-control"] == "no-store"
+
+        # Login form post → HttpOnly, SameSite=Strict cookie scoped to the page; no token inside it.
+        form = {"content-type": "application/x-www-form-urlencoded", "Authorization": ""}
+        bad = await client.post("/admin/ui/login", content="token=wrong", headers=form)
+        assert bad.status_code == 401 and "not valid" in bad.text
+        good = await client.post("/admin/ui/login", content=f"token={ADMIN_TOKEN}", headers=form)
+        assert good.status_code == 303 and good.headers["location"] == "/admin/ui"
+        cookie = good.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/admin/ui" in cookie
+        assert ADMIN_TOKEN not in cookie
+        value = cookie.split(";", 1)[0].split("=", 1)[1]
+        with_cookie = {"Authorization": "", "Cookie": f"sb_admin_session={value}"}
+        assert (await client.get("/admin/ui/partial", headers=with_cookie)).status_code == 200
+        forged = {"Authorization": "", "Cookie": f"sb_admin_session={value[:-4]}beef"}
+        assert (await client.get("/admin/ui/partial", headers=forged)).status_code == 401
+        expired = {"Authorization": "", "Cookie": "sb_admin_session=1." + value.split(".", 1)[1]}
+        assert (await client.get("/admin/ui/partial", headers=expired)).status_code == 401

@@ -6,6 +6,7 @@ sees everything the process traces; each test picks its own trace out by trace i
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -44,14 +45,14 @@ def _server_span(spans: Sequence[ReadableSpan], route_fragment: str) -> Readable
     return servers[-1]
 
 
-def _wait_for(exporter: Any, predicate: Any, timeout: float = 5.0) -> list[ReadableSpan]:
+async def _wait_for(exporter: Any, predicate: Any, within_s: float = 5.0) -> list[ReadableSpan]:
     """Server spans end after the response is sent: give the ASGI task a moment to finish."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within_s
     while True:
         found = list(exporter.get_finished_spans())
         if predicate(found) or time.monotonic() > deadline:
             return found
-        time.sleep(0.02)
+        await asyncio.sleep(0.02)
 
 
 def _is_descendant(span: ReadableSpan, ancestor: ReadableSpan, by_id: dict[int, ReadableSpan]) -> bool:
@@ -146,7 +147,7 @@ async def test_storefront_read_traces_server_db_and_shopify(
             headers={"traceparent": f"00-{TRACE_ID}-{PARENT_SPAN_ID}-01"},
         )
         assert response.status_code == 200, response.text
-        found = _wait_for(
+        found = await _wait_for(
             spans,
             lambda s: any(x.kind == SpanKind.SERVER and "bundles-for-product" in x.name for x in s),
         )
@@ -177,7 +178,7 @@ async def test_route_calling_shopify_is_one_trace(app_factory: Any, db: Any, sim
         response = await client.get("/_test/trace-probe")
         assert response.status_code == 200, response.text
         assert response.json() == {"found": True}
-        found = _wait_for(spans, lambda s: any(x.kind == SpanKind.SERVER and "trace-probe" in x.name for x in s))
+        found = await _wait_for(spans, lambda s: any(x.kind == SpanKind.SERVER and "trace-probe" in x.name for x in s))
     server = _server_span(found, "/_test/trace-probe")
     trace = _assert_one_trace(found, server)
     # Both database layers show: the ORM (SQLAlchemy) and the raw asyncpg pool.
@@ -245,6 +246,18 @@ def test_exporters_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert telemetry._exporters_from_env() == []
 
 
+async def test_background_queries_start_no_traces(client: Any, spans: Any) -> None:
+    """The flag refresh (every 0.5 s) and any query outside a request leave no one-span traces."""
+    await client.app.state.container.pool.fetchval("SELECT 42")
+    await asyncio.sleep(1.2)  # two flag refresh ticks
+    orphans = [
+        s
+        for s in spans.get_finished_spans()
+        if s.parent is None and s.instrumentation_scope is not None and "asyncpg" in s.instrumentation_scope.name
+    ]
+    assert orphans == []
+
+
 def test_orphan_database_spans_are_dropped() -> None:
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision
 
@@ -253,3 +266,35 @@ def test_orphan_database_spans_are_dropped() -> None:
     assert dropped.decision == Decision.DROP
     kept = sampler.should_sample(None, 1, "GET /x", SpanKind.SERVER, {"http.method": "GET"})
     assert kept.decision == Decision.RECORD_AND_SAMPLE
+
+
+async def test_each_migration_batch_is_a_span(app_factory: Any, db: Any, sim: Any, shop: str, spans: Any) -> None:
+    """Contract for the job worker: one `migration.batch` span per batch, naming the job, the item
+    kind and the shop, with the batch's database and Shopify work below it."""
+    await _seed_shop(db, sim, shop, "shpat_batch")
+    async with app_factory() as client:
+        created = await client.post("/admin/migrations/jobs", json={"kind": "bundles", "shops": [shop]})
+        assert created.status_code == 202, created.text
+        url = created.json()["statusUrl"]
+        deadline = time.monotonic() + 30
+        while (await client.get(url)).json()["status"] not in ("succeeded", "failed", "cancelled"):
+            assert time.monotonic() < deadline, "job did not finish"
+            await asyncio.sleep(0.1)
+        job_id = created.json()["id"]
+
+        def batch_spans(found: Sequence[ReadableSpan]) -> list[ReadableSpan]:
+            return [
+                s for s in found if s.name == "migration.batch" and (s.attributes or {}).get("shopify.shop") == shop
+            ]
+
+        found = await _wait_for(spans, batch_spans)
+    batches = batch_spans(found)
+    assert batches, "the job worker creates no `migration.batch` span (see app/core/telemetry.py docstring)"
+    batch = batches[0]
+    assert batch.attributes is not None
+    assert batch.attributes.get("migration.job_id") == job_id
+    assert batch.attributes.get("migration.item_kind") == "bundle"
+    assert batch.context is not None
+    trace = _trace_of(found, batch.context.trace_id)
+    by_id = {s.context.span_id: s for s in trace if s.context is not None}
+    assert any(s.name == "shopify.graphql" and _is_descendant(s, batch, by_id) for s in trace)

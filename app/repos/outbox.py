@@ -1,0 +1,182 @@
+"""SQL of the write-through outbox (`sb_outbox`, app.models.outbox), on raw asyncpg.
+
+Only SQL lives here: app.services.outbox owns the transactions, the retry policy and the Shopify
+calls. Times are naive UTC from the *database* clock (`timezone('utc', now())`), so every replica
+and the dispatcher agree on "due" and "age" whatever their own clocks say.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app.repos.bundles import Executor, dumps
+
+#: LISTEN/NOTIFY channel: an enqueue notifies it (delivered at commit), dispatchers wake at once.
+CHANNEL = "sb_outbox"
+
+_NOW = "timezone('utc', now())"
+_COLUMNS = (
+    'id, shop, "bundleId", seq, op, payload::text AS payload, status, attempts, "nextAttemptAt", "lastError", '
+    '"createdAt", "deliveredAt"'
+)
+
+
+def _row(record: Any) -> dict[str, Any]:
+    data = dict(record)
+    data["payload"] = json.loads(data["payload"]) if data.get("payload") is not None else None
+    return data
+
+
+async def insert(conn: Executor, shop: str, bundle_id: str, op: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Append a row for the bundle with the next `seq` and notify dispatchers (on commit).
+
+    The caller holds the bundle's row lock (or the bundle no longer exists and this is its final
+    row), so `max(seq) + 1` cannot race; the unique (bundleId, seq) index would refuse it anyway.
+    """
+    record = await conn.fetchrow(
+        f"""
+        INSERT INTO sb_outbox (shop, "bundleId", seq, op, payload, status, attempts, "nextAttemptAt", "createdAt")
+        VALUES ($1, $2, (SELECT coalesce(max(seq), 0) + 1 FROM sb_outbox WHERE "bundleId" = $2), $3, $4::jsonb,
+            'pending', 0, {_NOW}, {_NOW})
+        RETURNING {_COLUMNS}
+        """,
+        shop,
+        bundle_id,
+        op,
+        dumps(payload),
+    )
+    await conn.execute(f"SELECT pg_notify('{CHANNEL}', $1)", bundle_id)
+    assert record is not None
+    return _row(record)
+
+
+async def claim_next(conn: Executor) -> dict[str, Any] | None:
+    """Lock the oldest due pending row that is the *oldest pending row of its bundle* (in order per
+    bundle), skipping rows another dispatcher holds. The lock lasts until the caller's transaction
+    ends; a dispatcher killed mid-delivery loses its connection and with it the lock, so the row is
+    simply claimable again (nothing to expire).
+    """
+    record = await conn.fetchrow(
+        f"""
+        SELECT {_COLUMNS} FROM sb_outbox o
+        WHERE o.status = 'pending' AND o."nextAttemptAt" <= {_NOW}
+          AND NOT EXISTS (
+            SELECT 1 FROM sb_outbox p WHERE p."bundleId" = o."bundleId" AND p.status = 'pending' AND p.seq < o.seq
+          )
+        ORDER BY o."nextAttemptAt", o.id
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+        """
+    )
+    return None if record is None else _row(record)
+
+
+async def mark_delivered(conn: Executor, row_id: int, attempts: int) -> None:
+    await conn.execute(
+        f"""UPDATE sb_outbox SET status = 'delivered', attempts = $2, "deliveredAt" = {_NOW}, "lastError" = NULL
+            WHERE id = $1""",
+        row_id,
+        attempts,
+    )
+
+
+async def mark_failed(conn: Executor, row_id: int, attempts: int, delay_s: float, error: str, dead: bool) -> None:
+    """Record a failed attempt: retry after `delay_s`, or give up (`dead`)."""
+    await conn.execute(
+        f"""
+        UPDATE sb_outbox SET attempts = $2, "lastError" = $3, status = CASE WHEN $4 THEN 'dead' ELSE 'pending' END,
+            "nextAttemptAt" = {_NOW} + make_interval(secs => $5)
+        WHERE id = $1
+        """,
+        row_id,
+        attempts,
+        error[:2000],
+        dead,
+        delay_s,
+    )
+
+
+async def oldest_pending_age_s(conn: Executor) -> float:
+    """Seconds since the oldest undelivered row was written (0 when none): the outbox lag."""
+    value = await conn.fetchval(
+        f"""SELECT extract(epoch FROM {_NOW} - min("createdAt")) FROM sb_outbox WHERE status = 'pending'"""
+    )
+    return float(value) if value is not None else 0.0
+
+
+async def stats(conn: Executor, shop: str | None = None) -> dict[str, Any]:
+    record = await conn.fetchrow(
+        f"""
+        SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+               count(*) FILTER (WHERE status = 'pending' AND "nextAttemptAt" <= {_NOW}) AS due,
+               count(*) FILTER (WHERE status = 'pending' AND attempts > 0) AS retrying,
+               count(*) FILTER (WHERE status = 'dead') AS dead,
+               count(*) FILTER (WHERE status = 'delivered') AS delivered,
+               extract(epoch FROM {_NOW} - min("createdAt") FILTER (WHERE status = 'pending')) AS oldest_age
+        FROM sb_outbox WHERE ($1::text IS NULL OR shop = $1)
+        """,
+        shop,
+    )
+    assert record is not None
+    data = dict(record)
+    data["oldest_age"] = float(data["oldest_age"]) if data["oldest_age"] is not None else None
+    return data
+
+
+async def list_by_status(conn: Executor, status: str, *, shop: str | None, limit: int) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        f"""SELECT {_COLUMNS} FROM sb_outbox WHERE status = $1 AND ($2::text IS NULL OR shop = $2)
+            ORDER BY "createdAt", id LIMIT $3""",
+        status,
+        shop,
+        limit,
+    )
+    return [_row(r) for r in rows]
+
+
+async def bundles_with_pending(conn: Executor, bundle_ids: list[str]) -> set[str]:
+    rows = await conn.fetch(
+        """SELECT DISTINCT "bundleId" FROM sb_outbox WHERE status = 'pending' AND "bundleId" = ANY($1::text[])""",
+        bundle_ids,
+    )
+    return {r["bundleId"] for r in rows}
+
+
+async def resolve_dead(conn: Executor, bundle_id: str) -> int:
+    """Dead rows of a bundle that reconciliation has repaired: `resolved` (kept for the record)."""
+    result = await conn.execute(
+        """UPDATE sb_outbox SET status = 'resolved' WHERE "bundleId" = $1 AND status = 'dead'""", bundle_id
+    )
+    return int(result.split()[-1]) if result else 0
+
+
+async def rows_for_bundle(conn: Executor, bundle_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(f'SELECT {_COLUMNS} FROM sb_outbox WHERE "bundleId" = $1 ORDER BY seq', bundle_id)
+    return [_row(r) for r in rows]
+
+
+async def shopify_refs(conn: Executor, shop: str, metaobject_id: str | None, discount_id: str | None) -> set[str]:
+    """Which of these Shopify ids a committed bundle (V2 or legacy) of the shop still names.
+
+    Compensation and delete delivery only ever delete objects nobody references: a metaobject or
+    discount that a bundle (re)acquired meanwhile must survive.
+    """
+    rows = await conn.fetch(
+        """
+        SELECT $2::text AS ref WHERE $2::text IS NOT NULL AND (
+            EXISTS (SELECT 1 FROM "Bundle" WHERE shop = $1 AND "shopifyMetaobjectId" = $2)
+            OR EXISTS (SELECT 1 FROM bundle_discount_id WHERE "bundleId" = $2)
+            OR EXISTS (SELECT 1 FROM ai_fbt_bundles WHERE shop = $1 AND "bundleMetaobjectId" = $2))
+        UNION ALL
+        SELECT $3::text WHERE $3::text IS NOT NULL AND (
+            EXISTS (SELECT 1 FROM "BundleDiscount" d JOIN "Bundle" b ON b.id = d."bundleId"
+                    WHERE b.shop = $1 AND d."shopifyDiscountId" = $3)
+            OR EXISTS (SELECT 1 FROM bundle_discount_id WHERE shop = $1 AND "discountId" = $3)
+            OR EXISTS (SELECT 1 FROM ai_fbt_bundles WHERE shop = $1 AND "discountId" = $3))
+        """,
+        shop,
+        metaobject_id,
+        discount_id,
+    )
+    return {r["ref"] for r in rows}
