@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.core.db import create_engine, create_pool, create_sessionmaker, resolve_database_url
-from app.core.metrics import SHOPIFY_CALLS
+from app.core.metrics import SHOPIFY_CALLS, SHOPIFY_THROTTLE_WAIT
 from app.core.migrations import upgrade_async
 from app.repos.sessions import get_offline_token
 from app.shopify.client import ShopifyClient
@@ -98,6 +98,7 @@ async def build_container(settings: Settings) -> Container:
         timeout_s=settings.shopify_timeout_s,
         max_concurrency=settings.shopify_max_concurrency,
         on_call=on_call,
+        on_throttle_wait=lambda shop, seconds: SHOPIFY_THROTTLE_WAIT.record(seconds),
     )
     return Container(
         settings=settings,

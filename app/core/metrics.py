@@ -29,7 +29,13 @@ install_metrics()
 meter = metrics.get_meter("shopibundle")
 
 HTTP_REQUESTS = meter.create_counter("sb_http_requests", description="HTTP requests by route, method and status")
-HTTP_LATENCY = meter.create_histogram("sb_http_request_duration_seconds", unit="s", description="HTTP latency by route")
+SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+HTTP_LATENCY = meter.create_histogram(
+    "sb_http_request_duration_seconds",
+    unit="s",
+    description="HTTP latency by route",
+    explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
+)
 DUAL_WRITES = meter.create_counter(
     "sb_dual_writes", description="Dual-write outcomes: ok, conflict, not_representable, rolled_back"
 )
@@ -38,7 +44,10 @@ SHADOW_MISMATCHES = meter.create_counter("sb_shadow_mismatches", description="Sh
 JOB_ITEMS = meter.create_counter("sb_migration_job_items", description="Migration items by kind, outcome and reason")
 SHOPIFY_CALLS = meter.create_counter("sb_shopify_calls", description="Shopify Admin API calls by status")
 SHOPIFY_THROTTLE_WAIT = meter.create_histogram(
-    "sb_shopify_throttle_wait_seconds", unit="s", description="Time spent waiting for the leaky bucket"
+    "sb_shopify_throttle_wait_seconds",
+    unit="s",
+    description="Time spent waiting for the leaky bucket",
+    explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
 )
 FLAG_EVALUATIONS = meter.create_counter("sb_flag_evaluations", description="Feature flag evaluations by flag and value")
 OUTBOX_LAG = meter.create_gauge("sb_outbox_lag_seconds", unit="s", description="Age of the oldest undelivered outbox row")

@@ -33,9 +33,11 @@ from typing import Any
 
 import asyncpg
 import orjson
+from opentelemetry import trace
 
 from app.core.container import Container
 from app.core.db import create_pool
+from app.core.logging import bind_shop
 from app.repos import jobs as repo
 from app.services import migration_items
 from app.services import migration_jobs as svc
@@ -43,6 +45,7 @@ from app.services.migration_items import ItemKind, ItemOutcome, MigrationContext
 from app.shopify.client import ShopifyClient
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 MigrateBatch = Callable[[MigrationContext, str, ItemKind, list[str]], Awaitable[list[ItemOutcome]]]
 
@@ -269,6 +272,26 @@ class JobWorker:
             for r in claimed_rows
         ]
         item_kind: ItemKind = claimed[0].item_kind  # type: ignore[assignment]
+        attributes = {
+            "migration.job_id": job_id,
+            "migration.item_kind": item_kind,
+            "shopify.shop": shop,
+            "migration.batch.size": len(claimed),
+        }
+        # A span per batch: its database and Shopify work nest below it (app/core/telemetry.py).
+        with tracer.start_as_current_span("migration.batch", attributes=attributes) as span, bind_shop(shop):
+            result = await self._migrate_and_record(row, shop, item_kind, claimed, token)
+            span.set_attribute("migration.batch.migrated", result.migrated)
+            span.set_attribute("migration.batch.failed", result.failed)
+            span.set_attribute("migration.batch.skipped", result.skipped)
+            span.set_attribute("migration.batch.retrying", result.retrying)
+        self.batches_run += 1
+        return result
+
+    async def _migrate_and_record(
+        self, row: dict[str, Any], shop: str, item_kind: ItemKind, claimed: list[svc.ClaimedItem], token: str
+    ) -> svc.BatchResult:
+        job_id = row["id"]
         ctx = MigrationContext(
             pool=self.pool,
             shopify=self.shopify,
@@ -297,7 +320,6 @@ class JobWorker:
         )
         if error is not None:
             await repo.set_last_error(self.pool, job_id, error[:2000])
-        self.batches_run += 1
         return result
 
     # ------------------------------------------------------------------------------- CLI

@@ -227,6 +227,7 @@ class ShopifyClient:
         clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
         on_call: OnCall | None = None,
+        on_throttle_wait: Callable[[str, float], None] | None = None,
     ) -> None:
         self._http = http
         self._url_template = url_template
@@ -243,6 +244,7 @@ class ShopifyClient:
         self._clock: Callable[[], float] = clock or time.monotonic
         self._rng = rng or random.Random()
         self._on_call = on_call
+        self._on_throttle_wait = on_throttle_wait
         self._throttles: dict[str, ShopThrottle] = {}
         self._tokens: dict[str, tuple[str, float]] = {}
         self._cost_per_id: dict[str, float] = dict(_INITIAL_COST_PER_ID)
@@ -325,6 +327,8 @@ class ShopifyClient:
                 self.stats.retries += 1
             waited = await throttle.acquire(cost, self._sleep)
             self.stats.throttle_wait_s += waited
+            if self._on_throttle_wait is not None:
+                self._on_throttle_wait(shop, waited)
             status: ThrottleStatus | None = None
             try:
                 outcome = await self._attempt(shop, url, body, headers, cost, waited, attempt)

@@ -1,0 +1,540 @@
+"""Shopify write-through (issue 5): a V2 bundle's legacy view in Shopify follows the V2 row.
+
+During the dual-write period the legacy app and the legacy read path read a manual bundle's
+content from its `product-bundles` metaobject, and its discount from Shopify. `DUAL_WRITE` keeps
+the legacy *tables* in step inside the database transaction; this module extends that to Shopify,
+which no database transaction can include. The full design is in docs/write-through.md; in short:
+
+* **Create: Shopify first, then one database commit, compensation on failure.** A bundle created
+  without `shopifyMetaobjectId` gets its metaobject and (when it names no discount) an automatic
+  basic discount *before* the transaction, so the V2 row and the legacy row commit with the real
+  Shopify ids in one transaction (`before_create`). If the transaction fails, the objects are
+  deleted again (`after_create_failed`), unless a committed bundle names them (a concurrent
+  retry with the same Idempotency-Key that won).
+* **Deterministic handles.** The metaobject's handle is `sb-<16 hex of sha256>` of the shop and the
+  Idempotency-Key (with the request hash, so a key reused after its TTL for another bundle cannot
+  collide), or of the shop and the pre-generated V2 id when there is no key. It is created with
+  `metaobjectCreate(handle)`; a `TAKEN` answer means an earlier attempt of the *same* request
+  got that far (unless a committed bundle names that metaobject: then a salted handle is used),
+  and `metaobjectUpsert` by handle overwrites it: a retried request never makes a second
+  metaobject.
+* **Updates and deletes go through the outbox** (`after_update`, `after_delete` enqueue in the
+  caller's transaction; app.services.outbox delivers). Only changes Shopify can see are enqueued.
+
+Everything here is gated by `write_through_enabled`: `SHOPIFY_WRITE_THROUGH` on **and** `DUAL_WRITE`
+on for the shop (with dual write off the legacy side is not maintained at all). AI bundles are
+left alone: their legacy content lives in `ai_fbt_bundles`, which dual write already maintains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from app.core.container import Container
+from app.core.errors import DomainError
+from app.core.ids import new_id
+from app.repos import outbox as outbox_repo
+from app.repos.bundles import Executor
+from app.shopify.client import ShopifyClient, is_gid
+from app.shopify.errors import ShopifyError, ShopifyUnavailable, ShopifyUserErrors
+
+if TYPE_CHECKING:
+    from app.models.bundle_api import BundleCreate
+
+log = logging.getLogger(__name__)
+
+BUNDLE_METAOBJECT_TYPE = "product-bundles"
+HANDLE_PREFIX = "sb-"
+DISCOUNT_GID_TYPE = "DiscountAutomaticNode"
+_USER_ERRORS = "userErrors { field message code }"
+
+METAOBJECT_CREATE = f"""mutation BundleMetaobjectCreate($metaobject: MetaobjectCreateInput!) {{
+  metaobjectCreate(metaobject: $metaobject) {{ metaobject {{ id handle }} {_USER_ERRORS} }}
+}}"""
+METAOBJECT_UPSERT = f"""mutation BundleMetaobjectUpsert($handle: MetaobjectHandleInput!, $metaobject: MetaobjectUpsertInput!) {{
+  metaobjectUpsert(handle: $handle, metaobject: $metaobject) {{ metaobject {{ id handle }} {_USER_ERRORS} }}
+}}"""  # noqa: E501
+METAOBJECT_UPDATE = f"""mutation BundleMetaobjectUpdate($id: ID!, $metaobject: MetaobjectUpdateInput!) {{
+  metaobjectUpdate(id: $id, metaobject: $metaobject) {{ metaobject {{ id handle }} {_USER_ERRORS} }}
+}}"""
+METAOBJECT_DELETE = f"""mutation BundleMetaobjectDelete($id: ID!) {{
+  metaobjectDelete(id: $id) {{ deletedId {_USER_ERRORS} }}
+}}"""
+DISCOUNT_CREATE = f"""mutation BundleDiscountCreate($automaticBasicDiscount: DiscountAutomaticBasicInput!) {{
+  discountAutomaticBasicCreate(automaticBasicDiscount: $automaticBasicDiscount) {{
+    automaticDiscountNode {{ id }} {_USER_ERRORS}
+  }}
+}}"""
+DISCOUNT_UPDATE = f"""mutation BundleDiscountUpdate($id: ID!, $automaticBasicDiscount: DiscountAutomaticBasicInput!) {{
+  discountAutomaticBasicUpdate(id: $id, automaticBasicDiscount: $automaticBasicDiscount) {{
+    automaticDiscountNode {{ id }} {_USER_ERRORS}
+  }}
+}}"""
+DISCOUNT_DELETE = f"""mutation BundleDiscountDelete($id: ID!) {{
+  discountAutomaticDelete(id: $id) {{ deletedAutomaticDiscountId {_USER_ERRORS} }}
+}}"""
+DISCOUNT_NODES = """query BundleDiscounts($ids: [ID!]!) {
+  nodes(ids: $ids) {
+    ... on DiscountAutomaticNode {
+      id
+      automaticDiscount {
+        ... on DiscountAutomaticBasic { title status customerGets { value { ... on DiscountPercentage { percentage } } } }
+      }
+    }
+  }
+}"""
+
+
+class ShopifyUnavailableProblem(DomainError):
+    """503: Shopify did not answer, so the bundle could not be written through; nothing was kept."""
+
+    status, title, type_slug = 503, "Shopify unavailable", "shopify-unavailable"
+
+
+class ShopifyErrorProblem(DomainError):
+    """502: Shopify refused the write (userErrors, revoked token, frozen shop); nothing was kept."""
+
+    status, title, type_slug = 502, "Shopify error", "shopify-error"
+
+
+# --------------------------------------------------------------------------------------------
+# V2 bundle → Shopify shapes (pure functions; also used by reconciliation)
+# --------------------------------------------------------------------------------------------
+
+
+def write_through_enabled(container: Container, shop: str) -> bool:
+    """`SHOPIFY_WRITE_THROUGH` and `DUAL_WRITE` for the shop (flag defaults as in services.bundles)."""
+    if not getattr(container.settings, "shopify_write_through", False):
+        return False
+    flags = container.flags
+    return True if flags is None else bool(flags.is_enabled("DUAL_WRITE", shop))
+
+
+def is_manual(metadata: Any) -> bool:
+    return not (isinstance(metadata, Mapping) and metadata.get("source") == "AI")
+
+
+def percent_of(rules: list[Mapping[str, Any]] | None) -> Decimal | None:
+    """The bundle percentage the legacy store can hold: the first active BUNDLE_DISCOUNT PERCENTAGE rule
+    (the same rule the shadow-read projection compares)."""
+    for rule in rules or []:
+        if (
+            rule.get("isActive", True)
+            and rule.get("ruleType", "BUNDLE_DISCOUNT") == "BUNDLE_DISCOUNT"
+            and rule.get("discountType", "PERCENTAGE") == "PERCENTAGE"
+        ):
+            return Decimal(str(rule["discountValue"]))
+    return None
+
+
+def percent_text(value: Decimal | None) -> str:
+    """`"15"`, `"12.5"`; empty when the bundle has no percentage (the legacy reader reads blank as none)."""
+    if value is None:
+        return ""
+    text = format(value.normalize(), "f")
+    return text
+
+
+def products_json(components: list[Mapping[str, Any]]) -> str:
+    """The legacy `products` field. The legacy app's own layout, a JSON list of product GIDs, when it
+    says everything (quantity 1, no variant); otherwise the `{productId, variantId, quantity}` objects
+    the legacy app also writes (and the legacy reader accepts), so quantities survive the round trip."""
+    simple = all(int(c.get("quantity") or 1) == 1 and not c.get("shopifyVariantId") for c in components)
+    if simple:
+        return json.dumps([c["shopifyProductId"] for c in components])
+    items: list[dict[str, Any]] = []
+    for c in components:
+        item: dict[str, Any] = {"productId": c["shopifyProductId"], "quantity": int(c.get("quantity") or 1)}
+        if c.get("shopifyVariantId"):
+            item["variantId"] = c["shopifyVariantId"]
+        items.append(item)
+    return json.dumps(items)
+
+
+def iso(value: datetime | None) -> str:
+    moment = value or datetime.now(UTC)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def metaobject_fields(bundle: Mapping[str, Any], *, with_created_at: bool = False) -> dict[str, str]:
+    """The legacy field layout of a V2 bundle (`bundle`: repos.bundles.fetch_full shape or a create body)."""
+    fields = {
+        "bundle_name": str(bundle["name"]),
+        "bundle_title": str(bundle.get("title") or bundle["name"]),
+        "description": str(bundle.get("description") or ""),
+        "discount": percent_text(percent_of(bundle.get("pricingRules"))),
+        "products": products_json(list(bundle.get("components") or [])),
+    }
+    if with_created_at:
+        fields["created_at"] = iso(bundle.get("createdAt"))
+    return fields
+
+
+def field_list(fields: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"key": key, "value": value} for key, value in fields.items()]
+
+
+def automatic_discount_id(bundle: Mapping[str, Any]) -> str | None:
+    """The bundle's discount the legacy table records (first active), when it is an automatic discount
+    this service can write (`gid://shopify/DiscountAutomaticNode/<n>`)."""
+    for discount in bundle.get("discounts") or []:
+        if discount.get("isActive", True):
+            value = discount.get("shopifyDiscountId")
+            return value if isinstance(value, str) and is_gid(value, DISCOUNT_GID_TYPE) else None
+    return None
+
+
+def discount_state(bundle: Mapping[str, Any]) -> dict[str, Any]:
+    """What the automatic discount must say: title, percentage (a fraction, as Shopify takes it), products."""
+    percent = percent_of(bundle.get("pricingRules")) or Decimal(0)
+    products = list(dict.fromkeys(str(c["shopifyProductId"]) for c in bundle.get("components") or []))
+    return {"title": str(bundle.get("title") or bundle["name"]), "percentage": float(percent / 100), "products": products}
+
+
+def discount_input(state: Mapping[str, Any], *, remove: list[str] | None = None, starts_at: str | None = None) -> dict:
+    """`DiscountAutomaticBasicInput` for a discount state (products to add, and to remove on updates)."""
+    products: dict[str, Any] = {"productsToAdd": list(state["products"])}
+    if remove:
+        products["productsToRemove"] = list(remove)
+    value: dict[str, Any] = {
+        "title": state["title"],
+        "customerGets": {"value": {"percentage": state["percentage"]}, "items": {"products": products}},
+    }
+    if starts_at is not None:
+        value["startsAt"] = starts_at
+    return value
+
+
+def handle_for(shop: str, *parts: str) -> str:
+    digest = hashlib.sha256("|".join((shop, *parts)).encode()).hexdigest()[:16]
+    return f"{HANDLE_PREFIX}{digest}"
+
+
+# --------------------------------------------------------------------------------------------
+# Shopify calls
+# --------------------------------------------------------------------------------------------
+
+
+def _not_found(exc: ShopifyUserErrors) -> bool:
+    return any(str(e.get("code") or "").upper() == "NOT_FOUND" for e in exc.user_errors)
+
+
+async def update_metaobject(shopify: ShopifyClient, shop: str, gid: str, fields: Mapping[str, str]) -> None:
+    """Overwrite the metaobject's fields (idempotent: the full field set every time)."""
+    await shopify.mutate(
+        shop, METAOBJECT_UPDATE, {"id": gid, "metaobject": {"fields": field_list(fields)}}, "metaobjectUpdate"
+    )
+
+
+async def upsert_metaobject(shopify: ShopifyClient, shop: str, handle: str, fields: Mapping[str, str]) -> str:
+    payload = await shopify.mutate(
+        shop,
+        METAOBJECT_UPSERT,
+        {"handle": {"type": BUNDLE_METAOBJECT_TYPE, "handle": handle}, "metaobject": {"fields": field_list(fields)}},
+        "metaobjectUpsert",
+    )
+    return str(payload["metaobject"]["id"])
+
+
+async def delete_metaobject(shopify: ShopifyClient, shop: str, gid: str) -> None:
+    """Delete; an already deleted metaobject counts as deleted (redelivery after a crash)."""
+    try:
+        await shopify.mutate(shop, METAOBJECT_DELETE, {"id": gid}, "metaobjectDelete")
+    except ShopifyUserErrors as exc:
+        if not _not_found(exc):
+            raise
+
+
+async def create_discount(shopify: ShopifyClient, shop: str, state: Mapping[str, Any], starts_at: str) -> str:
+    """Create the automatic discount. Not idempotent in Shopify: an ambiguous failure (timeout after
+    sending) is not retried into a duplicate (`idempotent=False`), it fails the request."""
+    payload = await shopify.mutate(
+        shop,
+        DISCOUNT_CREATE,
+        {"automaticBasicDiscount": discount_input(state, starts_at=starts_at)},
+        "discountAutomaticBasicCreate",
+        idempotent=False,
+    )
+    return str(payload["automaticDiscountNode"]["id"])
+
+
+async def update_discount(shopify: ShopifyClient, shop: str, gid: str, value: Mapping[str, Any]) -> None:
+    await shopify.mutate(
+        shop, DISCOUNT_UPDATE, {"id": gid, "automaticBasicDiscount": dict(value)}, "discountAutomaticBasicUpdate"
+    )
+
+
+async def delete_discount(shopify: ShopifyClient, shop: str, gid: str) -> None:
+    try:
+        await shopify.mutate(shop, DISCOUNT_DELETE, {"id": gid}, "discountAutomaticDelete")
+    except ShopifyUserErrors as exc:
+        if not _not_found(exc):
+            raise
+
+
+async def fetch_discounts(shopify: ShopifyClient, shop: str, ids: list[str]) -> dict[str, dict[str, Any] | None]:
+    """Automatic discounts by id (`None`: gone). `percentage` is None when Shopify does not say."""
+    found: dict[str, dict[str, Any] | None] = {}
+    valid = [i for i in dict.fromkeys(ids) if is_gid(i, DISCOUNT_GID_TYPE)]
+    for start in range(0, len(valid), 100):
+        chunk = valid[start : start + 100]
+        data = await shopify.graphql(shop, DISCOUNT_NODES, {"ids": chunk}, estimated_cost=2 * len(chunk))
+        nodes = data.get("nodes") or []
+        for gid, node in zip(chunk, nodes, strict=False):
+            if not isinstance(node, Mapping) or not node.get("id"):
+                found[gid] = None
+                continue
+            detail = node.get("automaticDiscount") or {}
+            value = ((detail.get("customerGets") or {}).get("value") or {}) if isinstance(detail, Mapping) else {}
+            pct = value.get("percentage") if isinstance(value, Mapping) else None
+            found[gid] = {
+                "id": node["id"],
+                "title": detail.get("title") if isinstance(detail, Mapping) else None,
+                "percentage": float(pct) if isinstance(pct, int | float) else None,
+            }
+    return found
+
+
+async def _referenced(container: Container, shop: str, metaobject_id: str | None, discount_id: str | None) -> set[str]:
+    async with container.pool.acquire() as conn:
+        return await outbox_repo.shopify_refs(conn, shop, metaobject_id, discount_id)
+
+
+async def create_metaobject(container: Container, shop: str, handle: str, fields: Mapping[str, str]) -> str:
+    """Create the bundle's metaobject under `handle`; converge on an earlier attempt's object.
+
+    `metaobjectCreate` with an explicit handle is safe to retry (a duplicate answers `TAKEN`).
+    `TAKEN` with a metaobject no committed bundle names: our own earlier attempt (crash, failed
+    transaction whose compensation could not run): overwrite it by handle. Named by a bundle: not
+    ours, use a salted handle instead.
+    """
+    shopify = container.shopify
+    for attempt in range(3):
+        candidate = handle if attempt == 0 else handle_for(shop, handle, new_id())
+        variables = {"metaobject": {"type": BUNDLE_METAOBJECT_TYPE, "handle": candidate, "fields": field_list(fields)}}
+        try:
+            payload = await shopify.mutate(shop, METAOBJECT_CREATE, variables, "metaobjectCreate")
+            return str(payload["metaobject"]["id"])
+        except ShopifyUserErrors as exc:
+            if not any(str(e.get("code") or "").upper() == "TAKEN" for e in exc.user_errors):
+                raise
+        existing = await shopify.fetch_metaobject_by_handle(shop, BUNDLE_METAOBJECT_TYPE, candidate)
+        if existing is None:
+            continue  # deleted in between: try again
+        if not await _referenced(container, shop, existing.id, None):
+            return await upsert_metaobject(shopify, shop, candidate, fields)
+    raise ShopifyErrorProblem("Could not find a free metaobject handle for the bundle.", reason="handle_taken")
+
+
+# --------------------------------------------------------------------------------------------
+# Create: before the transaction, and compensation after a failed one
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CreatedObjects:
+    """What `before_create` made in Shopify, and the body the transaction must write instead."""
+
+    shop: str
+    bundle_id: str
+    body: BundleCreate
+    handle: str
+    metaobject_id: str
+    discount_id: str | None  # None when the body named its own discount
+
+
+def _problem(exc: ShopifyError) -> DomainError:
+    if isinstance(exc, ShopifyUnavailable):
+        return ShopifyUnavailableProblem(
+            "Shopify did not answer; the bundle was not created (nothing was kept). Retry the request.",
+            reason=exc.reason,
+        )
+    extra: dict[str, Any] = {"reason": exc.reason}
+    if isinstance(exc, ShopifyUserErrors):
+        extra["userErrors"] = [dict(e) for e in exc.user_errors]
+    return ShopifyErrorProblem(f"Shopify refused to create the bundle's objects: {exc.detail}", **extra)
+
+
+async def create_objects(
+    container: Container, shop: str, handle: str, fields: Mapping[str, str], discount: Mapping[str, Any] | None
+) -> tuple[str, str | None]:
+    """Metaobject, then discount; if the discount fails the metaobject is deleted again at once."""
+    metaobject_id = await create_metaobject(container, shop, handle, fields)
+    if discount is None:
+        return metaobject_id, None
+    try:
+        discount_id = await create_discount(container.shopify, shop, discount, fields.get("created_at") or iso(None))
+    except BaseException:
+        await _compensate(container, shop, "", metaobject_id, None)
+        raise
+    return metaobject_id, discount_id
+
+
+async def _completed_key(container: Container, shop: str, key: str) -> bool:
+    """True when the key already has a committed answer: the create will replay it, Shopify is not touched."""
+    from app.repos import idempotency as idem_repo
+    from app.services.bundles import IDEMPOTENCY_TTL
+
+    async with container.pool.acquire() as conn:
+        stored = await idem_repo.get(conn, shop, key)
+    if stored is None or not stored["responseStatus"]:
+        return False
+    created = stored["createdAt"]
+    return created is None or created.replace(tzinfo=UTC) >= datetime.now(UTC) - IDEMPOTENCY_TTL
+
+
+async def before_create(
+    container: Container,
+    shop: str,
+    body: BundleCreate,
+    idempotency_key: str | None,
+    *,
+    bundle_id: str,
+    request_hash: str,
+) -> CreatedObjects | None:
+    """Hook of `create_bundle`, before its transaction (caller checked DUAL_WRITE). Creates the
+    metaobject (and the discount when the body has none) for a manual bundle without a metaobject;
+    returns None when there is nothing to do (setting off, AI bundle, metaobject given, replayed key).
+    """
+    if not write_through_enabled(container, shop) or body.shopifyMetaobjectId or not is_manual(body.metadata):
+        return None
+    if idempotency_key is not None and await _completed_key(container, shop, idempotency_key):
+        return None
+    from app.models.bundle_api import DiscountIn
+
+    parts = ("key", idempotency_key, request_hash) if idempotency_key is not None else ("id", bundle_id)
+    handle = handle_for(shop, *parts)
+    shape: dict[str, Any] = {
+        "name": body.name,
+        "title": body.title,
+        "description": body.description,
+        "pricingRules": [r.model_dump() for r in body.pricingRules or []],
+        "components": [c.model_dump() for c in body.components],
+        "createdAt": None,
+    }
+    fields = metaobject_fields(shape, with_created_at=True)
+    wants_discount = not body.discounts
+    try:
+        metaobject_id, discount_id = await create_objects(
+            container, shop, handle, fields, discount_state(shape) if wants_discount else None
+        )
+    except ShopifyError as exc:
+        raise _problem(exc) from exc
+    update: dict[str, Any] = {"shopifyMetaobjectId": metaobject_id}
+    if discount_id is not None:
+        update["discounts"] = [DiscountIn(shopifyDiscountId=discount_id, discountType="automatic")]
+    log.info("write-through: created %s (%s) and discount %s for %s", metaobject_id, handle, discount_id, shop)
+    return CreatedObjects(shop, bundle_id, body.model_copy(update=update), handle, metaobject_id, discount_id)
+
+
+async def _compensate(
+    container: Container, shop: str, bundle_id: str, metaobject_id: str | None, discount_id: str | None
+) -> None:
+    """Delete the objects no committed bundle names; if Shopify is down, leave a durable outbox row."""
+    try:
+        keep = await _referenced(container, shop, metaobject_id, discount_id)
+    except Exception:
+        log.warning("write-through compensation: cannot check references; deferring to the outbox", exc_info=True)
+        keep = set()
+        failed = True
+    else:
+        failed = False
+        try:
+            if discount_id and discount_id not in keep:
+                await delete_discount(container.shopify, shop, discount_id)
+            if metaobject_id and metaobject_id not in keep:
+                await delete_metaobject(container.shopify, shop, metaobject_id)
+        except Exception:
+            log.warning("write-through compensation failed; deferring to the outbox", exc_info=True)
+            failed = True
+    if not failed:
+        return
+    payload = {"metaobjectId": metaobject_id, "discountId": discount_id, "compensation": True}
+    try:
+        async with container.pool.acquire() as conn:
+            await outbox_repo.insert(conn, shop, bundle_id or f"compensate-{new_id()}", "delete", payload)
+    except Exception:
+        # Database and Shopify both failing: reconciliation's orphan sweep (sb-* handles) is the net.
+        log.error(
+            "write-through compensation lost: orphan metaobject %s / discount %s in %s",
+            metaobject_id,
+            discount_id,
+            shop,
+            exc_info=True,
+        )
+
+
+async def after_create_failed(container: Container, shop: str, created: CreatedObjects | None) -> None:
+    """Hook of `create_bundle` when its transaction did not commit (or a concurrent request with the same
+    key won): undo `before_create`. Shielded, so a client disconnect cannot leave the objects behind."""
+    if created is None:
+        return
+    task = asyncio.ensure_future(
+        _compensate(container, shop, created.bundle_id, created.metaobject_id, created.discount_id)
+    )
+    await asyncio.shield(task)
+
+
+# --------------------------------------------------------------------------------------------
+# Update / delete: outbox rows inside the caller's transaction
+# --------------------------------------------------------------------------------------------
+
+
+def upsert_payload(before: Mapping[str, Any] | None, after: Mapping[str, Any], *, force: bool = False) -> dict | None:
+    """The outbox payload that brings Shopify from `before` to `after`; None when Shopify sees no change.
+
+    Always the full field set (idempotent redelivery); the discount part only when the discount's
+    own state changed (or moved), with the products to remove computed against `before`.
+    """
+    target = after.get("shopifyMetaobjectId")
+    if not target or not is_gid(str(target), "Metaobject") or not is_manual(after.get("metadata")):
+        return None
+    same_target = before is not None and before.get("shopifyMetaobjectId") == target
+    fields = metaobject_fields(after)
+    fields_changed = force or not same_target or metaobject_fields(before or {"name": ""}) != fields
+    discount_id = automatic_discount_id(after)
+    discount: dict[str, Any] | None = None
+    if discount_id is not None:
+        new_state = discount_state(after)
+        old_id = automatic_discount_id(before) if before is not None else None
+        old_state = discount_state(before) if before is not None and old_id == discount_id else None
+        if force or old_state != new_state:
+            remove = [p for p in (old_state or {}).get("products", []) if p not in new_state["products"]]
+            discount = {"id": discount_id, "input": discount_input(new_state, remove=remove)}
+    if not fields_changed and discount is None:
+        return None
+    return {"metaobjectId": target, "fields": fields, "discount": discount}
+
+
+async def after_update(
+    container: Container, conn: Executor, shop: str, before: Mapping[str, Any], after: Mapping[str, Any]
+) -> None:
+    """Hook of `update_bundle` inside its transaction (caller checked DUAL_WRITE and holds the row lock)."""
+    if not write_through_enabled(container, shop):
+        return
+    payload = upsert_payload(before, after)
+    if payload is not None:
+        await outbox_repo.insert(conn, shop, str(after["id"]), "upsert", payload)
+
+
+async def after_delete(container: Container, conn: Executor, shop: str, before: Mapping[str, Any]) -> None:
+    """Hook of `delete_bundle` inside its transaction: the bundle's metaobject and automatic discount go too."""
+    if not write_through_enabled(container, shop) or not is_manual(before.get("metadata")):
+        return
+    target = before.get("shopifyMetaobjectId")
+    metaobject_id = str(target) if target and is_gid(str(target), "Metaobject") else None
+    discount_id = automatic_discount_id(before)
+    if metaobject_id is None and discount_id is None:
+        return
+    payload = {"metaobjectId": metaobject_id, "discountId": discount_id}
+    await outbox_repo.insert(conn, shop, str(before["id"]), "delete", payload)
