@@ -54,6 +54,19 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field(default="json", alias="LOG_FORMAT")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
     max_body_bytes: int = Field(default=1024 * 1024, alias="MAX_BODY_BYTES")
+    # --- Shopify write-through (issue 5; docs/write-through.md) ---
+    shopify_write_through: bool = Field(default=False, alias="SHOPIFY_WRITE_THROUGH")
+    outbox_dispatcher: bool | None = Field(
+        default=None,
+        alias="OUTBOX_DISPATCHER",
+        description="Run the outbox dispatcher here; unset: follows SHOPIFY_WRITE_THROUGH.",
+    )
+    outbox_concurrency: int = Field(default=4, alias="OUTBOX_CONCURRENCY")
+    outbox_poll_interval_s: float = Field(default=1.0, alias="OUTBOX_POLL_INTERVAL_S")
+    outbox_max_attempts: int = Field(default=10, alias="OUTBOX_MAX_ATTEMPTS")
+    outbox_backoff_base_s: float = Field(default=1.0, alias="OUTBOX_BACKOFF_BASE_S")
+    outbox_backoff_max_s: float = Field(default=300.0, alias="OUTBOX_BACKOFF_MAX_S")
+    reconcile_orphan_grace_s: float = Field(default=600.0, alias="RECONCILE_ORPHAN_GRACE_S")
 
     @field_validator("database_url")
     @classmethod

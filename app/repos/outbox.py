@@ -143,10 +143,11 @@ async def bundles_with_pending(conn: Executor, bundle_ids: list[str]) -> set[str
     return {r["bundleId"] for r in rows}
 
 
-async def resolve_dead(conn: Executor, bundle_id: str) -> int:
-    """Dead rows of a bundle that reconciliation has repaired: `resolved` (kept for the record)."""
+async def resolve_dead(conn: Executor, bundle_ids: list[str]) -> int:
+    """Dead rows of bundles that reconciliation found in sync or repaired: `resolved` (kept for the record)."""
     result = await conn.execute(
-        """UPDATE sb_outbox SET status = 'resolved' WHERE "bundleId" = $1 AND status = 'dead'""", bundle_id
+        """UPDATE sb_outbox SET status = 'resolved' WHERE "bundleId" = ANY($1::text[]) AND status = 'dead'""",
+        bundle_ids,
     )
     return int(result.split()[-1]) if result else 0
 
@@ -180,3 +181,26 @@ async def shopify_refs(conn: Executor, shop: str, metaobject_id: str | None, dis
         discount_id,
     )
     return {r["ref"] for r in rows}
+
+
+# --------------------------------------------------------------------------------------------
+# Reconciliation reads (app.services.reconciliation)
+# --------------------------------------------------------------------------------------------
+
+
+async def shops_with_manual_bundles(conn: Executor) -> list[str]:
+    rows = await conn.fetch(
+        """SELECT DISTINCT shop FROM "Bundle" WHERE "shopifyMetaobjectId" IS NOT NULL
+           AND coalesce(metadata ->> 'source', '') <> 'AI' ORDER BY shop"""
+    )
+    return [r["shop"] for r in rows]
+
+
+async def manual_bundle_ids(conn: Executor, shop: str) -> list[str]:
+    """V2 manual bundles of the shop that have a metaobject: the ones with a legacy view in Shopify."""
+    rows = await conn.fetch(
+        """SELECT id FROM "Bundle" WHERE shop = $1 AND "shopifyMetaobjectId" IS NOT NULL
+           AND coalesce(metadata ->> 'source', '') <> 'AI' ORDER BY "createdAt", id""",
+        shop,
+    )
+    return [r["id"] for r in rows]

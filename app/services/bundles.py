@@ -75,6 +75,7 @@ from app.repos import bundles as repo
 from app.repos import idempotency as idem_repo
 from app.repos import legacy_bundles as legacy_repo
 from app.repos.bundles import Executor
+from app.services import write_through  # issue 5: Shopify write-through hooks (create / update / delete)
 from app.services.slugs import slug_candidates, slugify
 
 log = logging.getLogger(__name__)
@@ -612,6 +613,15 @@ async def create_bundle(
         raise ValidationFailed("The request has invalid fields.", errors=errors)
     dual = flag_enabled(container, "DUAL_WRITE", shop)
     request_hash = _request_hash(body)
+    bundle_id = new_id()
+    # --- issue 5 (write-through): create the Shopify metaobject + discount first; compensated below ---
+    shopify_side = None
+    if dual:
+        shopify_side = await write_through.before_create(
+            container, shop, body, idempotency_key, bundle_id=bundle_id, request_hash=request_hash
+        )
+        body = shopify_side.body if shopify_side is not None else body
+    # --- end issue 5 ---
 
     async def work(conn: Executor) -> tuple[dict[str, Any], LegacySync]:
         if idempotency_key is not None and not await idem_repo.claim(
@@ -619,7 +629,6 @@ async def create_bundle(
         ):
             raise _KeyTaken()
         now = utcnow()
-        bundle_id = new_id()
         metadata = dict(body.metadata) if body.metadata is not None else None
         ai_must_exist = bool(is_ai_metadata(metadata) and metadata and metadata.get("ai_bundle_id"))
         if dual and metadata is not None and is_ai_metadata(metadata) and not metadata.get("ai_bundle_id"):
@@ -664,7 +673,11 @@ async def create_bundle(
         out, sync = await _observe("create", dual, run_transaction(container, work))
     except _KeyTaken:
         assert idempotency_key is not None
+        await write_through.after_create_failed(container, shop, shopify_side)  # issue 5: compensate
         return await _replay(container, shop, idempotency_key, request_hash)
+    except BaseException:
+        await write_through.after_create_failed(container, shop, shopify_side)  # issue 5: compensate
+        raise
     if dual:
         _count("create", "ok" if sync == "synced" else sync)
     return WriteResult(201, out, out["id"], etag_of(out))
@@ -782,6 +795,7 @@ async def update_bundle(
         if dual:
             await _fault_hook(container, shop, conn)
             sync = await sync_legacy(conn, shop, old_shape, legacy_shape(full), now, ai_must_exist=ai_must_exist)
+            await write_through.after_update(container, conn, shop, before, full)  # issue 5: outbox row
         return to_out(full, sync).model_dump(mode="json"), sync
 
     out, sync = await _observe("update", dual, run_transaction(container, work))
@@ -807,6 +821,7 @@ async def delete_bundle(container: Container, shop: str, bundle_ref: str, if_mat
             return "disabled"
         await _fault_hook(container, shop, conn)
         await sync_legacy(conn, shop, legacy_shape(before), None, utcnow(), ai_must_exist=False)
+        await write_through.after_delete(container, conn, shop, before)  # issue 5: outbox row
         return "ok"
 
     outcome = await _observe("delete", dual, run_transaction(container, work))

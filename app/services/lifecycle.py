@@ -15,12 +15,17 @@ async def start(container: Container) -> None:
 
         container.extras["worker"] = await JobWorker.for_container(container)
         await container.extras["worker"].start()
+    from app.services.outbox import start_dispatcher  # Shopify write-through outbox (issue 5)
+
+    await start_dispatcher(container)  # only when OUTBOX_DISPATCHER / SHOPIFY_WRITE_THROUGH enable it
 
 
 async def stop(container: Container) -> None:
     """Stop background services before the pools close."""
     from app.services.flags import stop_flags
+    from app.services.outbox import stop_dispatcher  # issue 5
 
+    await stop_dispatcher(container)  # issue 5: stop delivering to Shopify before the pools close
     worker = container.extras.pop("worker", None)
     if worker is not None:  # first: lets in-flight migration batches record before pools close
         await worker.stop()

@@ -86,7 +86,9 @@ DISCOUNT_NODES = """query BundleDiscounts($ids: [ID!]!) {
     ... on DiscountAutomaticNode {
       id
       automaticDiscount {
-        ... on DiscountAutomaticBasic { title status customerGets { value { ... on DiscountPercentage { percentage } } } }
+        ... on DiscountAutomaticBasic {
+          title status customerGets { value { ... on DiscountPercentage { percentage } } }
+        }
       }
     }
   }
@@ -198,7 +200,11 @@ def discount_state(bundle: Mapping[str, Any]) -> dict[str, Any]:
     """What the automatic discount must say: title, percentage (a fraction, as Shopify takes it), products."""
     percent = percent_of(bundle.get("pricingRules")) or Decimal(0)
     products = list(dict.fromkeys(str(c["shopifyProductId"]) for c in bundle.get("components") or []))
-    return {"title": str(bundle.get("title") or bundle["name"]), "percentage": float(percent / 100), "products": products}
+    return {
+        "title": str(bundle.get("title") or bundle["name"]),
+        "percentage": float(percent / 100),
+        "products": products,
+    }
 
 
 def discount_input(state: Mapping[str, Any], *, remove: list[str] | None = None, starts_at: str | None = None) -> dict:
@@ -375,7 +381,7 @@ async def create_objects(
     try:
         discount_id = await create_discount(container.shopify, shop, discount, fields.get("created_at") or iso(None))
     except BaseException:
-        await _compensate(container, shop, "", metaobject_id, None)
+        await compensate(container, shop, "", metaobject_id, None)
         raise
     return metaobject_id, discount_id
 
@@ -437,7 +443,7 @@ async def before_create(
     return CreatedObjects(shop, bundle_id, body.model_copy(update=update), handle, metaobject_id, discount_id)
 
 
-async def _compensate(
+async def compensate(
     container: Container, shop: str, bundle_id: str, metaobject_id: str | None, discount_id: str | None
 ) -> None:
     """Delete the objects no committed bundle names; if Shopify is down, leave a durable outbox row."""
@@ -480,7 +486,7 @@ async def after_create_failed(container: Container, shop: str, created: CreatedO
     if created is None:
         return
     task = asyncio.ensure_future(
-        _compensate(container, shop, created.bundle_id, created.metaobject_id, created.discount_id)
+        compensate(container, shop, created.bundle_id, created.metaobject_id, created.discount_id)
     )
     await asyncio.shield(task)
 
@@ -501,7 +507,7 @@ def upsert_payload(before: Mapping[str, Any] | None, after: Mapping[str, Any], *
         return None
     same_target = before is not None and before.get("shopifyMetaobjectId") == target
     fields = metaobject_fields(after)
-    fields_changed = force or not same_target or metaobject_fields(before or {"name": ""}) != fields
+    fields_changed = force or before is None or not same_target or metaobject_fields(before) != fields
     discount_id = automatic_discount_id(after)
     discount: dict[str, Any] | None = None
     if discount_id is not None:
