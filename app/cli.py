@@ -13,6 +13,8 @@ its parser with `sub.add_parser(...)` and `set_defaults(func=<handler>)`, and de
     shopibundle db upgrade [REV] | downgrade REV | current
     shopibundle migrate start --kind K [--shop S ...] [--dry-run] [--batch-size N] [--watch]
     shopibundle migrate status [JOB] | watch JOB | cancel JOB | pause JOB | resume JOB | retry-failed JOB
+    shopibundle reconcile [--shop S ...] [--dry-run]
+    shopibundle outbox stats [--shop S] | run [--concurrency N]
 """
 
 from __future__ import annotations
@@ -400,6 +402,67 @@ async def _migrate_action(args: argparse.Namespace) -> int:
     else:
         _print_job(job)
     return 0
+
+
+# ----------------------------------------------------------------------------------- write-through (issue 5)
+
+
+@register
+def add_reconcile(sub: Subparsers) -> None:
+    p = sub.add_parser("reconcile", help="compare V2 manual bundles with their Shopify objects and repair drift")
+    p.add_argument("--shop", action="append", dest="shops", help="only this shop (repeatable; default: all)")
+    p.add_argument("--dry-run", action="store_true", help="report the changes without making them")
+    p.set_defaults(func=_reconcile)
+
+
+async def _reconcile(args: argparse.Namespace) -> int:
+    from app.services import reconciliation
+    from app.services.flags import start_flags, stop_flags
+
+    settings = _settings()
+    _configure_logging(settings)
+    container = await _worker_container(settings)
+    try:
+        container.flags = await start_flags(container)  # the rule depends on V2_BUNDLE_ENGINE per shop
+        try:
+            report = await reconciliation.reconcile(container, shops=args.shops, dry_run=args.dry_run)
+        finally:
+            await stop_flags(container)
+    except DomainError as exc:
+        return _fail(exc, True)
+    finally:
+        await container.close()
+    _print_json(report)
+    return 1 if report["errors"] else 0
+
+
+@register
+def add_outbox(sub: Subparsers) -> None:
+    p = sub.add_parser("outbox", help="write-through outbox: stats, or run a dispatcher alone")
+    osub = p.add_subparsers(dest="outbox_command", required=True)
+    stats = osub.add_parser("stats", help="pending rows, lag, dead letters (JSON)")
+    stats.add_argument("--shop", default=None)
+    stats.set_defaults(func=_outbox_stats)
+    run = osub.add_parser("run", help="run only the outbox dispatcher until SIGTERM")
+    run.add_argument("--concurrency", type=int, default=None)
+    run.set_defaults(func=_outbox_run)
+
+
+async def _outbox_stats(args: argparse.Namespace) -> int:
+    from app.services.outbox import outbox_stats
+
+    container = await _worker_container(_settings())
+    try:
+        _print_json(await outbox_stats(container, shop=args.shop))
+    finally:
+        await container.close()
+    return 0
+
+
+async def _outbox_run(args: argparse.Namespace) -> int:
+    from app.services.outbox import run_standalone
+
+    return await run_standalone(args.concurrency)
 
 
 # ----------------------------------------------------------------------------------- main

@@ -20,7 +20,7 @@ from app.core.security import (
 )
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
 
@@ -46,7 +46,7 @@ def _bearer(request: Request) -> str | None:
     return value.strip()
 
 
-def require_admin(request: Request, container: ContainerDep) -> str:
+async def require_admin(request: Request, container: ContainerDep) -> str:
     """Internal token, compared in constant time. Returns the actor name for audit logs."""
     token = _bearer(request)
     if token is None:
@@ -68,7 +68,7 @@ def validate_shop(shop: str) -> str:
     return shop
 
 
-def require_shop_access(shop: str, request: Request, container: ContainerDep) -> str:
+async def require_shop_access(shop: str, request: Request, container: ContainerDep) -> str:
     """`/api/v2/shops/{shop}/*`: the internal token for any shop, or a session token for this shop."""
     token = _bearer(request)
     if token is None:
@@ -89,7 +89,7 @@ def require_shop_access(shop: str, request: Request, container: ContainerDep) ->
 ShopDep = Annotated[str, Depends(require_shop_access)]
 
 
-def require_proxy_shop(request: Request, container: ContainerDep) -> str:
+async def require_proxy_shop(request: Request, container: ContainerDep) -> str:
     """App proxy: the shop comes only from the signed query parameters."""
     settings = container.settings
     try:
@@ -108,7 +108,7 @@ from app.core.errors import NotReady  # noqa: E402
 from app.services.flags import FlagStore  # noqa: E402
 
 
-def get_flags(container: ContainerDep) -> FlagStore:
+async def get_flags(container: ContainerDep) -> FlagStore:
     """The replica's flag store; 503 while lifecycle.start() has not created it yet."""
     store = container.flags
     if not isinstance(store, FlagStore):

@@ -47,7 +47,7 @@ class Container:
         for task in self.tasks:
             try:
                 await task
-            except (asyncio.CancelledError, Exception):  # noqa: PERF203
+            except (asyncio.CancelledError, Exception):
                 pass
         await self.http.aclose()
         await self.pool.close()

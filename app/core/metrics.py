@@ -50,7 +50,9 @@ SHOPIFY_THROTTLE_WAIT = meter.create_histogram(
     explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
 )
 FLAG_EVALUATIONS = meter.create_counter("sb_flag_evaluations", description="Feature flag evaluations by flag and value")
-OUTBOX_LAG = meter.create_gauge("sb_outbox_lag_seconds", unit="s", description="Age of the oldest undelivered outbox row")
+OUTBOX_LAG = meter.create_gauge(
+    "sb_outbox_lag_seconds", unit="s", description="Age of the oldest undelivered outbox row"
+)
 
 
 def prometheus_text() -> bytes:

@@ -62,7 +62,9 @@ class BodySizeLimitMiddleware:
                     declared = 0
                 if declared > self.max_bytes:
                     response = problem_response(
-                        413, "Payload too large", f"The body exceeds {self.max_bytes} bytes.",
+                        413,
+                        "Payload too large",
+                        f"The body exceeds {self.max_bytes} bytes.",
                         type_slug="payload-too-large",
                     )
                     await response(scope, receive, send)

@@ -7,10 +7,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import asyncpg
-from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from alembic import command
 from app.core.db import asyncpg_connect_kwargs, to_plain_url
 
 ROOT = Path(__file__).resolve().parents[2]

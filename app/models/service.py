@@ -29,9 +29,7 @@ class FeatureFlag(SQLModel, table=True):
 class FeatureFlagAudit(SQLModel, table=True):
     __tablename__ = "sb_feature_flag_audit"
     __table_args__: ClassVar[Any] = (sa.Index("sb_feature_flag_audit_changedAt_idx", "changedAt"),)
-    id: int | None = Field(
-        default=None, sa_column=sa.Column(sa.BigInteger(), sa.Identity(), primary_key=True)
-    )
+    id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger(), sa.Identity(), primary_key=True))
     flagName: str = text(nullable=False)
     changedBy: str = text(nullable=False)
     changedAt: datetime | None = timestamp(nullable=False, now_default=True)
@@ -106,9 +104,7 @@ class MigrationJobItem(SQLModel, table=True):
     jobId: str = Field(
         sa_column=sa.Column(
             sa.Text(),
-            sa.ForeignKey(
-                "sb_migration_jobs.id", name="sb_migration_job_items_jobId_fkey", ondelete="CASCADE"
-            ),
+            sa.ForeignKey("sb_migration_jobs.id", name="sb_migration_job_items_jobId_fkey", ondelete="CASCADE"),
             primary_key=True,
         )
     )
@@ -130,12 +126,8 @@ class MigrationJobItem(SQLModel, table=True):
 
 class ShadowMismatch(SQLModel, table=True):
     __tablename__ = "sb_shadow_mismatches"
-    __table_args__: ClassVar[Any] = (
-        sa.Index("sb_shadow_mismatches_shop_createdAt_idx", "shop", "createdAt"),
-    )
-    id: int | None = Field(
-        default=None, sa_column=sa.Column(sa.BigInteger(), sa.Identity(), primary_key=True)
-    )
+    __table_args__: ClassVar[Any] = (sa.Index("sb_shadow_mismatches_shop_createdAt_idx", "shop", "createdAt"),)
+    id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger(), sa.Identity(), primary_key=True))
     shop: str = text(nullable=False)
     endpoint: str = text(nullable=False)
     bundleKey: str | None = text()

@@ -222,9 +222,7 @@ class BundlePricingRule(SQLModel, table=True):
 class BundleDiscount(SQLModel, table=True):
     __tablename__ = "BundleDiscount"
     __table_args__: ClassVar[Any] = (
-        sa.Index(
-            "BundleDiscount_bundleId_shopifyDiscountId_key", "bundleId", "shopifyDiscountId", unique=True
-        ),
+        sa.Index("BundleDiscount_bundleId_shopifyDiscountId_key", "bundleId", "shopifyDiscountId", unique=True),
         sa.Index("BundleDiscount_shopifyDiscountId_idx", "shopifyDiscountId"),
     )
     id: str = pk()

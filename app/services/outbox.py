@@ -6,7 +6,8 @@ loses the Shopify change when the process dies after the commit, or makes the AP
 Shopify does. Instead the request writes an outbox row in its own transaction (so the change and
 the promise to tell Shopify commit together) and this dispatcher delivers it, retrying until
 Shopify has it. The legacy view is thereby *eventually* consistent; `sb_outbox_lag_seconds` (age
-of the oldest undelivered row) measures how far behind it is.
+of the oldest undelivered row, series `{outbox="shopify_write_through"}`, updated every dispatcher loop)
+measures how far behind it is.
 
 Delivery, per row (one transaction per row):
 
@@ -55,6 +56,9 @@ from app.shopify.errors import ShopifyError
 log = logging.getLogger(__name__)
 
 EXTRAS_KEY = "outbox_dispatcher"
+#: `sb_outbox_lag_seconds` is shared with the job engine's dispatch queue (sampled by /metrics without
+#: labels); this outbox's series carries this label so the two never overwrite each other.
+LAG_LABELS = {"outbox": "shopify_write_through"}
 OnDelivered = Callable[[str, str], None]
 
 
@@ -229,7 +233,7 @@ class OutboxDispatcher:
     async def update_lag(self) -> float:
         async with self.pool.acquire() as conn:
             age = await repo.oldest_pending_age_s(conn)
-        OUTBOX_LAG.set(age)
+        OUTBOX_LAG.set(age, LAG_LABELS)
         return age
 
     # ------------------------------------------------------------------------------ delivery

@@ -13,15 +13,32 @@ from app.core.migrations import downgrade, head_revision, upgrade, upgrade_async
 from tests import pg
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_MD = (ROOT.parent / "shared" / "spec" / "schema.md")
-PLAN_MD = (ROOT.parent / "shared" / "seed" / "migration-plan-v2.md")
+SCHEMA_MD = ROOT.parent / "shared" / "spec" / "schema.md"
+PLAN_MD = ROOT.parent / "shared" / "seed" / "migration-plan-v2.md"
 LEGACY_TABLES = [
-    "session", "active_stores", "oauth_state", "auto_bundle_data", "auto_bundle_rules",
-    "bundle_discount_id", "ai_fbt_bundles", "ai_bundle_events", "ai_bundle_ab_assignments", "ai_fbt_config",
+    "session",
+    "active_stores",
+    "oauth_state",
+    "auto_bundle_data",
+    "auto_bundle_rules",
+    "bundle_discount_id",
+    "ai_fbt_bundles",
+    "ai_bundle_events",
+    "ai_bundle_ab_assignments",
+    "ai_fbt_config",
 ]
 V2_TABLES = [
-    "Bundle", "BundleComponent", "ComponentGroup", "BundlePricingRule", "BundleDiscount", "BundleInventory",
-    "BundleAnalytics", "BundleEvent", "InventorySyncLog", "AutoBundleRule", "SubscriptionBundle",
+    "Bundle",
+    "BundleComponent",
+    "ComponentGroup",
+    "BundlePricingRule",
+    "BundleDiscount",
+    "BundleInventory",
+    "BundleAnalytics",
+    "BundleEvent",
+    "InventorySyncLog",
+    "AutoBundleRule",
+    "SubscriptionBundle",
     "GiftBundleSettings",
 ]
 
@@ -44,8 +61,14 @@ async def _snapshot(conn: asyncpg.Connection) -> dict[str, list[str]]:
 
 # ---------------------------------------------------------------- spec parsing (the contract file)
 TYPE_MAP = {
-    "text": "text", "integer": "integer", "boolean": "boolean", "double precision": "double precision",
-    "jsonb": "jsonb", "timestamp(3)": "timestamp without time zone", "text[]": "ARRAY", "date": "date",
+    "text": "text",
+    "integer": "integer",
+    "boolean": "boolean",
+    "double precision": "double precision",
+    "jsonb": "jsonb",
+    "timestamp(3)": "timestamp without time zone",
+    "text[]": "ARRAY",
+    "date": "date",
 }
 
 
@@ -139,8 +162,7 @@ async def test_every_column_matches_schema_md(db: asyncpg.Connection) -> None:
 async def test_enum_labels(db: asyncpg.Connection) -> None:
     text = SCHEMA_MD.read_text()
     expected = {
-        m.group(1): [s.strip() for s in m.group(2).split(",")]
-        for m in re.finditer(r'^- "(\w+)": (.+)$', text, re.M)
+        m.group(1): [s.strip() for s in m.group(2).split(",")] for m in re.finditer(r'^- "(\w+)": (.+)$', text, re.M)
     }
     assert len(expected) == 9
     for name, labels in expected.items():
@@ -157,28 +179,44 @@ async def test_prisma_names_of_keys_and_indexes(db: asyncpg.Connection) -> None:
     for table in V2_TABLES + LEGACY_TABLES:
         assert f"{table}_pkey" in idx
     for name in [
-        "Bundle_shop_slug_key", "Bundle_shop_status_idx", "Bundle_shop_type_idx", "Bundle_createdAt_idx",
-        "BundleComponent_shopifyProductId_idx", "BundleDiscount_bundleId_shopifyDiscountId_key",
-        "BundleInventory_bundleId_key", "BundleAnalytics_bundleId_date_key", "AutoBundleRule_shop_isActive_idx",
-        "ai_fbt_bundles_shop_productId_idx", "sb_bundle_shop_metaobject_key", "sb_bundle_shop_ai_bundle_key",
-        "sb_auto_rule_shop_legacy_key", "sb_component_product_bundle_idx",
+        "Bundle_shop_slug_key",
+        "Bundle_shop_status_idx",
+        "Bundle_shop_type_idx",
+        "Bundle_createdAt_idx",
+        "BundleComponent_shopifyProductId_idx",
+        "BundleDiscount_bundleId_shopifyDiscountId_key",
+        "BundleInventory_bundleId_key",
+        "BundleAnalytics_bundleId_date_key",
+        "AutoBundleRule_shop_isActive_idx",
+        "ai_fbt_bundles_shop_productId_idx",
+        "sb_bundle_shop_metaobject_key",
+        "sb_bundle_shop_ai_bundle_key",
+        "sb_auto_rule_shop_legacy_key",
+        "sb_component_product_bundle_idx",
     ]:
         assert name in idx, name
     assert "UNIQUE" in idx["Bundle_shop_slug_key"]
     fks = await db.fetch(
-        "SELECT conname, confdeltype, confupdtype FROM pg_constraint WHERE contype = 'f' AND conname LIKE '%bundleId_fkey'"
+        "SELECT conname, confdeltype, confupdtype FROM pg_constraint "
+        "WHERE contype = 'f' AND conname LIKE '%bundleId_fkey'"
     )
     by_name = {r["conname"]: r for r in fks}
-    for child in ["BundleComponent", "BundlePricingRule", "BundleDiscount", "BundleInventory", "BundleAnalytics",
-                  "BundleEvent"]:
+    for child in [
+        "BundleComponent",
+        "BundlePricingRule",
+        "BundleDiscount",
+        "BundleInventory",
+        "BundleAnalytics",
+        "BundleEvent",
+    ]:
         fk = by_name[f"{child}_bundleId_fkey"]
-        assert (fk["confdeltype"], fk["confupdtype"]) == (b"c", b"c") or (fk["confdeltype"], fk["confupdtype"]) == ("c", "c")
+        assert (fk["confdeltype"], fk["confupdtype"]) == (b"c", b"c"), child  # CASCADE, CASCADE
 
 
 def _plan_validation_queries() -> list[str]:
     text = PLAN_MD.read_text()
     block = text.split("## Data Validation Queries", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
-    return [q.strip() for q in block.split(";") if q.strip() and not q.strip().startswith("--") or "SELECT" in q]
+    return [q.strip() for q in block.split(";") if (q.strip() and not q.strip().startswith("--")) or "SELECT" in q]
 
 
 async def test_plan_validation_queries_run_verbatim(db: asyncpg.Connection) -> None:
@@ -223,7 +261,9 @@ async def test_round_trip_preserves_v2_rows_in_backups(empty_db: str) -> None:
         assert await conn.fetchval("""SELECT to_regclass('"Bundle"')""") is None
         assert await conn.fetchval("""SELECT count(*) FROM pg_type WHERE typname = 'BundleStatus'""") == 0
         assert await conn.fetchval("SELECT name FROM bundle_v2_backup") == "n"
-        assert await conn.fetchval('SELECT "shopifyProductId" FROM bundle_component_backup') == "gid://shopify/Product/1"
+        assert (
+            await conn.fetchval('SELECT "shopifyProductId" FROM bundle_component_backup') == "gid://shopify/Product/1"
+        )
         assert (await conn.fetchval('SELECT "shopifyDiscountId" FROM bundle_discount_backup')).endswith("/1")
         assert await conn.fetchval("SELECT to_regclass('bundle_inventory_backup')") is None  # held no rows
         assert await conn.fetchval("SELECT count(*) FROM bundle_discount_id") == 1  # legacy untouched
@@ -247,7 +287,6 @@ async def test_alembic_check_reports_no_drift(db_url: str) -> None:
     import asyncio
 
     from alembic import command
-
     from app.core.migrations import alembic_config
 
     await asyncio.to_thread(command.check, alembic_config(db_url))
