@@ -15,6 +15,11 @@ its parser with `sub.add_parser(...)` and `set_defaults(func=<handler>)`, and de
     shopibundle migrate status [JOB] | watch JOB | cancel JOB | pause JOB | resume JOB | retry-failed JOB
     shopibundle reconcile [--shop S ...] [--dry-run]
     shopibundle outbox stats [--shop S] | run [--concurrency N]
+    shopibundle validate [--shop S] [--json]
+    shopibundle stage [get | set STAGE --reason R]
+    shopibundle rollback immediate --reason R | full --yes
+    shopibundle cleanup --reason R [--force] | cleanup restore --reason R
+    shopibundle demo seed [--simulator URL]
 """
 
 from __future__ import annotations
@@ -463,6 +468,257 @@ async def _outbox_run(args: argparse.Namespace) -> int:
     from app.services.outbox import run_standalone
 
     return await run_standalone(args.concurrency)
+
+
+# ----------------------------------------------------------------------------------- validate, stage, rollback, cleanup
+
+
+def _actor(args: argparse.Namespace) -> str:
+    """Who the flag audit log names: --actor, else `cli:<login user>`."""
+    if getattr(args, "actor", None):
+        return str(args.actor)
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return "cli"
+
+
+def _print_rollout(result: dict[str, Any], as_json: bool, headline: str) -> None:
+    """A rollout result: JSON, or a headline, the stage and flag table, and the warnings."""
+    from app.services.rollout import render_flags
+
+    if as_json:
+        _print_json(result)
+        return
+    print(headline)
+    print("\n".join(render_flags(result)))
+    for warning in result.get("warnings", []):
+        print(f"warning: {warning}")
+
+
+@register
+def add_validate(sub: Subparsers) -> None:
+    p = sub.add_parser("validate", help="the migration validation report (exit 1 when not ok)")
+    p.add_argument("--shop", help="one shop (default: all shops)")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.set_defaults(func=_validate)
+
+
+async def _validate(args: argparse.Namespace) -> int:
+    from app.core.security import is_valid_shop
+    from app.services.rollout import render_validation
+    from app.services.validation import build_validation_report
+
+    if args.shop is not None and not is_valid_shop(args.shop):
+        print(f"error: invalid shop domain {args.shop!r}", file=sys.stderr)
+        return 2
+    async with _pool(_settings()) as pool:
+        try:
+            report = await build_validation_report(pool, args.shop)
+        except DomainError as exc:
+            return _fail(exc, args.json)
+    if args.json:
+        _print_json(report)
+    else:
+        print("\n".join(render_validation(report)))
+    return 0 if report["ok"] else 1
+
+
+@register
+def add_stage(sub: Subparsers) -> None:
+    from app.services.flags import STAGES
+
+    p = sub.add_parser("stage", help="migration stage: get (default) | set STAGE --reason R")
+    ssub = p.add_subparsers(dest="stage_command")
+    get = ssub.add_parser("get", help="stage, flags and where the legacy tables are")
+    get.add_argument("--json", action="store_true")
+    get.set_defaults(func=_stage_get)
+    put = ssub.add_parser("set", help="move every flag to a stage (audited; every replica within 1 s)")
+    put.add_argument("stage", choices=STAGES)
+    put.add_argument("--reason", required=True, help="why (kept in the flag audit log)")
+    put.add_argument("--sample-rate", type=float, default=None, help="SHADOW_READS rate for shadow/live")
+    put.add_argument("--actor", help="audit name (default cli:<user>)")
+    put.add_argument("--json", action="store_true")
+    put.set_defaults(func=_stage_set)
+    p.set_defaults(func=_stage_get, json=False)
+
+
+async def _stage_get(args: argparse.Namespace) -> int:
+    from app.services.rollout import render_flags, rollout_status
+
+    settings = _settings()
+    async with _pool(settings) as pool:
+        status = await rollout_status(pool, settings=settings)
+    if args.json:
+        _print_json(status)
+        return 0
+    print("\n".join(render_flags(status)))
+    print("legacy tables: " + ", ".join(f"{t} in {where}" for t, where in status["legacyTables"].items()))
+    return 0
+
+
+async def _stage_set(args: argparse.Namespace) -> int:
+    from app.services.rollout import set_stage
+
+    settings = _settings()
+    async with _pool(settings) as pool:
+        try:
+            result = await set_stage(
+                pool,
+                args.stage,
+                actor=_actor(args),
+                reason=args.reason,
+                sample_rate=args.sample_rate,
+                settings=settings,
+            )
+        except DomainError as exc:
+            return _fail(exc, args.json)
+    changed = ", ".join(result["changedFlags"]) or "nothing"
+    _print_rollout(result, args.json, f"stage set to {args.stage}; changed: {changed}")
+    return 0
+
+
+@register
+def add_rollback(sub: Subparsers) -> None:
+    p = sub.add_parser("rollback", help="immediate (flags, every replica within 1 s) | full (Alembic downgrade)")
+    rsub = p.add_subparsers(dest="rollback_command", required=True)
+    imm = rsub.add_parser("immediate", help="reads back to legacy, V2 features off, dual write on (no restart)")
+    imm.add_argument("--reason", required=True, help="why (kept in the flag audit log)")
+    imm.add_argument("--actor", help="audit name (default cli:<user>)")
+    imm.add_argument("--json", action="store_true")
+    imm.set_defaults(func=_rollback_immediate)
+    full = rsub.add_parser(
+        "full", help="drop the V2 schema: backups of every V2 and service table holding rows, then down to 0001"
+    )
+    full.add_argument("--yes", action="store_true", help="confirm; without it nothing happens")
+    full.add_argument("--reason", default="shopibundle rollback full", help="why (flag audit log, logs)")
+    full.add_argument("--actor", help="audit name (default cli:<user>)")
+    full.add_argument("--json", action="store_true")
+    full.set_defaults(func=_rollback_full)
+
+
+async def _rollback_immediate(args: argparse.Namespace) -> int:
+    from app.services.rollout import immediate_rollback
+
+    settings = _settings()
+    async with _pool(settings) as pool:
+        try:
+            result = await immediate_rollback(pool, actor=_actor(args), reason=args.reason, settings=settings)
+        except DomainError as exc:
+            return _fail(exc, args.json)
+    changed = ", ".join(result["changedFlags"]) or "nothing (already rolled back)"
+    _print_rollout(result, args.json, f"immediate rollback done; changed: {changed}; {result['propagation']}")
+    return 0
+
+
+async def _rollback_full(args: argparse.Namespace) -> int:
+    from app.services.rollout import ConfirmationRequired, full_rollback
+
+    url = await asyncio.to_thread(_db_url)
+    try:
+        result = await full_rollback(url, confirmed=args.yes, actor=_actor(args), reason=args.reason)
+    except ConfirmationRequired as exc:
+        print(f"refusing: {exc.detail}", file=sys.stderr)
+        return 2
+    except DomainError as exc:
+        return _fail(exc, args.json)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"full rollback done: revision {result['fromRevision']} -> {result['toRevision']}")
+    for backup in result["backups"]:
+        print(f"  backup {backup['table']}: {backup['rows']} rows")
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
+    return 0
+
+
+@register
+def add_cleanup(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "cleanup", help="Phase 5: dual write off, migrated legacy tables into schema `archive` | restore"
+    )
+    p.add_argument("--reason", help="why (kept in the flag audit log); required")
+    p.add_argument("--force", action="store_true", help="even if validation is not ok or reads are not on V2 yet")
+    p.add_argument("--actor", help="audit name (default cli:<user>)")
+    p.add_argument("--json", action="store_true")
+    csub = p.add_subparsers(dest="cleanup_command")
+    restore = csub.add_parser("restore", help="move the archived tables back to public and turn dual write on")
+    restore.add_argument("--reason", required=True, help="why (kept in the flag audit log)")
+    restore.add_argument("--actor", help="audit name (default cli:<user>)")
+    restore.add_argument("--json", action="store_true")
+    restore.set_defaults(func=_cleanup_restore)
+    p.set_defaults(func=_cleanup)
+
+
+async def _cleanup(args: argparse.Namespace) -> int:
+    from app.services.rollout import phase5_cleanup
+
+    if not args.reason:
+        print("error: cleanup needs --reason", file=sys.stderr)
+        return 2
+    settings = _settings()
+    async with _pool(settings) as pool:
+        try:
+            result = await phase5_cleanup(
+                pool, actor=_actor(args), reason=args.reason, force=args.force, settings=settings
+            )
+        except DomainError as exc:
+            return _fail(exc, args.json)
+    moved = ", ".join(f"{m['table']} ({m['rows']} rows)" for m in result["archivedTables"])
+    _print_rollout(result, args.json, f"phase 5 cleanup done: moved to schema archive: {moved}")
+    return 0
+
+
+async def _cleanup_restore(args: argparse.Namespace) -> int:
+    from app.services.rollout import restore_from_archive
+
+    settings = _settings()
+    async with _pool(settings) as pool:
+        try:
+            result = await restore_from_archive(pool, actor=_actor(args), reason=args.reason, settings=settings)
+        except DomainError as exc:
+            return _fail(exc, args.json)
+    moved = ", ".join(f"{m['table']} ({m['rows']} rows)" for m in result["restoredTables"])
+    _print_rollout(result, args.json, f"restored to schema public: {moved}; DUAL_WRITE on")
+    return 0
+
+
+@register
+def add_demo(sub: Subparsers) -> None:
+    p = sub.add_parser("demo", help="demo data (development and staging only)")
+    dsub = p.add_subparsers(dest="demo_command", required=True)
+    seed = dsub.add_parser("seed", help="load the demo legacy data set into the database and the Shopify simulator")
+    seed.add_argument(
+        "--simulator", default="http://127.0.0.1:8081", help="simulator base URL (default http://127.0.0.1:8081)"
+    )
+    seed.set_defaults(func=_demo_seed)
+
+
+async def _demo_seed(args: argparse.Namespace) -> int:
+    import httpx
+
+    from app.core.db import connect
+    from app.services.demo import seed_demo
+    from app.shopify.simulator import SimulatorControl
+
+    url = await asyncio.to_thread(_db_url)
+    conn = await connect(url)
+    try:
+        async with SimulatorControl(args.simulator) as sim:
+            summary = await seed_demo(conn, sim)
+    except (httpx.HTTPError, asyncpg.PostgresError) as exc:
+        print(f"error: demo seed failed: {exc!r}", file=sys.stderr)
+        return 1
+    finally:
+        await conn.close()
+    print(
+        f"demo data: {len(summary.shops)} shops, {summary.manual_rows} bundle_discount_id rows, "
+        f"{summary.metaobjects} metaobjects, {summary.ai_bundles} AI bundles, {summary.auto_rules} auto rules"
+    )
+    return 0
 
 
 # ----------------------------------------------------------------------------------- main

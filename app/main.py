@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import bundles, flags, health, metrics, migrations, proxy, shadow, ui, validation
+from app.api import bundles, flags, health, metrics, migrations, proxy, shadow, ui, validation, write_through
 from app.core import telemetry
 from app.core.config import Settings, get_settings
 from app.core.container import build_container
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(ShopContextMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    for module in (health, bundles, proxy, flags, migrations, validation, shadow, metrics, ui):
+    for module in (health, bundles, proxy, flags, migrations, validation, shadow, write_through, metrics, ui):
         app.include_router(module.router)
     telemetry.instrument_app(app)
     return app

@@ -5,11 +5,10 @@ no secrets and no per-merchant data beyond label values such as flag names and o
 In production the path is meant to be reachable from the cluster network only (keep it off the
 public ingress, as with any scrape endpoint).
 
-`sb_outbox_lag_seconds` is sampled here, at scrape time, the way an observable gauge would be:
-the age of the oldest due, undelivered row of the dispatch outbox (the pgqueuer table a job's
-dispatch rows are written to in the job's own transaction, and workers consume). 0 means nothing
-is waiting; a growing value means workers are down or saturated. A database that does not answer
-within `OUTBOX_QUERY_TIMEOUT_S` leaves the last value in place: a scrape never fails because of it.
+`sb_outbox_lag_seconds` is sampled here, at scrape time: the age of the oldest undelivered row of
+the Shopify write-through outbox (issue 5), whichever replica scrapes. 0 means nothing is waiting; a
+growing value means Shopify is down or the dispatchers are. A database that does not answer within
+`OUTBOX_QUERY_TIMEOUT_S` leaves the last value in place: a scrape never fails because of it.
 """
 
 from __future__ import annotations
@@ -21,7 +20,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app.core.metrics import OUTBOX_LAG, prometheus_text
+from app.core.metrics import prometheus_text
+from app.services.outbox import update_outbox_lag
 
 log = logging.getLogger(__name__)
 
@@ -29,23 +29,14 @@ router = APIRouter(tags=["operations"])
 
 OUTBOX_QUERY_TIMEOUT_S = 1.0
 
-_OUTBOX_LAG_SQL = """
-SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(GREATEST(created, COALESCE(execute_after, created)))), 0)::float8
-FROM pgqueuer
-WHERE status = 'queued' AND COALESCE(execute_after, created) <= now()
-"""
-
-
 async def sample_outbox_lag(request: Request) -> None:
     container = getattr(request.app.state, "container", None)
     if container is None:
         return
     try:
-        lag = await container.pool.fetchval(_OUTBOX_LAG_SQL, timeout=OUTBOX_QUERY_TIMEOUT_S)
+        await asyncio.wait_for(update_outbox_lag(container.pool), timeout=OUTBOX_QUERY_TIMEOUT_S)
     except Exception as exc:  # an unreachable database must not fail the scrape
         log.debug("outbox lag not sampled: %s", exc)
-        return
-    OUTBOX_LAG.set(max(0.0, float(lag or 0.0)))
 
 
 @router.get(

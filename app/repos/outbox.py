@@ -51,23 +51,24 @@ async def insert(conn: Executor, shop: str, bundle_id: str, op: str, payload: di
     return _row(record)
 
 
-async def claim_next(conn: Executor) -> dict[str, Any] | None:
+async def claim_next(conn: Executor, shop: str | None = None) -> dict[str, Any] | None:
     """Lock the oldest due pending row that is the *oldest pending row of its bundle* (in order per
     bundle), skipping rows another dispatcher holds. The lock lasts until the caller's transaction
     ends; a dispatcher killed mid-delivery loses its connection and with it the lock, so the row is
-    simply claimable again (nothing to expire).
+    simply claimable again (nothing to expire). `shop` restricts the claim to one shop.
     """
     record = await conn.fetchrow(
         f"""
         SELECT {_COLUMNS} FROM sb_outbox o
-        WHERE o.status = 'pending' AND o."nextAttemptAt" <= {_NOW}
+        WHERE o.status = 'pending' AND o."nextAttemptAt" <= {_NOW} AND ($1::text IS NULL OR o.shop = $1)
           AND NOT EXISTS (
             SELECT 1 FROM sb_outbox p WHERE p."bundleId" = o."bundleId" AND p.status = 'pending' AND p.seq < o.seq
           )
         ORDER BY o."nextAttemptAt", o.id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
-        """
+        """,
+        shop,
     )
     return None if record is None else _row(record)
 

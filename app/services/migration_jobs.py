@@ -38,6 +38,7 @@ from app.models.job_api import FailureOut, FailurePage, JobOut, JobPage, JobStat
 from app.repos import jobs as repo
 from app.services import migration_items
 from app.services.migration_items import ITEM_KINDS_BY_JOB_KIND, ItemKind, ItemOutcome, PlannedItem
+from app.services.rollout import require_legacy_tables
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +276,8 @@ async def create_job(
     try:
         async with pool.acquire() as conn, conn.transaction():
             await repo.lock_job_creation(conn)
+            # Archived legacy tables (Phase 5) cannot be planned from: 409 with the way out, not a failed job.
+            await require_legacy_tables(conn, "Planning a migration job")
             if not dry_run:
                 await _check_overlap(conn, kind, shop_list)
             await repo.insert_job(
@@ -336,6 +339,7 @@ async def retry_failed(
     failures, or when a running job overlaps."""
     async with pool.acquire() as conn, conn.transaction():
         await repo.lock_job_creation(conn)
+        await require_legacy_tables(conn, "Retrying a migration job's failures")
         parent = await repo.get_job(conn, job_id)
         if parent is None:
             raise NotFound(f"No migration job {job_id}.")

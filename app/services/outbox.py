@@ -231,10 +231,7 @@ class OutboxDispatcher:
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.poll_interval_s)
 
     async def update_lag(self) -> float:
-        async with self.pool.acquire() as conn:
-            age = await repo.oldest_pending_age_s(conn)
-        OUTBOX_LAG.set(age, LAG_LABELS)
-        return age
+        return await update_outbox_lag(self.pool)
 
     # ------------------------------------------------------------------------------ delivery
 
@@ -399,3 +396,11 @@ async def run_standalone(concurrency: int | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(asyncio.run(run_standalone()))
+
+
+async def update_outbox_lag(pool: asyncpg.Pool) -> float:
+    """Age of the oldest undelivered outbox row, recorded as `sb_outbox_lag_seconds` and returned."""
+    async with pool.acquire() as conn:
+        age = await repo.oldest_pending_age_s(conn)
+    OUTBOX_LAG.set(age, LAG_LABELS)
+    return age

@@ -28,6 +28,7 @@ import asyncpg
 
 from app.repos import validation as repo
 from app.services.legacy_parsing import LegacyRowKind, classify_bundle_discount_row
+from app.services.rollout import require_legacy_tables
 
 #: Lists in the report are cut to this many entries (counts stay exact; `truncated` says so).
 DEFAULT_LIST_LIMIT = 1000
@@ -111,6 +112,8 @@ async def build_validation_report(
     consistent snapshot while jobs and the API keep writing.
     """
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        # After the Phase 5 cleanup the legacy tables live in `archive`: a 409 saying so, not a 500.
+        await require_legacy_tables(conn, "The validation report")
         bundle_rows = await repo.bundle_rows(conn, shop)
         v2_counts = await repo.v2_bundle_counts(conn, shop)
         mismatch_rows = await repo.discount_mismatches(conn, shop)

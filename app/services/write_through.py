@@ -139,10 +139,7 @@ def percent_of(rules: list[Mapping[str, Any]] | None) -> Decimal | None:
 
 def percent_text(value: Decimal | None) -> str:
     """`"15"`, `"12.5"`; empty when the bundle has no percentage (the legacy reader reads blank as none)."""
-    if value is None:
-        return ""
-    text = format(value.normalize(), "f")
-    return text
+    return "" if value is None else format(value.normalize(), "f")
 
 
 def products_json(components: list[Mapping[str, Any]]) -> str:
@@ -207,7 +204,9 @@ def discount_state(bundle: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def discount_input(state: Mapping[str, Any], *, remove: list[str] | None = None, starts_at: str | None = None) -> dict:
+def discount_input(
+    state: Mapping[str, Any], *, remove: list[str] | None = None, starts_at: str | None = None
+) -> dict[str, Any]:
     """`DiscountAutomaticBasicInput` for a discount state (products to add, and to remove on updates)."""
     products: dict[str, Any] = {"productsToAdd": list(state["products"])}
     if remove:
@@ -222,6 +221,7 @@ def discount_input(state: Mapping[str, Any], *, remove: list[str] | None = None,
 
 
 def handle_for(shop: str, *parts: str) -> str:
+    """`sb-<16 hex>`: deterministic per request, so retries converge on one metaobject (module docstring)."""
     digest = hashlib.sha256("|".join((shop, *parts)).encode()).hexdigest()[:16]
     return f"{HANDLE_PREFIX}{digest}"
 
@@ -312,8 +312,12 @@ async def fetch_discounts(shopify: ShopifyClient, shop: str, ids: list[str]) -> 
 
 
 async def _referenced(container: Container, shop: str, metaobject_id: str | None, discount_id: str | None) -> set[str]:
-    async with container.pool.acquire() as conn:
-        return await outbox_repo.shopify_refs(conn, shop, metaobject_id, discount_id)
+    from app.services.bundles import run_read  # lost database: a 503 problem, as on the write path
+
+    refs: set[str] = await run_read(
+        container, lambda conn: outbox_repo.shopify_refs(conn, shop, metaobject_id, discount_id)
+    )
+    return refs
 
 
 async def create_metaobject(container: Container, shop: str, handle: str, fields: Mapping[str, str]) -> str:
@@ -389,10 +393,9 @@ async def create_objects(
 async def _completed_key(container: Container, shop: str, key: str) -> bool:
     """True when the key already has a committed answer: the create will replay it, Shopify is not touched."""
     from app.repos import idempotency as idem_repo
-    from app.services.bundles import IDEMPOTENCY_TTL
+    from app.services.bundles import IDEMPOTENCY_TTL, run_read
 
-    async with container.pool.acquire() as conn:
-        stored = await idem_repo.get(conn, shop, key)
+    stored = await run_read(container, lambda conn: idem_repo.get(conn, shop, key))
     if stored is None or not stored["responseStatus"]:
         return False
     created = stored["createdAt"]
@@ -496,7 +499,9 @@ async def after_create_failed(container: Container, shop: str, created: CreatedO
 # --------------------------------------------------------------------------------------------
 
 
-def upsert_payload(before: Mapping[str, Any] | None, after: Mapping[str, Any], *, force: bool = False) -> dict | None:
+def upsert_payload(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any], *, force: bool = False
+) -> dict[str, Any] | None:
     """The outbox payload that brings Shopify from `before` to `after`; None when Shopify sees no change.
 
     Always the full field set (idempotent redelivery); the discount part only when the discount's

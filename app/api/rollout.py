@@ -1,0 +1,154 @@
+"""`/admin/rollback`, `/admin/cleanup`, `/admin/cleanup/restore`: thin HTTP over `app.services.rollout`.
+
+All synchronous (200 with what changed): each is a couple of short transactions; the cleanup also
+waits about 1.5 s for every replica to stop dual-writing before it moves the tables. The actor in
+the flag audit log is `X-Actor` (default "admin"). The full rollback has no endpoint on purpose: it
+drops the schema this service runs on, so it is `shopibundle rollback full --yes` only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+from app.api.deps import AdminDep, ContainerDep, FlagsDep
+from app.models.flag_api import FlagOut
+from app.services import rollout as service
+
+router = APIRouter(tags=["rollout"])
+
+_PROBLEM: dict[str, object] = {"content": {"application/problem+json": {}}}
+_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"description": "Missing or invalid token", **_PROBLEM},
+    422: {"description": "Validation failed (e.g. a blank reason)", **_PROBLEM},
+}
+
+StageOut = Literal["off", "dualwrite", "shadow", "live", "rampdown", "complete", "custom"]
+
+
+class _Reasoned(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=1000, description="Why; kept in the flag audit log.")
+
+    @field_validator("reason")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be blank")
+        return value
+
+
+class RollbackIn(_Reasoned):
+    """Immediate rollback: no options, on purpose (it is the button to press under stress)."""
+
+
+class CleanupIn(_Reasoned):
+    force: StrictBool = Field(
+        default=False,
+        description="Archive even if the validation report is not ok or reads are not on V2 yet.",
+    )
+
+
+class RestoreIn(_Reasoned):
+    pass
+
+
+class MovedTable(BaseModel):
+    table: str
+    fromSchema: str
+    toSchema: str
+    rows: int = Field(description="Rows in the table when it moved (they move with it, untouched)")
+
+
+class KeptTable(BaseModel):
+    table: str
+    why: str
+
+
+class ValidationSummary(BaseModel):
+    ok: bool
+    unmigratedCount: int
+    discountMismatches: int
+    aiBundlesUnmigrated: int
+    aiBundleStatusMismatches: int
+    autoBundleRulesUnmigrated: int
+    failedCount: int
+
+
+class _FlagsResult(BaseModel):
+    actor: str
+    reason: str
+    changedFlags: list[str] = Field(description="Flags this call changed (each with an audit entry)")
+    stage: StageOut = Field(description="The migration stage the flags are in now")
+    flags: list[FlagOut]
+    warnings: list[str] = Field(description="Things an operator must know (kill-switch variables, stale tables)")
+
+
+class RollbackOut(_FlagsResult):
+    action: Literal["immediate_rollback"]
+    propagation: str
+
+
+class CleanupOut(_FlagsResult):
+    action: Literal["phase5_cleanup"]
+    forced: bool
+    validation: ValidationSummary
+    archivedAt: datetime
+    archivedTables: list[MovedTable]
+    keptTables: list[KeptTable] = Field(description="Legacy tables left in public, and why")
+
+
+class RestoreOut(_FlagsResult):
+    action: Literal["restore_from_archive"]
+    restoredTables: list[MovedTable]
+    archivedAt: datetime | None
+    bundlesChangedWhileArchived: int = Field(
+        description="V2 bundles created or changed while the tables were archived: missing from the legacy tables"
+    )
+
+
+_CONFLICT = {
+    "description": "Refused: see detail (tables archived, validation not ok, unfinished jobs, ...)",
+    **_PROBLEM,
+}
+
+
+@router.post(
+    "/admin/rollback",
+    summary="Immediate rollback: reads from legacy, V2 features off, dual write kept on (every replica within 1 s)",
+    responses={**_ERRORS, 409: _CONFLICT},
+)
+async def post_rollback(body: RollbackIn, actor: AdminDep, container: ContainerDep, store: FlagsDep) -> RollbackOut:
+    result: dict[str, Any] = await service.immediate_rollback(
+        container.pool, actor=actor, reason=body.reason, store=store
+    )
+    return RollbackOut.model_validate(result)
+
+
+@router.post(
+    "/admin/cleanup",
+    summary="Phase 5 cleanup: dual write off (stage complete), migrated legacy tables moved to schema `archive`",
+    responses={**_ERRORS, 409: _CONFLICT},
+)
+async def post_cleanup(body: CleanupIn, actor: AdminDep, container: ContainerDep, store: FlagsDep) -> CleanupOut:
+    result = await service.phase5_cleanup(
+        container.pool, actor=actor, reason=body.reason, force=body.force, store=store
+    )
+    return CleanupOut.model_validate(result)
+
+
+@router.post(
+    "/admin/cleanup/restore",
+    summary="Undo the cleanup: archived legacy tables back to public and dual write on, in one transaction",
+    responses={**_ERRORS, 409: _CONFLICT},
+)
+async def post_cleanup_restore(
+    body: RestoreIn, actor: AdminDep, container: ContainerDep, store: FlagsDep
+) -> RestoreOut:
+    result = await service.restore_from_archive(container.pool, actor=actor, reason=body.reason, store=store)
+    return RestoreOut.model_validate(result)
