@@ -1,35 +1,77 @@
-"""Background parts of the service started and stopped with it (flag listener, job worker, ...)."""
+"""Background parts of the service, started and stopped with it: the flag store, the migration job
+worker and the Shopify outbox dispatcher.
+
+They all need the schema at Alembic head. A replica deployed before `shopibundle db upgrade` ran
+still starts and answers `/healthz` (and 503 on `/readyz`); its background services wait for the
+schema and start on their own once it is current, so no restart is needed after the upgrade.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+
 from app.core.container import Container
+from app.core.migrations import current_revision, head_revision
+
+log = logging.getLogger(__name__)
+
+SCHEMA_POLL_S = 2.0
 
 
-async def start(container: Container) -> None:
-    """Start background services; each later feature registers itself here."""
+async def _schema_is_current(container: Container) -> bool:
+    async with container.pool.acquire() as conn:
+        return await current_revision(conn) == head_revision()  # type: ignore[arg-type]
+
+
+async def _start_services(container: Container) -> None:
     from app.services.flags import start_flags
+    from app.services.job_worker import JobWorker
+    from app.services.outbox import start_dispatcher
 
     container.flags = await start_flags(container)  # first: other services read flags
     if container.settings.run_worker:  # migration job worker: every replica is one by default
-        from app.services.job_worker import JobWorker
+        worker = await JobWorker.for_container(container)
+        container.extras["worker"] = worker
+        await worker.start()
+    await start_dispatcher(container)  # Shopify write-through outbox: only when its settings enable it
 
-        container.extras["worker"] = await JobWorker.for_container(container)
-        await container.extras["worker"].start()
-    from app.services.outbox import start_dispatcher  # Shopify write-through outbox (issue 5)
 
-    await start_dispatcher(container)  # only when OUTBOX_DISPATCHER / SHOPIFY_WRITE_THROUGH enable it
+async def _start_when_schema_current(container: Container) -> None:
+    while True:
+        try:
+            if await _schema_is_current(container):
+                break
+        except Exception as exc:  # the database may come and go meanwhile: keep waiting
+            log.warning("schema check failed: %s", exc)
+        await asyncio.sleep(SCHEMA_POLL_S)
+    log.info("schema reached head %s: starting background services", head_revision())
+    await _start_services(container)
+
+
+async def start(container: Container) -> None:
+    if await _schema_is_current(container):
+        await _start_services(container)
+        return
+    log.warning("schema is behind head %s: serving health only until `shopibundle db upgrade` runs", head_revision())
+    container.extras["deferred_start"] = asyncio.create_task(_start_when_schema_current(container))
 
 
 async def stop(container: Container) -> None:
-    """Stop background services before the pools close."""
-    from app.services.flags import stop_flags
-    from app.services.outbox import stop_dispatcher  # issue 5
-
-    await stop_dispatcher(container)  # issue 5: stop delivering to Shopify before the pools close
-    worker = container.extras.pop("worker", None)
-    if worker is not None:  # first: lets in-flight migration batches record before pools close
-        await worker.stop()
+    """Stop background services before the pools close (each waits for its in-flight work)."""
     from app.services.bundle_reads import get_shadow_runner
+    from app.services.flags import stop_flags
+    from app.services.outbox import stop_dispatcher
 
-    await get_shadow_runner(container).close()  # let sampled comparisons finish before pools close
+    deferred = container.extras.pop("deferred_start", None)
+    if deferred is not None:
+        deferred.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await deferred
+    await stop_dispatcher(container)
+    worker = container.extras.pop("worker", None)
+    if worker is not None:  # lets in-flight migration batches record before the pools close
+        await worker.stop()
+    await get_shadow_runner(container).close()  # sampled shadow comparisons finish first
     await stop_flags(container)
