@@ -519,6 +519,9 @@ async def _validate(args: argparse.Namespace) -> int:
             report = await build_validation_report(pool, args.shop)
         except DomainError as exc:
             return _fail(exc, args.json)
+        except asyncpg.UndefinedTableError as exc:  # V2 or service tables absent
+            print(f"error: the schema is not at head ({exc}): run `shopibundle db upgrade`", file=sys.stderr)
+            return 1
     if args.json:
         _print_json(report)
     else:
@@ -550,7 +553,10 @@ async def _stage_get(args: argparse.Namespace) -> int:
 
     settings = _settings()
     async with _pool(settings) as pool:
-        status = await rollout_status(pool, settings=settings)
+        try:
+            status = await rollout_status(pool, settings=settings)
+        except DomainError as exc:
+            return _fail(exc, args.json)
     if args.json:
         _print_json(status)
         return 0

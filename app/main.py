@@ -7,7 +7,20 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import bundles, flags, health, metrics, migrations, proxy, shadow, ui, validation, write_through
+from app.api import (
+    bundles,
+    flags,
+    health,
+    metrics,
+    migrations,
+    openapi_docs,
+    proxy,
+    rollout,
+    shadow,
+    ui,
+    validation,
+    write_through,
+)
 from app.core import telemetry
 from app.core.config import Settings, get_settings
 from app.core.container import build_container
@@ -49,8 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(ShopContextMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    for module in (health, bundles, proxy, flags, migrations, validation, shadow, write_through, metrics, ui):
+    for module in (health, bundles, proxy, flags, migrations, validation, rollout, shadow, write_through, metrics, ui):
         app.include_router(module.router)
+    openapi_docs.install(app)  # the problem+json schemas every error response refers to
     telemetry.instrument_app(app)
     return app
 

@@ -31,7 +31,7 @@ import math
 import re
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -51,6 +51,8 @@ class MigrationStats:
     failed: int = 0
     skipped: int = 0
     seconds: float = 0.0
+    #: the plan's `logger.error('Failed to migrate bundle', error, ...)`: how many, by error message
+    errors: dict[str, int] = field(default_factory=dict)
 
     @property
     def processed(self) -> int:
@@ -124,7 +126,7 @@ async def _create_bundle(conn: asyncpg.Connection, old: asyncpg.Record, data: Me
     async with conn.transaction():
         await conn.execute(
             'INSERT INTO "Bundle" (id, shop, name, title, description, slug, type, status, "shopifyMetaobjectId", '
-            '"createdAt", "updatedAt") VALUES ($1, $2, $3, $4, $5, $6, \'FIXED\', \'ACTIVE\', $7, $8, $8)',
+            "\"createdAt\", \"updatedAt\") VALUES ($1, $2, $3, $4, $5, $6, 'FIXED', 'ACTIVE', $7, $8, $8)",
             bundle_id,
             old["shop"],
             old["bundleName"],
@@ -158,7 +160,7 @@ async def _create_bundle(conn: asyncpg.Connection, old: asyncpg.Record, data: Me
         )
         await conn.execute(
             'INSERT INTO "BundleDiscount" (id, "bundleId", "shopifyDiscountId", "discountType", "isActive", '
-            "\"createdAt\", \"updatedAt\") VALUES ($1, $2, $3, 'automatic', true, $4, $4)",
+            '"createdAt", "updatedAt") VALUES ($1, $2, $3, \'automatic\', true, $4, $4)',
             new_id(),
             bundle_id,
             old["discountId"],
@@ -166,8 +168,8 @@ async def _create_bundle(conn: asyncpg.Connection, old: asyncpg.Record, data: Me
         )
         await conn.execute(
             'INSERT INTO "BundleInventory" (id, "bundleId", "trackingMethod", "lowStockThreshold", '
-            '"availableQuantity", "reservedQuantity", "allowOversell", "autoSyncEnabled", "createdAt", "updatedAt") '
-            "VALUES ($1, $2, 'COMPONENT_BASED', 10, 0, 0, false, true, $3, $3)",
+            '"availableQuantity", "reservedQuantity", "allowOversell", "autoSyncEnabled", "lastCalculatedAt") '
+            "VALUES ($1, $2, 'COMPONENT_BASED', 10, 0, 0, false, true, $3)",
             new_id(),
             bundle_id,
             now,
@@ -206,10 +208,13 @@ async def migrate_bundles(
             data = await fetch_metaobject_data(shopify, old["shop"], old["bundleId"])
             if data is None:
                 stats.failed += 1  # logger.warn('Metaobject not found')
+                stats.errors["metaobject not found"] = stats.errors.get("metaobject not found", 0) + 1
                 continue
             await _create_bundle(conn, old, data)
             stats.migrated += 1
-        except Exception:  # the plan's catch: count and go on
+        except Exception as exc:  # the plan's catch: log, count and go on
             stats.failed += 1
+            key = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+            stats.errors[key] = stats.errors.get(key, 0) + 1
     stats.seconds = time.perf_counter() - started
     return stats

@@ -15,26 +15,86 @@ import orjson
 from fastapi import APIRouter, Header, Query, Response
 
 from app.api.deps import ContainerDep, ShopDep
-from app.models.bundle_api import BundleCreate, BundleOut, BundlePage, BundleStatus, BundleType, BundleUpdate
+from app.api.openapi_docs import (
+    BODY_ERRORS,
+    DATABASE_UNAVAILABLE,
+    DB_ERRORS,
+    INVALID_LIMIT,
+    INVALID_SHOP,
+    SHOP_ERRORS,
+    SHOPIFY_UNAVAILABLE,
+    UNEXPECTED_ERROR,
+    Responses,
+    example_response,
+    problem,
+    problem_example,
+    problem_responses,
+)
+from app.models.bundle_api import (
+    BUNDLE_EXAMPLE,
+    BUNDLE_PAGE_EXAMPLE,
+    BUNDLE_UPDATED_EXAMPLE,
+    BUNDLE_WRITTEN_EXAMPLE,
+    BundleCreate,
+    BundleOut,
+    BundlePage,
+    BundleStatus,
+    BundleType,
+    BundleUpdate,
+)
 from app.services import bundle_reads, bundles
 
-router = APIRouter(prefix="/api/v2/shops/{shop}/bundles", tags=["bundles"])
+router = APIRouter(prefix="/api/v2/shops/{shop}/bundles", tags=["bundles"], responses=UNEXPECTED_ERROR)
 
 READ_SOURCE_HEADER = "X-Bundle-Read-Source"
-_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-_COMMON: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Malformed JSON", **_PROBLEM},
-    401: {"description": "Missing or invalid credentials", **_PROBLEM},
-    403: {"description": "Session token of another shop", **_PROBLEM},
-    422: {"description": "Validation failed (errors[] names each field)", **_PROBLEM},
-    503: {"description": "Database (or, on legacy reads, Shopify) unavailable; retry", **_PROBLEM},
+
+_INVALID_FIELDS = problem_example(
+    422,
+    "The request has invalid fields.",
+    errors=[
+        {
+            "field": "body.components.0.quantity",
+            "message": "Input should be greater than or equal to 1",
+            "type": "greater_than_equal",
+        },
+        {
+            "field": "body.components.1.shopifyProductId",
+            "message": "Value error, must be a product GID (gid://shopify/Product/<id>) or a numeric id",
+            "type": "value_error",
+        },
+    ],
+)
+_NOT_FOUND = problem(
+    404,
+    "No such bundle in this shop (another shop's bundle included)",
+    bundleNotFound=problem_example(404, "Bundle not found."),
+)
+_CONFLICT = problem(
+    409,
+    "Slug taken, or the metaobject already belongs to another bundle",
+    slugTaken=problem_example(409, "slug taken", slug="summer-set"),
+    metaobjectBundled=problem_example(409, "metaobject already bundled"),
+)
+_STALE = problem_responses(412)
+_WRITE_422 = problem(
+    422,
+    "Validation failed; `errors[]` names each invalid field",
+    invalidFields=_INVALID_FIELDS,
+    invalidShop=INVALID_SHOP,
+)
+_READ_ERRORS: Responses = {
+    **SHOP_ERRORS,
+    **problem(502, "Legacy read: Shopify refused the request (`reason` says why)"),
+    **problem(
+        503,
+        "Database unavailable, or (legacy read) Shopify unavailable; retry",
+        databaseUnavailable=DATABASE_UNAVAILABLE,
+        shopifyUnavailable=SHOPIFY_UNAVAILABLE,
+    ),
 }
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such bundle in this shop", **_PROBLEM}}
-_READ: dict[int | str, dict[str, Any]] = {
-    **_COMMON,
-    502: {"description": "Shopify refused the legacy read (reason names why)", **_PROBLEM},
-}
+_MALFORMED_CURSOR = problem_example(422, "Invalid cursor.", errors=[{"field": "query.cursor", "message": "malformed"}])
 _READ_HEADERS = {READ_SOURCE_HEADER: {"description": "Which store answered: legacy | v2", "schema": {"type": "string"}}}
+_ETAG_HEADER = {"ETag": {"description": "Weak ETag of this version, for `If-Match`", "schema": {"type": "string"}}}
 
 IdempotencyKey = Annotated[
     str | None,
@@ -57,9 +117,58 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str]) -> Respons
     response_model=BundleOut,
     summary="Create a bundle (dual-written to the legacy tables while DUAL_WRITE is on)",
     responses={
-        **_COMMON,
-        409: {"description": "Slug taken, or metaobject already bundled", **_PROBLEM},
-        201: {"headers": {"Location": {"schema": {"type": "string"}}, "ETag": {"schema": {"type": "string"}}}},
+        **example_response(
+            BUNDLE_WRITTEN_EXAMPLE,
+            201,
+            "Created (or, for a retried `Idempotency-Key`, the first response again)",
+            headers={
+                "Location": {"description": "The new bundle's URL", "schema": {"type": "string"}},
+                **_ETAG_HEADER,
+                "Idempotent-Replayed": {
+                    "description": "`true` when this is the stored answer to an earlier request with the same key",
+                    "schema": {"type": "string"},
+                },
+            },
+        ),
+        **SHOP_ERRORS,
+        **BODY_ERRORS,
+        **_CONFLICT,
+        **problem(
+            422,
+            "Validation failed (`errors[]` names each field), or the `Idempotency-Key` was used with another body",
+            invalidFields=_INVALID_FIELDS,
+            invalidShop=INVALID_SHOP,
+            idempotencyKeyReused=problem_example(
+                422,
+                "Idempotency-Key reused with a different body.",
+                errors=[{"field": "header.Idempotency-Key", "message": "already used with a different request body"}],
+            ),
+        ),
+        **problem(
+            502,
+            "Write-through: Shopify refused to create the bundle's metaobject or discount; nothing was kept",
+            shopifyRefused=problem_example(
+                502,
+                "Shopify refused to create the bundle's objects: Handle has already been taken",
+                reason="shopify_user_errors",
+                userErrors=[{"field": ["metaobject", "handle"], "message": "Handle has already been taken"}],
+            ),
+        ),
+        **problem(
+            503,
+            "Database or (write-through) Shopify unavailable, or the same key's first request unresolved; retry",
+            databaseUnavailable=DATABASE_UNAVAILABLE,
+            shopifyUnavailable=problem_example(
+                503,
+                "Shopify did not answer; the bundle was not created (nothing was kept). Retry the request.",
+                title="Shopify unavailable",
+                slug="shopify-unavailable",
+                reason="shopify_unavailable",
+            ),
+            idempotencyUnresolved=problem_example(
+                503, "The earlier request with this Idempotency-Key is unresolved; retry."
+            ),
+        ),
     },
 )
 async def create_bundle(
@@ -76,7 +185,22 @@ async def create_bundle(
     "",
     response_model=BundlePage,
     summary="List bundles, newest first (cursor-paginated)",
-    responses={**_READ, 200: {"headers": _READ_HEADERS}},
+    responses={
+        **example_response(BUNDLE_PAGE_EXAMPLE, headers=_READ_HEADERS),
+        **_READ_ERRORS,
+        **problem(
+            422,
+            "Invalid shop, `limit`, `cursor` or filter",
+            invalidShop=INVALID_SHOP,
+            invalidLimit=INVALID_LIMIT,
+            invalidCursor=_MALFORMED_CURSOR,
+            invalidProductId=problem_example(
+                422,
+                "Invalid productId.",
+                errors=[{"field": "query.productId", "message": "must be a product GID or a numeric id"}],
+            ),
+        ),
+    },
 )
 async def list_bundles(
     shop: ShopDep,
@@ -99,7 +223,11 @@ async def list_bundles(
     "/{bundleId:path}",
     response_model=BundleOut,
     summary="One bundle by V2 id or legacy metaobject GID",
-    responses={**_READ, **_NOT_FOUND, 200: {"headers": _READ_HEADERS}},
+    responses={
+        **example_response(BUNDLE_EXAMPLE, headers={**_READ_HEADERS, **_ETAG_HEADER}),
+        **_READ_ERRORS,
+        **_NOT_FOUND,
+    },
 )
 async def get_bundle(shop: ShopDep, bundleId: BundleId, container: ContainerDep) -> Response:
     result = await bundle_reads.get_bundle(container, shop, bundleId)
@@ -114,10 +242,14 @@ async def get_bundle(shop: ShopDep, bundleId: BundleId, container: ContainerDep)
     response_model=BundleOut,
     summary="Partial update; lists replace; honours If-Match",
     responses={
-        **_COMMON,
+        **example_response(BUNDLE_UPDATED_EXAMPLE, headers=_ETAG_HEADER),
+        **SHOP_ERRORS,
+        **BODY_ERRORS,
         **_NOT_FOUND,
-        409: {"description": "Slug taken, or metaobject already bundled", **_PROBLEM},
-        412: {"description": "If-Match does not match the current ETag", **_PROBLEM},
+        **_CONFLICT,
+        **_STALE,
+        **_WRITE_422,
+        **DB_ERRORS,
     },
 )
 async def update_bundle(
@@ -131,11 +263,7 @@ async def update_bundle(
     "/{bundleId:path}",
     status_code=204,
     summary="Delete a bundle (and its legacy rows, in the same transaction)",
-    responses={
-        **_COMMON,
-        **_NOT_FOUND,
-        412: {"description": "If-Match does not match the current ETag", **_PROBLEM},
-    },
+    responses={**SHOP_ERRORS, **_NOT_FOUND, **_STALE, **DB_ERRORS},
 )
 async def delete_bundle(
     shop: ShopDep, bundleId: BundleId, container: ContainerDep, if_match: IfMatch = None

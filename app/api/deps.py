@@ -59,11 +59,11 @@ async def require_admin(request: Request, container: ContainerDep) -> str:
 AdminDep = Annotated[str, Depends(require_admin)]
 
 
-def validate_shop(shop: str) -> str:
+def validate_shop(shop: str, field: str = "path.shop") -> str:
     if not is_valid_shop(shop):
         raise ValidationFailed(
             "Invalid shop domain.",
-            errors=[{"field": "path.shop", "message": "must match ^[a-z0-9][a-z0-9-]*\\.myshopify\\.com$"}],
+            errors=[{"field": field, "message": "must match ^[a-z0-9][a-z0-9-]*\\.myshopify\\.com$"}],
         )
     return shop
 

@@ -11,8 +11,24 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import AdminDep, FlagsDep
+from app.api.openapi_docs import (
+    ADMIN_AUTH,
+    ADMIN_ERRORS,
+    BODY_ERRORS,
+    FLAGS_NOT_READY,
+    PAGINATION_ERRORS,
+    UNEXPECTED_ERROR,
+    example_response,
+    problem,
+    problem_example,
+)
 from app.core.security import SHOP_DOMAIN_RE
 from app.models.flag_api import (
+    FLAG_AUDIT_PAGE_EXAMPLE,
+    FLAG_EVALUATION_EXAMPLE,
+    FLAG_EXAMPLE,
+    FLAG_LIST_EXAMPLE,
+    MIGRATION_STAGE_EXAMPLE,
     FlagAuditPage,
     FlagEvaluationOut,
     FlagList,
@@ -23,14 +39,26 @@ from app.models.flag_api import (
 )
 from app.services import flags as service
 
-router = APIRouter(tags=["flags"])
+router = APIRouter(tags=["flags"], responses=UNEXPECTED_ERROR)
 
-_PROBLEM: dict[str, object] = {"content": {"application/problem+json": {}}}
-_ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"description": "Missing or invalid token", **_PROBLEM},
-    422: {"description": "Validation failed", **_PROBLEM},
-}
-_NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"description": "Unknown flag", **_PROBLEM}}
+_NOT_READY = problem(503, "Feature flags not loaded yet (start-up); retry", flagsNotReady=FLAGS_NOT_READY)
+_NOT_FOUND = problem(
+    404,
+    "Unknown flag",
+    unknownFlag=problem_example(
+        404,
+        "Unknown feature flag 'V2_READS'; known flags: V2_BUNDLE_ENGINE, V2_PRICING_ENGINE, DUAL_WRITE, SHADOW_READS.",
+    ),
+)
+_INVALID_BODY = problem(
+    422,
+    "Validation failed; `errors[]` names each invalid field",
+    blankReason=problem_example(
+        422,
+        "The request has invalid fields.",
+        errors=[{"field": "body.reason", "message": "Value error, must not be blank", "type": "value_error"}],
+    ),
+)
 
 ShopQuery = Annotated[
     str | None,
@@ -38,12 +66,26 @@ ShopQuery = Annotated[
 ]
 
 
-@router.get("/admin/flags", summary="All flags as this replica evaluates them", responses=_ERRORS)
+@router.get(
+    "/admin/flags",
+    summary="All flags as this replica evaluates them",
+    responses={**example_response(FLAG_LIST_EXAMPLE), **ADMIN_AUTH, **_NOT_READY},
+)
 async def list_flags(_: AdminDep, store: FlagsDep) -> FlagList:
     return FlagList(items=[FlagOut.model_validate(f) for f in service.list_flags(store)])
 
 
-@router.get("/admin/flags/audit", summary="Flag change log, newest first", responses={**_ERRORS, **_NOT_FOUND})
+@router.get(
+    "/admin/flags/audit",
+    summary="Flag change log, newest first",
+    responses={
+        **example_response(FLAG_AUDIT_PAGE_EXAMPLE),
+        **ADMIN_ERRORS,
+        **PAGINATION_ERRORS,
+        **_NOT_FOUND,
+        **_NOT_READY,
+    },
+)
 async def flag_audit(
     _: AdminDep,
     store: FlagsDep,
@@ -54,7 +96,11 @@ async def flag_audit(
     return FlagAuditPage.model_validate(await service.audit_page(store, limit=limit, cursor=cursor, flag=flag))
 
 
-@router.get("/admin/flags/{name}", summary="One flag", responses={**_ERRORS, **_NOT_FOUND})
+@router.get(
+    "/admin/flags/{name}",
+    summary="One flag",
+    responses={**example_response(FLAG_EXAMPLE), **ADMIN_AUTH, **_NOT_FOUND, **_NOT_READY},
+)
 async def get_flag(name: str, _: AdminDep, store: FlagsDep) -> FlagOut:
     return FlagOut.model_validate(service.get_flag(store, name))
 
@@ -62,7 +108,14 @@ async def get_flag(name: str, _: AdminDep, store: FlagsDep) -> FlagOut:
 @router.put(
     "/admin/flags/{name}",
     summary="Change a flag (audited; every replica applies it within a second)",
-    responses={**_ERRORS, **_NOT_FOUND},
+    responses={
+        **example_response(FLAG_EXAMPLE, description="The flag's new state."),
+        **ADMIN_ERRORS,
+        **BODY_ERRORS,
+        **_INVALID_BODY,
+        **_NOT_FOUND,
+        **_NOT_READY,
+    },
 )
 async def put_flag(name: str, body: FlagUpdate, actor: AdminDep, store: FlagsDep) -> FlagOut:
     state = await service.update_flag(
@@ -81,18 +134,52 @@ async def put_flag(name: str, body: FlagUpdate, actor: AdminDep, store: FlagsDep
 @router.get(
     "/admin/flags/{name}/evaluate",
     summary="The flag's value for a shop and the rule that decided it",
-    responses={**_ERRORS, **_NOT_FOUND},
+    responses={
+        **example_response(FLAG_EVALUATION_EXAMPLE),
+        **ADMIN_ERRORS,
+        **problem(
+            422,
+            "Invalid shop domain",
+            invalidShop=problem_example(
+                422,
+                "The request has invalid fields.",
+                errors=[
+                    {
+                        "field": "query.shop",
+                        "message": "String should match pattern '^[a-z0-9][a-z0-9-]*\\.myshopify\\.com$'",
+                        "type": "string_pattern_mismatch",
+                    }
+                ],
+            ),
+        ),
+        **_NOT_FOUND,
+        **_NOT_READY,
+    },
 )
 async def evaluate_flag(name: str, _: AdminDep, store: FlagsDep, shop: ShopQuery = None) -> FlagEvaluationOut:
     return FlagEvaluationOut.model_validate(service.evaluate_flag(store, name, shop))
 
 
-@router.get("/admin/migration-stage", summary="Current migration stage, derived from the flags", responses=_ERRORS)
+@router.get(
+    "/admin/migration-stage",
+    summary="Current migration stage, derived from the flags",
+    responses={**example_response(MIGRATION_STAGE_EXAMPLE), **ADMIN_AUTH, **_NOT_READY},
+)
 async def get_migration_stage(_: AdminDep, store: FlagsDep) -> MigrationStageOut:
     return MigrationStageOut.model_validate(service.migration_stage(store))
 
 
-@router.put("/admin/migration-stage", summary="Move every flag to a migration stage (audited)", responses=_ERRORS)
+@router.put(
+    "/admin/migration-stage",
+    summary="Move every flag to a migration stage (audited)",
+    responses={
+        **example_response(MIGRATION_STAGE_EXAMPLE, description="The new stage and every flag's state."),
+        **ADMIN_ERRORS,
+        **BODY_ERRORS,
+        **_INVALID_BODY,
+        **_NOT_READY,
+    },
+)
 async def put_migration_stage(body: MigrationStageUpdate, actor: AdminDep, store: FlagsDep) -> MigrationStageOut:
     result = await service.set_migration_stage(
         store, body.stage, actor=actor, reason=body.reason, sample_rate=body.sampleRate

@@ -3,17 +3,51 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from app.api.deps import ContainerDep
+from app.api.openapi_docs import UNEXPECTED_ERROR, example_response
 from app.services import health as health_service
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=UNEXPECTED_ERROR)
 
 
-@router.get("/healthz", summary="Liveness: 200 while the process lives")
+class SchemaState(BaseModel):
+    current: str | None = Field(None, description="The database's Alembic revision (absent when unreachable).")
+    head: str | None = Field(description="This code's Alembic head.")
+    status: Literal["current", "behind"] | None = None
+
+
+class Readiness(BaseModel):
+    """The readiness report, the same body with 200 and 503 (so a probe's log says why)."""
+
+    ready: bool
+    database: Literal["ok", "unreachable"]
+    detail: str | None = Field(None, description="Why the database is unreachable (at most 200 characters).")
+    schema_: SchemaState = Field(alias="schema")
+
+
+READY_EXAMPLE = {
+    "ready": True,
+    "database": "ok",
+    "schema": {"current": "0005_outbox", "head": "0005_outbox", "status": "current"},
+}
+NOT_READY_EXAMPLE = {
+    "ready": False,
+    "database": "ok",
+    "schema": {"current": "0004_jobs", "head": "0005_outbox", "status": "behind"},
+}
+
+
+@router.get(
+    "/healthz",
+    summary="Liveness: 200 while the process lives",
+    responses=example_response({"status": "ok"}),
+)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -21,7 +55,16 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Readiness: database answers and schema at Alembic head",
-    responses={503: {"description": "Not ready", "content": {"application/problem+json": {}}}},
+    responses={
+        **example_response(READY_EXAMPLE, description="Ready", model=Readiness),
+        **example_response(
+            NOT_READY_EXAMPLE,
+            503,
+            "Not ready: the database does not answer, or its schema is behind this code's head. The body is "
+            "the readiness report (application/json), not a problem.",
+            model=Readiness,
+        ),
+    },
 )
 async def readyz(container: ContainerDep) -> JSONResponse:
     report = await asyncio.wait_for(health_service.readiness(container), timeout=5)

@@ -20,14 +20,26 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from app.api.openapi_docs import UNEXPECTED_ERROR, example_response, problem
 from app.core.metrics import prometheus_text
 from app.services.outbox import update_outbox_lag
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=UNEXPECTED_ERROR)
 
 OUTBOX_QUERY_TIMEOUT_S = 1.0
+
+METRICS_EXAMPLE = """\
+# HELP sb_dual_writes_total Dual-write outcomes: ok, conflict, not_representable, rolled_back
+# TYPE sb_dual_writes_total counter
+sb_dual_writes_total{op="create",otel_scope_name="shopibundle",outcome="ok"} 1520.0
+sb_dual_writes_total{op="create",otel_scope_name="shopibundle",outcome="not_representable"} 3.0
+# HELP sb_outbox_lag_seconds Age of the oldest undelivered outbox row
+# TYPE sb_outbox_lag_seconds gauge
+sb_outbox_lag_seconds{otel_scope_name="shopibundle",outbox="shopify_write_through"} 0.0
+"""
+
 
 async def sample_outbox_lag(request: Request) -> None:
     container = getattr(request.app.state, "container", None)
@@ -44,8 +56,8 @@ async def sample_outbox_lag(request: Request) -> None:
     summary="Prometheus metrics (text exposition format)",
     response_class=Response,
     responses={
-        200: {"description": "Prometheus text format 0.0.4", "content": {"text/plain": {}}},
-        500: {"description": "Collecting the metrics failed", "content": {"application/problem+json": {}}},
+        **example_response(METRICS_EXAMPLE, description="Prometheus text format 0.0.4", media_type="text/plain"),
+        **problem(500, "Collecting the metrics failed (logged)"),
     },
 )
 async def metrics(request: Request) -> Response:

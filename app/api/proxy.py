@@ -19,19 +19,22 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from app.api.deps import ContainerDep, ProxyShopDep
-from app.models.storefront_api import AiBundlesResponse, LegacyBundle, StorefrontBundlesResponse
+from app.api.openapi_docs import PROXY_ERRORS, UNEXPECTED_ERROR, example_response, problem, problem_example
+from app.models.storefront_api import (
+    AI_BUNDLES_EXAMPLE,
+    LEGACY_BUNDLES_EXAMPLE,
+    STOREFRONT_BUNDLES_EXAMPLE,
+    AiBundlesResponse,
+    LegacyBundle,
+    StorefrontBundlesResponse,
+)
 from app.services import storefront
 from app.services.storefront import StorefrontAnswer
 
-router = APIRouter(prefix="/proxy", tags=["storefront"])
+router = APIRouter(prefix="/proxy", tags=["storefront"], responses=UNEXPECTED_ERROR)
 
 READ_SOURCE_HEADER = "X-Bundle-Read-Source"
 
-_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing, invalid or stale app proxy signature.", **_PROBLEM},
-    422: {"description": "Missing or invalid product id (or session id).", **_PROBLEM},
-}
 _READ_SOURCE_DOC = {
     READ_SOURCE_HEADER: {
         "description": "Which store answered: `legacy` or `v2`.",
@@ -75,10 +78,28 @@ def _respond(answer: StorefrontAnswer) -> Response:
     "/bundles-for-product",
     summary="Bundles containing a product, in the legacy theme script's array shape",
     responses={
-        200: {"model": list[LegacyBundle], "description": "The legacy array.", "headers": _READ_SOURCE_DOC},
-        **_ERRORS,
-        502: {"description": "Legacy path: Shopify refused the read (`reason` says why).", **_PROBLEM},
-        503: {"description": "Legacy path: Shopify unavailable and nothing cached; retry later.", **_PROBLEM},
+        **example_response(
+            LEGACY_BUNDLES_EXAMPLE, description="The legacy array.", headers=_READ_SOURCE_DOC, model=list[LegacyBundle]
+        ),
+        **PROXY_ERRORS,
+        **problem(
+            502,
+            "Legacy path: Shopify refused the read (`reason` says why).",
+            shopifyRefused=problem_example(
+                502, "Shopify refused to read the shop's bundles.", reason="shop_unauthorized"
+            ),
+        ),
+        **problem(
+            503,
+            "Legacy path: Shopify unavailable and nothing cached; retry later.",
+            shopifyUnavailable=problem_example(
+                503,
+                "Shopify did not answer; the shop's bundles cannot be read right now. Retry later.",
+                title="Shopify unavailable",
+                slug="shopify-unavailable",
+                reason="shopify_unavailable",
+            ),
+        ),
     },
     openapi_extra=_documented(
         _param("product_id", "Numeric product id or `gid://shopify/Product/<id>`.", schema=_PRODUCT_ID_SCHEMA)
@@ -105,8 +126,13 @@ async def bundles_for_product(
     "/v2/bundles",
     summary="Active V2 bundles containing a product, with components, price and stock",
     responses={
-        200: {"model": StorefrontBundlesResponse, "description": "The bundles.", "headers": _READ_SOURCE_DOC},
-        **_ERRORS,
+        **example_response(
+            STOREFRONT_BUNDLES_EXAMPLE,
+            description="The bundles.",
+            headers=_READ_SOURCE_DOC,
+            model=StorefrontBundlesResponse,
+        ),
+        **PROXY_ERRORS,
     },
     openapi_extra=_documented(
         _param("product_id", "Numeric product id or `gid://shopify/Product/<id>`.", schema=_PRODUCT_ID_SCHEMA)
@@ -129,8 +155,27 @@ async def v2_bundles(
     "/ai-bundles-for-product",
     summary="AI frequently-bought-together bundles of a product, as the legacy app answered",
     responses={
-        200: {"model": AiBundlesResponse, "description": "The AI bundles.", "headers": _READ_SOURCE_DOC},
-        **_ERRORS,
+        **example_response(
+            AI_BUNDLES_EXAMPLE, description="The AI bundles.", headers=_READ_SOURCE_DOC, model=AiBundlesResponse
+        ),
+        **PROXY_ERRORS,
+        **problem(
+            422,
+            "Missing or invalid product id, or a session id over 256 characters",
+            invalidProductId=problem_example(
+                422,
+                "Invalid product id.",
+                errors=[
+                    {
+                        "field": "query.productId",
+                        "message": "must be a numeric product id or gid://shopify/Product/<id>",
+                    }
+                ],
+            ),
+            invalidSessionId=problem_example(
+                422, "Invalid session id.", errors=[{"field": "query.sessionId", "message": "at most 256 characters"}]
+            ),
+        ),
     },
     openapi_extra=_documented(
         _param("productId", "Numeric product id or `gid://shopify/Product/<id>`.", schema=_PRODUCT_ID_SCHEMA),

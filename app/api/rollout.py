@@ -15,15 +15,24 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from app.api.deps import AdminDep, ContainerDep, FlagsDep
+from app.api.openapi_docs import ADMIN_ERRORS, BODY_ERRORS, FLAGS_NOT_READY, Responses, problem, problem_example
 from app.models.flag_api import FlagOut
 from app.services import rollout as service
+from app.services.rollout import ARCHIVED_LEGACY_TABLES
 
 router = APIRouter(tags=["rollout"])
 
-_PROBLEM: dict[str, object] = {"content": {"application/problem+json": {}}}
-_ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"description": "Missing or invalid token", **_PROBLEM},
-    422: {"description": "Validation failed (e.g. a blank reason)", **_PROBLEM},
+_ARCHIVED = problem_example(
+    409,
+    "An immediate rollback (reads from the legacy tables) needs the legacy tables, but bundle_discount_id, "
+    "auto_bundle_rules, auto_bundle_data are archived (schema `archive`, Phase 5 cleanup). Move them back first: "
+    "`shopibundle cleanup restore --reason ...` or POST /admin/cleanup/restore.",
+    archivedTables=list(ARCHIVED_LEGACY_TABLES),
+)
+_ERRORS: Responses = {
+    **ADMIN_ERRORS,
+    **BODY_ERRORS,
+    **problem(503, "Feature flags not loaded yet", ready=FLAGS_NOT_READY),
 }
 
 StageOut = Literal["off", "dualwrite", "shadow", "live", "rampdown", "complete", "custom"]
@@ -112,16 +121,43 @@ class RestoreOut(_FlagsResult):
     )
 
 
-_CONFLICT = {
-    "description": "Refused: see detail (tables archived, validation not ok, unfinished jobs, ...)",
-    **_PROBLEM,
-}
+_ROLLBACK_CONFLICT = problem(409, "The legacy tables are archived: restore them first", archived=_ARCHIVED)
+_CLEANUP_CONFLICT = problem(
+    409,
+    "Refused, nothing archived: validation not ok, reads not on V2 yet, unfinished jobs, already archived, "
+    "or a lock not obtained within 5 s",
+    validation=problem_example(
+        409,
+        "The validation report is not ok, so the legacy tables still hold something V2 lacks: {...}. Fix it "
+        "(`shopibundle validate`), or pass force if the remainder is understood.",
+        validation={
+            "ok": False,
+            "unmigratedCount": 3,
+            "discountMismatches": 0,
+            "aiBundlesUnmigrated": 0,
+            "aiBundleStatusMismatches": 0,
+            "autoBundleRulesUnmigrated": 0,
+            "failedCount": 2,
+        },
+    ),
+    unfinishedJobs=problem_example(
+        409,
+        "Unfinished migration jobs read the legacy tables: c0a1b2 (all, running). Let them finish or cancel them "
+        "(`shopibundle migrate cancel JOB`) first.",
+        unfinishedJobs=["c0a1b2"],
+    ),
+)
+_RESTORE_CONFLICT = problem(
+    409,
+    "Nothing to restore, or a table exists in both schemas",
+    nothing=problem_example(409, "Nothing to restore: the legacy tables are not archived."),
+)
 
 
 @router.post(
     "/admin/rollback",
     summary="Immediate rollback: reads from legacy, V2 features off, dual write kept on (every replica within 1 s)",
-    responses={**_ERRORS, 409: _CONFLICT},
+    responses={**_ERRORS, **_ROLLBACK_CONFLICT},
 )
 async def post_rollback(body: RollbackIn, actor: AdminDep, container: ContainerDep, store: FlagsDep) -> RollbackOut:
     result: dict[str, Any] = await service.immediate_rollback(
@@ -133,7 +169,7 @@ async def post_rollback(body: RollbackIn, actor: AdminDep, container: ContainerD
 @router.post(
     "/admin/cleanup",
     summary="Phase 5 cleanup: dual write off (stage complete), migrated legacy tables moved to schema `archive`",
-    responses={**_ERRORS, 409: _CONFLICT},
+    responses={**_ERRORS, **_CLEANUP_CONFLICT},
 )
 async def post_cleanup(body: CleanupIn, actor: AdminDep, container: ContainerDep, store: FlagsDep) -> CleanupOut:
     result = await service.phase5_cleanup(
@@ -145,7 +181,7 @@ async def post_cleanup(body: CleanupIn, actor: AdminDep, container: ContainerDep
 @router.post(
     "/admin/cleanup/restore",
     summary="Undo the cleanup: archived legacy tables back to public and dual write on, in one transaction",
-    responses={**_ERRORS, 409: _CONFLICT},
+    responses={**_ERRORS, **_RESTORE_CONFLICT},
 )
 async def post_cleanup_restore(
     body: RestoreIn, actor: AdminDep, container: ContainerDep, store: FlagsDep

@@ -7,13 +7,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from app.api.deps import AdminDep, ContainerDep
+from app.api.openapi_docs import (
+    ADMIN_ERRORS,
+    DB_ERRORS,
+    INVALID_LIMIT,
+    UNEXPECTED_ERROR,
+    example_response,
+    problem,
+    problem_example,
+)
 from app.core.security import SHOP_DOMAIN_RE
-from app.models.bundle_api import ShadowMismatchPage
+from app.models.bundle_api import SHADOW_MISMATCH_PAGE_EXAMPLE, ShadowMismatchPage
 from app.services import bundle_reads
 
-router = APIRouter(tags=["admin"])
-
-_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+router = APIRouter(tags=["admin"], responses=UNEXPECTED_ERROR)
 
 
 @router.get(
@@ -21,8 +28,17 @@ _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
     response_model=ShadowMismatchPage,
     summary="Shadow-read mismatches, newest first (cursor-paginated)",
     responses={
-        401: {"description": "Missing or invalid token", **_PROBLEM},
-        422: {"description": "Invalid shop, limit or cursor", **_PROBLEM},
+        **example_response(SHADOW_MISMATCH_PAGE_EXAMPLE),
+        **ADMIN_ERRORS,
+        **problem(
+            422,
+            "Invalid shop, `limit` or `cursor`",
+            invalidLimit=INVALID_LIMIT,
+            invalidCursor=problem_example(
+                422, "Invalid cursor.", errors=[{"field": "query.cursor", "message": "malformed"}]
+            ),
+        ),
+        **DB_ERRORS,
     },
 )
 async def list_shadow_mismatches(

@@ -16,16 +16,19 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import AdminDep, ContainerDep
+from app.api.openapi_docs import (
+    ADMIN_ERRORS,
+    BODY_ERRORS,
+    DB_ERRORS,
+    UNEXPECTED_ERROR,
+    example_response,
+    problem,
+    problem_example,
+)
 from app.core.security import SHOP_DOMAIN_RE
 from app.services import outbox, reconciliation
 
-router = APIRouter(tags=["write-through"])
-
-_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid token", **_PROBLEM},
-    422: {"description": "Validation failed", **_PROBLEM},
-}
+router = APIRouter(tags=["write-through"], responses=UNEXPECTED_ERROR)
 
 ShopDomain = Annotated[str, Field(pattern=SHOP_DOMAIN_RE.pattern)]
 
@@ -55,8 +58,11 @@ class OutboxStatsOut(BaseModel):
     dead: list[DeadLetterOut]
 
 
+RECONCILIATION_IN_EXAMPLE: dict[str, Any] = {"shops": ["demo-outdoor.myshopify.com"], "dryRun": True}
+
+
 class ReconciliationIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [RECONCILIATION_IN_EXAMPLE]})
 
     shops: list[ShopDomain] | None = Field(None, max_length=500, description="Default: every shop with bundles")
     dryRun: bool = Field(False, description="Report the changes without making them")
@@ -88,11 +94,67 @@ class ReconciliationReportOut(BaseModel):
     errors: list[dict[str, Any]]
 
 
+OUTBOX_STATS_EXAMPLE: dict[str, Any] = {
+    "pending": 3,
+    "due": 1,
+    "retrying": 2,
+    "delivered": 1520,
+    "deadLetters": 1,
+    "oldestPendingAgeSeconds": 42.5,
+    "dispatcherRunning": True,
+    "dead": [
+        {
+            "id": 981,
+            "shop": "demo-outdoor.myshopify.com",
+            "bundleId": "c0a1b2c3d4e5f6g7h8i9j0k1l",
+            "seq": 4,
+            "op": "delete",
+            "attempts": 10,
+            "lastError": "shop_frozen: demo-outdoor.myshopify.com: the shop is frozen (unpaid bill)",
+            "createdAt": "2026-01-16T08:00:00.000000Z",
+            "payload": {
+                "metaobjectId": "gid://shopify/Metaobject/100003",
+                "discountId": "gid://shopify/DiscountAutomaticNode/100003",
+            },
+        }
+    ],
+}
+
+#: A dry run over the demo shop: one drifted metaobject found (and, without dryRun, pushed).
+RECONCILIATION_REPORT_EXAMPLE: dict[str, Any] = {
+    "dryRun": True,
+    "startedAt": "2026-01-16T10:00:00.000000Z",
+    "finishedAt": "2026-01-16T10:00:01.250000Z",
+    "shops": ["demo-outdoor.myshopify.com"],
+    "checked": 22,
+    "inSync": 21,
+    "changed": 0,
+    "skipped": [
+        {"shop": "demo-outdoor.myshopify.com", "bundleId": "c4e5f6g7h8i9j0k1l2m3n4o5p", "reason": "outbox_pending"}
+    ],
+    "changes": [
+        {
+            "shop": "demo-outdoor.myshopify.com",
+            "kind": "metaobject_drift",
+            "action": "push_to_shopify",
+            "winner": "v2",
+            "bundleId": "c0a1b2c3d4e5f6g7h8i9j0k1l",
+            "metaobjectId": "gid://shopify/Metaobject/100001",
+            "discountId": None,
+            "fields": {"bundle_title": {"v2": "Summer Camping Set", "shopify": "Summer Set"}},
+            "applied": False,
+            "detail": None,
+        }
+    ],
+    "errors": [],
+}
+
+
 @router.get(
     "/admin/outbox",
     response_model=OutboxStatsOut,
     summary="Write-through outbox: pending rows, lag (oldest undelivered age), dead letters",
-    responses=_ERRORS,
+    responses={**example_response(OUTBOX_STATS_EXAMPLE), **ADMIN_ERRORS, **DB_ERRORS},
 )
 async def outbox_stats(
     _: AdminDep,
@@ -107,7 +169,30 @@ async def outbox_stats(
     "/admin/reconciliation",
     response_model=ReconciliationReportOut,
     summary="Compare V2 manual bundles with their Shopify metaobjects and discounts; repair drift",
-    responses=_ERRORS,
+    responses={
+        **example_response(
+            RECONCILIATION_REPORT_EXAMPLE,
+            description="What was compared and changed; a shop Shopify refused is listed in `errors`, not failed",
+        ),
+        **ADMIN_ERRORS,
+        **BODY_ERRORS,
+        **problem(
+            422,
+            "Validation failed; `errors[]` names each invalid field",
+            invalidShop=problem_example(
+                422,
+                "The request has invalid fields.",
+                errors=[
+                    {
+                        "field": "body.shops.0",
+                        "message": "String should match pattern '^[a-z0-9][a-z0-9-]*\\.myshopify\\.com$'",
+                        "type": "string_pattern_mismatch",
+                    }
+                ],
+            ),
+        ),
+        **DB_ERRORS,
+    },
 )
 async def run_reconciliation(body: ReconciliationIn, _: AdminDep, container: ContainerDep) -> dict[str, Any]:
     return await reconciliation.reconcile(container, shops=body.shops, dry_run=body.dryRun)

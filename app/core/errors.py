@@ -17,6 +17,8 @@ from starlette.responses import Response
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+#: `type` of every problem this service defines: this base + the error's `type_slug`.
+PROBLEM_TYPE_BASE = "https://shopibundle.dev/problems/"
 
 
 class DomainError(Exception):
@@ -78,7 +80,7 @@ def problem_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     body: dict[str, Any] = {
-        "type": f"https://shopibundle.dev/problems/{type_slug}" if type_slug != "about:blank" else type_slug,
+        "type": f"{PROBLEM_TYPE_BASE}{type_slug}" if type_slug != "about:blank" else type_slug,
         "title": title,
         "status": status,
         "detail": detail,

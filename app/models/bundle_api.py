@@ -134,6 +134,188 @@ Timestamp = Annotated[datetime, AfterValidator(_naive_utc)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(check_json_value)]
 
 
+# --------------------------------------------------------------------------------------------
+# Examples (OpenAPI): one bundle of the demo shop, consistent across request and responses
+# --------------------------------------------------------------------------------------------
+
+EXAMPLE_SHOP = "demo-outdoor.myshopify.com"
+EXAMPLE_BUNDLE_ID = "c0a1b2c3d4e5f6g7h8i9j0k1l"
+EXAMPLE_METAOBJECT_GID = "gid://shopify/Metaobject/100001"
+
+BUNDLE_CREATE_EXAMPLE: dict[str, Any] = {
+    "name": "Summer Set",
+    "title": "Summer Camping Set",
+    "description": "Tent and two lanterns: 15% off together.",
+    "type": "FIXED",
+    "status": "ACTIVE",
+    "shopifyMetaobjectId": EXAMPLE_METAOBJECT_GID,
+    "featuredImage": "https://cdn.shopify.com/s/files/1/0000/0001/files/summer-set.jpg",
+    "components": [
+        {
+            "shopifyProductId": "gid://shopify/Product/100001",
+            "shopifyVariantId": "gid://shopify/ProductVariant/200001",
+            "quantity": 1,
+        },
+        {"shopifyProductId": "gid://shopify/Product/100002", "quantity": 2, "maxQuantity": 2},
+    ],
+    "pricingRules": [
+        {
+            "name": "Bundle Discount",
+            "ruleType": "BUNDLE_DISCOUNT",
+            "discountType": "PERCENTAGE",
+            "discountValue": "15.00",
+        }
+    ],
+    "discounts": [{"shopifyDiscountId": "gid://shopify/DiscountAutomaticNode/100001", "discountType": "automatic"}],
+    "tags": ["summer", "camping"],
+    "metadata": {"campaign": "summer-2026"},
+}
+
+BUNDLE_UPDATE_EXAMPLE: dict[str, Any] = {
+    "title": "Summer Camping Set (2026)",
+    "pricingRules": [
+        {
+            "name": "Bundle Discount",
+            "ruleType": "BUNDLE_DISCOUNT",
+            "discountType": "PERCENTAGE",
+            "discountValue": "20.00",
+        }
+    ],
+}
+
+#: `GET` answer (V2 store). Write answers add `legacySync`: see BUNDLE_WRITTEN_EXAMPLE.
+BUNDLE_EXAMPLE: dict[str, Any] = {
+    "id": EXAMPLE_BUNDLE_ID,
+    "shop": EXAMPLE_SHOP,
+    "name": "Summer Set",
+    "title": "Summer Camping Set",
+    "description": "Tent and two lanterns: 15% off together.",
+    "slug": "summer-set",
+    "type": "FIXED",
+    "status": "ACTIVE",
+    "shopifyProductId": None,
+    "shopifyMetaobjectId": EXAMPLE_METAOBJECT_GID,
+    "displayOrder": 0,
+    "featuredImage": "https://cdn.shopify.com/s/files/1/0000/0001/files/summer-set.jpg",
+    "images": [],
+    "currencyCode": "USD",
+    "tags": ["summer", "camping"],
+    "metadata": {"campaign": "summer-2026"},
+    "components": [
+        {
+            "id": "c1b2c3d4e5f6g7h8i9j0k1l2m",
+            "shopifyProductId": "gid://shopify/Product/100001",
+            "shopifyVariantId": "gid://shopify/ProductVariant/200001",
+            "quantity": 1,
+            "isRequired": True,
+            "displayOrder": 0,
+            "minQuantity": 0,
+            "maxQuantity": 1,
+            "priceAdjustmentType": "NONE",
+            "priceAdjustment": None,
+        },
+        {
+            "id": "c2c3d4e5f6g7h8i9j0k1l2m3n",
+            "shopifyProductId": "gid://shopify/Product/100002",
+            "shopifyVariantId": None,
+            "quantity": 2,
+            "isRequired": True,
+            "displayOrder": 1,
+            "minQuantity": 0,
+            "maxQuantity": 2,
+            "priceAdjustmentType": "NONE",
+            "priceAdjustment": None,
+        },
+    ],
+    "pricingRules": [
+        {
+            "id": "c3d4e5f6g7h8i9j0k1l2m3n4o",
+            "name": "Bundle Discount",
+            "priority": 0,
+            "isActive": True,
+            "ruleType": "BUNDLE_DISCOUNT",
+            "conditions": {},
+            "discountType": "PERCENTAGE",
+            "discountValue": "15.00",
+            "usageLimit": None,
+            "usageCount": 0,
+            "startsAt": None,
+            "endsAt": None,
+        }
+    ],
+    "discounts": [
+        {
+            "id": "c4e5f6g7h8i9j0k1l2m3n4o5p",
+            "shopifyDiscountId": "gid://shopify/DiscountAutomaticNode/100001",
+            "discountCode": None,
+            "discountType": "automatic",
+            "isActive": True,
+        }
+    ],
+    "inventory": None,
+    "createdAt": "2026-01-15T10:30:00.123000Z",
+    "updatedAt": "2026-01-15T10:30:00.123000Z",
+    "publishedAt": None,
+    "legacySync": None,
+}
+
+#: A create/update answer: legacy rows written in the same transaction.
+BUNDLE_WRITTEN_EXAMPLE: dict[str, Any] = {**BUNDLE_EXAMPLE, "legacySync": "synced"}
+
+#: After BUNDLE_UPDATE_EXAMPLE: the rule list replaced (a new row), `updatedAt` moved on.
+BUNDLE_UPDATED_EXAMPLE: dict[str, Any] = {
+    **BUNDLE_WRITTEN_EXAMPLE,
+    "title": "Summer Camping Set (2026)",
+    "pricingRules": [
+        {
+            **BUNDLE_EXAMPLE["pricingRules"][0],
+            "id": "c5f6g7h8i9j0k1l2m3n4o5p6q",
+            "discountValue": "20.00",
+        }
+    ],
+    "updatedAt": "2026-02-01T08:00:00.456000Z",
+}
+
+BUNDLE_PAGE_EXAMPLE: dict[str, Any] = {
+    "items": [BUNDLE_EXAMPLE],
+    "nextCursor": (
+        "eyJrIjoidjIiLCJ0IjoiMjAyNi0wMS0xNVQxMDozMDowMC4xMjMwMDArMDA6MDAiLCJpIjoiYzBhMWIyYzNkNGU1ZjZnN2g4aTlqMGsxbCJ9"
+    ),
+}
+
+SHADOW_MISMATCH_PAGE_EXAMPLE: dict[str, Any] = {
+    "items": [
+        {
+            "id": 42,
+            "shop": EXAMPLE_SHOP,
+            "endpoint": "GET /api/v2/shops/{shop}/bundles/{bundleId}",
+            "bundleKey": EXAMPLE_METAOBJECT_GID,
+            "fields": ["discountPercent"],
+            "legacy": {
+                "name": "Summer Set",
+                "title": "Summer Camping Set",
+                "description": "Tent and two lanterns: 15% off together.",
+                "products": [["gid://shopify/Product/100001", 1], ["gid://shopify/Product/100002", 2]],
+                "discountPercent": "10",
+                "discountId": "gid://shopify/DiscountAutomaticNode/100001",
+                "status": "ACTIVE",
+            },
+            "v2": {
+                "name": "Summer Set",
+                "title": "Summer Camping Set",
+                "description": "Tent and two lanterns: 15% off together.",
+                "products": [["gid://shopify/Product/100001", 1], ["gid://shopify/Product/100002", 2]],
+                "discountPercent": "15",
+                "discountId": "gid://shopify/DiscountAutomaticNode/100001",
+                "status": "ACTIVE",
+            },
+            "createdAt": "2026-01-20T14:05:12.345000Z",
+        }
+    ],
+    "nextCursor": None,
+}
+
+
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -199,6 +381,8 @@ class BundleCreate(_Input):
     `metadata.source == "AI"` makes the bundle write through to `ai_fbt_bundles` (its row is named
     by `metadata.ai_bundle_id`, or created when absent).
     """
+
+    model_config = ConfigDict(json_schema_extra={"examples": [BUNDLE_CREATE_EXAMPLE]})
 
     name: Name
     title: Name
@@ -269,6 +453,8 @@ class BundleUpdate(_Input):
     discounts, tags, images) replace the stored list; `metadata` replaces the stored object;
     `null` clears a nullable field (description, shopifyMetaobjectId, ...).
     """
+
+    model_config = ConfigDict(json_schema_extra={"examples": [BUNDLE_UPDATE_EXAMPLE]})
 
     name: Name | None = None
     title: Name | None = None

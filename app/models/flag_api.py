@@ -24,10 +24,100 @@ def _reason(value: str) -> str:
     return value
 
 
+# --------------------------------------------------------------------------------------------
+# Examples (OpenAPI): phase 4 of the runbook, V2 reads for 10% of shops plus the demo shop
+# --------------------------------------------------------------------------------------------
+
+FLAG_UPDATE_EXAMPLE: dict[str, Any] = {
+    "enabled": False,
+    "rolloutPercent": 10,
+    "shopOverrides": {"demo-outdoor.myshopify.com": True},
+    "reason": "phase 4: V2 reads canary 10%",
+}
+
+
+def _flag(
+    name: str, enabled: bool, rollout: int = 0, at: str = "2026-01-10T09:00:00.000000Z", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "enabled": enabled,
+        "rolloutPercent": rollout,
+        "shopOverrides": {},
+        "sampleRate": 0.0,
+        "envOverride": None,
+        "updatedAt": at,
+        "updatedBy": "alice",
+        **extra,
+    }
+
+
+FLAG_EXAMPLE: dict[str, Any] = _flag(
+    "V2_BUNDLE_ENGINE",
+    False,
+    10,
+    "2026-01-15T10:30:00.123000Z",
+    shopOverrides={"demo-outdoor.myshopify.com": True},
+)
+
+FLAG_LIST_EXAMPLE: dict[str, Any] = {
+    "items": [
+        FLAG_EXAMPLE,
+        _flag("V2_PRICING_ENGINE", False),
+        _flag("DUAL_WRITE", True, 100),
+        _flag("SHADOW_READS", True, 100, sampleRate=0.1),
+    ],
+    "nextCursor": None,
+}
+
+FLAG_EVALUATION_EXAMPLE: dict[str, Any] = {
+    "name": "V2_BUNDLE_ENGINE",
+    "shop": "demo-outdoor.myshopify.com",
+    "value": True,
+    "reason": "shop_override",
+}
+
+FLAG_AUDIT_PAGE_EXAMPLE: dict[str, Any] = {
+    "items": [
+        {
+            "id": 18,
+            "flagName": "V2_BUNDLE_ENGINE",
+            "changedBy": "alice",
+            "changedAt": "2026-01-15T10:30:00.123000Z",
+            "oldValue": {"enabled": False, "rolloutPercent": 0, "shopOverrides": {}, "sampleRate": 0.0},
+            "newValue": {
+                "enabled": False,
+                "rolloutPercent": 10,
+                "shopOverrides": {"demo-outdoor.myshopify.com": True},
+                "sampleRate": 0.0,
+            },
+            "reason": "phase 4: V2 reads canary 10%",
+        }
+    ],
+    "nextCursor": "YXVkaXQ6MTg",
+}
+
+MIGRATION_STAGE_UPDATE_EXAMPLE: dict[str, Any] = {
+    "stage": "shadow",
+    "reason": "phase 3: compare legacy and V2 reads",
+    "sampleRate": 0.1,
+}
+
+MIGRATION_STAGE_EXAMPLE: dict[str, Any] = {
+    "stage": "shadow",
+    "flags": [
+        _flag("V2_BUNDLE_ENGINE", False),
+        _flag("V2_PRICING_ENGINE", False),
+        _flag("DUAL_WRITE", True, 100),
+        _flag("SHADOW_READS", True, 100, sampleRate=0.1),
+    ],
+}
+
+
 class FlagUpdate(BaseModel):
     """PUT body. Omitted optional fields keep their stored value; `shopOverrides` replaces the map."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [FLAG_UPDATE_EXAMPLE]})
 
     enabled: StrictBool = Field(description="Global default for shops without an override.")
     rolloutPercent: int | None = Field(
@@ -105,7 +195,7 @@ class FlagAuditPage(BaseModel):
 
 
 class MigrationStageUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [MIGRATION_STAGE_UPDATE_EXAMPLE]})
 
     stage: StageName
     reason: str = Field(min_length=1, max_length=1000)

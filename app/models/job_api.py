@@ -7,7 +7,7 @@ as `dryrun` silently ignored would run the real thing.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
@@ -19,10 +19,108 @@ MAX_SHOPS_PER_JOB = 10_000
 MAX_BATCH_SIZE = 1000
 
 
+# --------------------------------------------------------------------------------------------
+# Examples (OpenAPI): a bundles job over the demo shops, seen at several points of its life
+# --------------------------------------------------------------------------------------------
+
+EXAMPLE_JOB_ID = "c0a1b2c3d4e5f6g7h8i9j0k1l"
+EXAMPLE_RETRY_JOB_ID = "c7h8i9j0k1l2m3n4o5p6q7r8s"
+_JOB_URL = f"/admin/migrations/jobs/{EXAMPLE_JOB_ID}"
+
+CREATE_JOB_EXAMPLE: dict[str, Any] = {
+    "kind": "bundles",
+    "shops": ["demo-cafe.myshopify.com", "demo-outdoor.myshopify.com"],
+    "dryRun": False,
+    "batchSize": 100,
+}
+
+RETRY_FAILED_EXAMPLE: dict[str, Any] = {"batchSize": 50}
+
+#: Just created (202): planned, nothing processed yet.
+JOB_QUEUED_EXAMPLE: dict[str, Any] = {
+    "id": EXAMPLE_JOB_ID,
+    "kind": "bundles",
+    "status": "queued",
+    "dryRun": False,
+    "shops": ["demo-cafe.myshopify.com", "demo-outdoor.myshopify.com"],
+    "batchSize": 100,
+    "parentJobId": None,
+    "stats": {"total": 48, "migrated": 0, "failed": 0, "skipped": 0, "processed": 0},
+    "progress": 0.0,
+    "ratePerSecond": 0.0,
+    "etaSeconds": None,
+    "perShop": [
+        {"shop": "demo-cafe.myshopify.com", "total": 24, "migrated": 0, "failed": 0, "skipped": 0},
+        {"shop": "demo-outdoor.myshopify.com", "total": 24, "migrated": 0, "failed": 0, "skipped": 0},
+    ],
+    "createdAt": "2026-01-16T09:00:00.000000Z",
+    "startedAt": None,
+    "finishedAt": None,
+    "updatedAt": "2026-01-16T09:00:00.000000Z",
+    "lastError": None,
+    "statusUrl": _JOB_URL,
+    "failuresUrl": f"{_JOB_URL}/failures",
+}
+
+#: Half-way: counters, rate and ETA.
+JOB_RUNNING_EXAMPLE: dict[str, Any] = {
+    **JOB_QUEUED_EXAMPLE,
+    "status": "running",
+    "stats": {"total": 48, "migrated": 22, "failed": 1, "skipped": 1, "processed": 24},
+    "progress": 0.5,
+    "ratePerSecond": 12.0,
+    "etaSeconds": 2.0,
+    "perShop": [
+        {"shop": "demo-cafe.myshopify.com", "total": 24, "migrated": 0, "failed": 0, "skipped": 0},
+        {"shop": "demo-outdoor.myshopify.com", "total": 24, "migrated": 22, "failed": 1, "skipped": 1},
+    ],
+    "startedAt": "2026-01-16T09:00:00.500000Z",
+    "updatedAt": "2026-01-16T09:00:02.500000Z",
+}
+
+JOB_PAUSED_EXAMPLE: dict[str, Any] = {**JOB_RUNNING_EXAMPLE, "status": "paused", "etaSeconds": None}
+JOB_CANCELLING_EXAMPLE: dict[str, Any] = {**JOB_RUNNING_EXAMPLE, "status": "cancelling", "etaSeconds": None}
+
+#: The new job of retry-failed: only the parent's failed items.
+JOB_RETRY_EXAMPLE: dict[str, Any] = {
+    **JOB_QUEUED_EXAMPLE,
+    "id": EXAMPLE_RETRY_JOB_ID,
+    "shops": ["demo-outdoor.myshopify.com"],
+    "batchSize": 50,
+    "parentJobId": EXAMPLE_JOB_ID,
+    "stats": {"total": 1, "migrated": 0, "failed": 0, "skipped": 0, "processed": 0},
+    "perShop": [{"shop": "demo-outdoor.myshopify.com", "total": 1, "migrated": 0, "failed": 0, "skipped": 0}],
+    "createdAt": "2026-01-16T09:10:00.000000Z",
+    "updatedAt": "2026-01-16T09:10:00.000000Z",
+    "statusUrl": f"/admin/migrations/jobs/{EXAMPLE_RETRY_JOB_ID}",
+    "failuresUrl": f"/admin/migrations/jobs/{EXAMPLE_RETRY_JOB_ID}/failures",
+}
+
+JOB_PAGE_EXAMPLE: dict[str, Any] = {
+    "items": [JOB_RUNNING_EXAMPLE],
+    "nextCursor": "am9iOjIwMjYtMDEtMTZUMDk6MDA6MDArMDA6MDB8YzBhMWIyYzNkNGU1ZjZnN2g4aTlqMGsxbA",
+}
+
+FAILURE_PAGE_EXAMPLE: dict[str, Any] = {
+    "items": [
+        {
+            "itemKind": "bundle",
+            "legacyId": "gid://shopify/Metaobject/100017",
+            "shop": "demo-outdoor.myshopify.com",
+            "reason": "metaobject_not_found",
+            "detail": "nodes() returned null",
+            "attempts": 1,
+            "lastAttemptAt": "2026-01-16T09:00:01.750000Z",
+        }
+    ],
+    "nextCursor": None,
+}
+
+
 class CreateJobIn(BaseModel):
     """POST body. `shops` omitted = every shop with legacy data."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [CREATE_JOB_EXAMPLE]})
 
     kind: JobKind = Field(description="What to migrate; `all` runs auto rules, then AI bundles, then bundles.")
     shops: list[str] | None = Field(
@@ -51,7 +149,7 @@ class CreateJobIn(BaseModel):
 class RetryFailedIn(BaseModel):
     """Optional POST body of retry-failed; omitted fields are inherited from the failed job."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [RETRY_FAILED_EXAMPLE]})
 
     dryRun: StrictBool | None = None
     batchSize: int | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE)

@@ -15,9 +15,14 @@ Conventions the theme relies on:
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 __all__ = [
+    "AI_BUNDLES_EXAMPLE",
+    "LEGACY_BUNDLES_EXAMPLE",
+    "STOREFRONT_BUNDLES_EXAMPLE",
     "AiBundle",
     "AiBundlesResponse",
     "LegacyBundle",
@@ -139,3 +144,75 @@ class AiBundlesResponse(BaseModel):
     variantGroupId: str | None = Field(
         default=None, description="Only present when the session has an unexpired A/B assignment."
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Examples (OpenAPI): the demo shop's Summer Set, as each endpoint answers for product 100001
+# --------------------------------------------------------------------------------------------
+
+LEGACY_BUNDLES_EXAMPLE: list[dict[str, Any]] = [
+    {
+        "id": "gid://shopify/Metaobject/100001",
+        "title": "Summer Camping Set",
+        "discount": "15",
+        "description": "Tent and two lanterns: 15% off together.",
+        "products": ["gid://shopify/Product/100001", "gid://shopify/Product/100002"],
+    }
+]
+
+STOREFRONT_BUNDLES_EXAMPLE: dict[str, Any] = {
+    "bundles": [
+        {
+            "id": "c0a1b2c3d4e5f6g7h8i9j0k1l",
+            "name": "Summer Set",
+            "title": "Summer Camping Set",
+            "description": "Tent and two lanterns: 15% off together.",
+            "type": "FIXED",
+            "featuredImage": "https://cdn.shopify.com/s/files/1/0000/0001/files/summer-set.jpg",
+            "components": [
+                {
+                    "productId": "gid://shopify/Product/100001",
+                    "variantId": "gid://shopify/ProductVariant/200001",
+                    "quantity": 1,
+                    "title": "Trail Tent 2P",
+                    "price": "149.00",
+                    "imageUrl": "https://cdn.shopify.com/s/files/1/0000/0001/files/trail-tent.jpg",
+                },
+                {
+                    "productId": "gid://shopify/Product/100002",
+                    "variantId": None,
+                    "quantity": 2,
+                    "title": "Camp Lantern",
+                    "price": "24.50",
+                    "imageUrl": "https://cdn.shopify.com/s/files/1/0000/0001/files/camp-lantern.jpg",
+                },
+            ],
+            "pricing": {
+                "originalPrice": "198.00",
+                "discountedPrice": "168.30",
+                "savings": "29.70",
+                "savingsPercentage": "15.00",
+                "currency": "USD",
+            },
+            "inventory": {"available": 12, "isInStock": True},
+        }
+    ]
+}
+
+AI_BUNDLES_EXAMPLE: dict[str, Any] = {
+    "bundles": [
+        {
+            "id": "c6g7h8i9j0k1l2m3n4o5p6q7r",
+            "productId": "100001",
+            "bundledProductIds": ["gid://shopify/Product/100002", "gid://shopify/Product/100003"],
+            "confidenceScore": 0.91,
+            "support": 0.125,
+            "lift": 2.5,
+            "variantGroupId": "B",
+            "discountId": "gid://shopify/DiscountAutomaticNode/100007",
+            "bundleMetaobjectId": "gid://shopify/Metaobject/100012",
+        }
+    ],
+    "enabled": True,
+    "variantGroupId": "B",
+}

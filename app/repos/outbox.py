@@ -162,19 +162,28 @@ async def shopify_refs(conn: Executor, shop: str, metaobject_id: str | None, dis
     """Which of these Shopify ids a committed bundle (V2 or legacy) of the shop still names.
 
     Compensation and delete delivery only ever delete objects nobody references: a metaobject or
-    discount that a bundle (re)acquired meanwhile must survive.
+    discount that a bundle (re)acquired meanwhile must survive. After the Phase 5 cleanup the legacy
+    `bundle_discount_id` lives in the `archive` schema; its rows still count (a restore brings them back).
     """
+    schema = await conn.fetchval(
+        """SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relname = 'bundle_discount_id' AND n.nspname IN ('public', 'archive')
+           ORDER BY n.nspname = 'public' DESC LIMIT 1"""
+    )
+    legacy = f'"{schema}".bundle_discount_id' if schema else None
+    legacy_meta = f'OR EXISTS (SELECT 1 FROM {legacy} WHERE "bundleId" = $2)' if legacy else ""
+    legacy_discount = f'OR EXISTS (SELECT 1 FROM {legacy} WHERE shop = $1 AND "discountId" = $3)' if legacy else ""
     rows = await conn.fetch(
-        """
+        f"""
         SELECT $2::text AS ref WHERE $2::text IS NOT NULL AND (
             EXISTS (SELECT 1 FROM "Bundle" WHERE shop = $1 AND "shopifyMetaobjectId" = $2)
-            OR EXISTS (SELECT 1 FROM bundle_discount_id WHERE "bundleId" = $2)
+            {legacy_meta}
             OR EXISTS (SELECT 1 FROM ai_fbt_bundles WHERE shop = $1 AND "bundleMetaobjectId" = $2))
         UNION ALL
         SELECT $3::text WHERE $3::text IS NOT NULL AND (
             EXISTS (SELECT 1 FROM "BundleDiscount" d JOIN "Bundle" b ON b.id = d."bundleId"
                     WHERE b.shop = $1 AND d."shopifyDiscountId" = $3)
-            OR EXISTS (SELECT 1 FROM bundle_discount_id WHERE shop = $1 AND "discountId" = $3)
+            {legacy_discount}
             OR EXISTS (SELECT 1 FROM ai_fbt_bundles WHERE shop = $1 AND "discountId" = $3))
         """,
         shop,

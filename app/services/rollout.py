@@ -68,8 +68,8 @@ Restore: `restore_from_archive` (`POST /admin/cleanup/restore`, `shopibundle cle
 
 Concurrency: every operation takes one transaction-scoped advisory lock (`ROLLOUT_LOCK_KEY`), the
 table move also the job-creation lock (so no job is planned against a table being moved), and the
-move locks the flag rows FOR SHARE after checking them, so nobody turns DUAL_WRITE back on while
-the tables go.
+move locks the flag rows FOR SHARE and re-checks them, so nobody turns DUAL_WRITE back on while the
+tables go.
 """
 
 from __future__ import annotations
@@ -202,9 +202,16 @@ async def require_legacy_tables(conn: Conn, action: str) -> None:
     archived table is a clear conflict with the way out, not a 500 from "relation does not exist".
     """
     locations = await legacy_table_locations(conn)
-    away = [name for name, where in locations.items() if where != "public" and where != "both"]
-    if away:
-        raise LegacyTablesArchived(away, action)
+    archived = [name for name, where in locations.items() if where == "archive"]
+    if archived:
+        raise LegacyTablesArchived(archived, action)
+    missing = [name for name, where in locations.items() if where == "missing"]
+    if missing:
+        raise Conflict(
+            f"{action} needs the legacy tables, but {', '.join(missing)} exist in no schema (neither public nor "
+            f"{ARCHIVE_SCHEMA}): restore them from a backup.",
+            missingTables=missing,
+        )
 
 
 def _quote_ident(name: str) -> str:
@@ -270,6 +277,7 @@ async def _write_flags(
     rows locked in FLAG_NAMES order, unchanged flags neither written nor audited), but inside the
     caller's transaction, so a flag change and a table move commit together or not at all.
     Returns `{name, old, new}` per flag written."""
+    await _require_service_schema(conn)
     now = utcnow()
     written = []
     for name in FLAG_NAMES:
@@ -311,7 +319,17 @@ def _dual_write_on(old: FlagState) -> dict[str, Any]:
     return values
 
 
+async def _require_service_schema(conn: Conn) -> None:
+    """A clear 409 instead of "relation does not exist" on a database without the service's tables."""
+    if not await _table_exists(conn, "sb_feature_flags"):
+        raise Conflict(
+            "The service's tables are not in this database (after a full rollback, or never upgraded): "
+            "run `shopibundle db upgrade` first."
+        )
+
+
 async def _stored_states(conn: Conn) -> dict[str, FlagState]:
+    await _require_service_schema(conn)
     rows = await flag_repo.fetch_all(conn)
     states = dict(DEFAULT_STATES)
     states.update({row["name"]: FlagState.from_row(row) for row in rows if row["name"] in states})

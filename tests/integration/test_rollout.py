@@ -88,7 +88,7 @@ async def test_immediate_rollback_reaches_a_second_instance_within_one_second(
     shop = new_shop("rb")
     await register_shop(sim, db, shop)
     async with app_factory() as first, app_factory() as second:
-        with_rollout_routes(first.app)  # type: ignore[attr-defined]
+        with_rollout_routes(first.app)
         before = await _flags(first)
         try:
             # A bundle both stores can answer for: dual-written, its metaobject in Shopify.

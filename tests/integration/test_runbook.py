@@ -390,8 +390,8 @@ async def _migrate_step(state: RunbookState, argv: list[str], capsys: pytest.Cap
     if sub in ("pause", "resume", "cancel"):
         if state.control_job is None:  # a job that stays queued: the worker is stopped meanwhile
             await state.stop_worker()
-            job = await migration_jobs.create_job(await state.ensure_pool(), kind="all")
-            state.control_job = job.id
+            control = await migration_jobs.create_job(await state.ensure_pool(), kind="all")
+            state.control_job = control.id
         rc, out = await run_cli([a if a != "<JOB_ID>" else state.control_job for a in argv], capsys)
         assert rc == 0, out
         status = await _fetchval(state, "SELECT status FROM sb_migration_jobs WHERE id = $1", state.control_job)
