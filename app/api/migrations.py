@@ -61,10 +61,11 @@ def _transition(detail: str) -> Responses:
     return problem(409, "The job's status does not allow this transition", notAllowed=problem_example(409, detail))
 
 
+_RUNNING_JOB_ID = "cq9r8s7t6u5v4w3x2y1z0a1b2"
 _OVERLAP = problem_example(
     409,
-    f"Job {EXAMPLE_JOB_ID} (bundles, running) already covers some of these shops.",
-    conflictingJobId=EXAMPLE_JOB_ID,
+    f"Job {_RUNNING_JOB_ID} (bundles, running) already covers some of these shops.",
+    conflictingJobId=_RUNNING_JOB_ID,
 )
 _INVALID_SHOPS = problem(
     422,

@@ -228,6 +228,14 @@ _DEFAULTS: dict[int, tuple[str, dict[str, Any]]] = {
 # --------------------------------------------------------------------------------------------
 
 
+def _summary(body: Mapping[str, Any]) -> str:
+    """What Swagger UI lists in its example picker: the first invalid field, else the detail's first sentence."""
+    if body.get("errors"):
+        first = body["errors"][0]
+        return f"{first['field']}: {first['message']}"
+    return str(body["detail"]).split(". ")[0].split("; ")[0].rstrip(".")
+
+
 def problem(status: int, description: str | None = None, **examples: Mapping[str, Any]) -> Responses:
     """`{status: ...}`: one documented error. Named `examples` (problem bodies) replace the default one."""
     default_description, default_example = _DEFAULTS.get(status, ("Error", problem_example(status, "Error.")))
@@ -237,7 +245,7 @@ def problem(status: int, description: str | None = None, **examples: Mapping[str
     elif len(examples) == 1:
         media["example"] = dict(next(iter(examples.values())))
     else:
-        media["examples"] = {name: {"summary": body["detail"], "value": dict(body)} for name, body in examples.items()}
+        media["examples"] = {name: {"summary": _summary(body), "value": dict(body)} for name, body in examples.items()}
     return {status: {"description": description or default_description, "content": {PROBLEM_JSON: media}}}
 
 

@@ -8,19 +8,36 @@ drops the schema this service runs on, so it is `shopibundle rollback full --yes
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from app.api.deps import AdminDep, ContainerDep, FlagsDep
-from app.api.openapi_docs import ADMIN_ERRORS, BODY_ERRORS, FLAGS_NOT_READY, Responses, problem, problem_example
-from app.models.flag_api import FlagOut
+from app.api.openapi_docs import (
+    ADMIN_ERRORS,
+    BODY_ERRORS,
+    FLAGS_NOT_READY,
+    UNEXPECTED_ERROR,
+    Responses,
+    example_response,
+    problem,
+    problem_example,
+)
+from app.models.rollout_api import (
+    CLEANUP_EXAMPLE,
+    RESTORE_EXAMPLE,
+    ROLLBACK_EXAMPLE,
+    CleanupIn,
+    CleanupOut,
+    RestoreIn,
+    RestoreOut,
+    RollbackIn,
+    RollbackOut,
+)
 from app.services import rollout as service
 from app.services.rollout import ARCHIVED_LEGACY_TABLES
 
-router = APIRouter(tags=["rollout"])
+router = APIRouter(tags=["rollout"], responses=UNEXPECTED_ERROR)
 
 _ARCHIVED = problem_example(
     409,
@@ -34,92 +51,6 @@ _ERRORS: Responses = {
     **BODY_ERRORS,
     **problem(503, "Feature flags not loaded yet", ready=FLAGS_NOT_READY),
 }
-
-StageOut = Literal["off", "dualwrite", "shadow", "live", "rampdown", "complete", "custom"]
-
-
-class _Reasoned(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: str = Field(min_length=1, max_length=1000, description="Why; kept in the flag audit log.")
-
-    @field_validator("reason")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("must not be blank")
-        return value
-
-
-class RollbackIn(_Reasoned):
-    """Immediate rollback: no options, on purpose (it is the button to press under stress)."""
-
-
-class CleanupIn(_Reasoned):
-    force: StrictBool = Field(
-        default=False,
-        description="Archive even if the validation report is not ok or reads are not on V2 yet.",
-    )
-
-
-class RestoreIn(_Reasoned):
-    pass
-
-
-class MovedTable(BaseModel):
-    table: str
-    fromSchema: str
-    toSchema: str
-    rows: int = Field(description="Rows in the table when it moved (they move with it, untouched)")
-
-
-class KeptTable(BaseModel):
-    table: str
-    why: str
-
-
-class ValidationSummary(BaseModel):
-    ok: bool
-    unmigratedCount: int
-    discountMismatches: int
-    aiBundlesUnmigrated: int
-    aiBundleStatusMismatches: int
-    autoBundleRulesUnmigrated: int
-    failedCount: int
-
-
-class _FlagsResult(BaseModel):
-    actor: str
-    reason: str
-    changedFlags: list[str] = Field(description="Flags this call changed (each with an audit entry)")
-    stage: StageOut = Field(description="The migration stage the flags are in now")
-    flags: list[FlagOut]
-    warnings: list[str] = Field(description="Things an operator must know (kill-switch variables, stale tables)")
-
-
-class RollbackOut(_FlagsResult):
-    action: Literal["immediate_rollback"]
-    propagation: str
-
-
-class CleanupOut(_FlagsResult):
-    action: Literal["phase5_cleanup"]
-    forced: bool
-    validation: ValidationSummary
-    archivedAt: datetime
-    archivedTables: list[MovedTable]
-    keptTables: list[KeptTable] = Field(description="Legacy tables left in public, and why")
-
-
-class RestoreOut(_FlagsResult):
-    action: Literal["restore_from_archive"]
-    restoredTables: list[MovedTable]
-    archivedAt: datetime | None
-    bundlesChangedWhileArchived: int = Field(
-        description="V2 bundles created or changed while the tables were archived: missing from the legacy tables"
-    )
-
 
 _ROLLBACK_CONFLICT = problem(409, "The legacy tables are archived: restore them first", archived=_ARCHIVED)
 _CLEANUP_CONFLICT = problem(
@@ -157,7 +88,7 @@ _RESTORE_CONFLICT = problem(
 @router.post(
     "/admin/rollback",
     summary="Immediate rollback: reads from legacy, V2 features off, dual write kept on (every replica within 1 s)",
-    responses={**_ERRORS, **_ROLLBACK_CONFLICT},
+    responses={**example_response(ROLLBACK_EXAMPLE), **_ERRORS, **_ROLLBACK_CONFLICT},
 )
 async def post_rollback(body: RollbackIn, actor: AdminDep, container: ContainerDep, store: FlagsDep) -> RollbackOut:
     result: dict[str, Any] = await service.immediate_rollback(
@@ -169,7 +100,7 @@ async def post_rollback(body: RollbackIn, actor: AdminDep, container: ContainerD
 @router.post(
     "/admin/cleanup",
     summary="Phase 5 cleanup: dual write off (stage complete), migrated legacy tables moved to schema `archive`",
-    responses={**_ERRORS, **_CLEANUP_CONFLICT},
+    responses={**example_response(CLEANUP_EXAMPLE), **_ERRORS, **_CLEANUP_CONFLICT},
 )
 async def post_cleanup(body: CleanupIn, actor: AdminDep, container: ContainerDep, store: FlagsDep) -> CleanupOut:
     result = await service.phase5_cleanup(
@@ -181,7 +112,7 @@ async def post_cleanup(body: CleanupIn, actor: AdminDep, container: ContainerDep
 @router.post(
     "/admin/cleanup/restore",
     summary="Undo the cleanup: archived legacy tables back to public and dual write on, in one transaction",
-    responses={**_ERRORS, **_RESTORE_CONFLICT},
+    responses={**example_response(RESTORE_EXAMPLE), **_ERRORS, **_RESTORE_CONFLICT},
 )
 async def post_cleanup_restore(
     body: RestoreIn, actor: AdminDep, container: ContainerDep, store: FlagsDep

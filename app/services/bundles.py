@@ -27,6 +27,14 @@ Legacy representation (DUAL_WRITE on for the shop)
   `discountId` = that discount's Shopify id, `shop`. Renaming or changing the discount updates
   the row, changing the metaobject moves it, losing the metaobject or the active discount deletes
   it (the legacy table cannot hold such a bundle), deleting the bundle deletes it.
+* One exception to "`bundleId` = metaobject GID": a bundle the backfill migrated from a row keyed by
+  its metaobject's *handle* (`gid://shopify/Metaobject/<handle>`, the legacy import's mistake) keeps
+  that row, whose key is in its metadata (`legacyHandle`, `legacyBundleId`: `handle_row_key`).
+  Keyed by the GID instead, a rename would add a second legacy row for the same metaobject (the legacy
+  app shows the bundle twice, once under the old name) and a delete would leave the handle row behind
+  (the legacy app still shows the bundle, and the next backfill run migrates it again). That link is
+  the service's, not the client's: a PATCH that replaces `metadata` keeps it, one that changes the
+  metaobject ends it (the row moves to the new GID), a create cannot set it.
 * `ai_fbt_bundles`: bundles with `metadata.source == "AI"`. `metadata.ai_bundle_id` names the row;
   without one, a row is created and its id written back into `metadata.ai_bundle_id`. The row gets
   `productId` = first component, `bundledProductIds` = the others, `isActive` = status ACTIVE,
@@ -76,6 +84,7 @@ from app.repos import idempotency as idem_repo
 from app.repos import legacy_bundles as legacy_repo
 from app.repos.bundles import Executor
 from app.services import write_through  # issue 5: Shopify write-through hooks (create / update / delete)
+from app.services.legacy_parsing import METAOBJECT_GID_PREFIX
 from app.services.slugs import slug_candidates, slugify
 
 log = logging.getLogger(__name__)
@@ -92,6 +101,8 @@ TX_ATTEMPTS = 3
 FAULT_HOOK = "fault_after_v2_write"
 METAOBJECT_CONFLICT = "metaobject already bundled"
 ONE_MS = timedelta(milliseconds=1)
+#: metadata keys by which the backfill links a bundle to its legacy row keyed by a handle (`handle_row_key`).
+HANDLE_LINK_KEYS = ("legacyHandle", "legacyBundleId")
 
 _CONFLICTS_BY_INDEX = {
     "sb_bundle_shop_metaobject_key": METAOBJECT_CONFLICT,
@@ -428,6 +439,7 @@ class LegacyShape:
     """What the legacy tables must say about one V2 bundle."""
 
     metaobject_id: str | None
+    legacy_key: str | None  # its `bundle_discount_id` key: the metaobject GID, or its handle row's key
     name: str
     status: str
     discount_id: str | None  # the first active discount
@@ -445,12 +457,43 @@ def is_ai_metadata(metadata: Any) -> bool:
     return isinstance(metadata, dict) and metadata.get("source") == "AI"
 
 
+def handle_row_key(metadata: Any) -> str | None:
+    """The `bundle_discount_id` key of a bundle migrated from a row keyed by its metaobject's handle:
+    `metadata.legacyBundleId` when it is exactly `gid://shopify/Metaobject/<metadata.legacyHandle>` (what
+    the backfill writes for such rows, app.services.migration_items). None for every other bundle,
+    including ordinary migrated ones, whose `legacyBundleId` is their metaobject GID anyway."""
+    if not isinstance(metadata, dict):
+        return None
+    handle, key = metadata.get("legacyHandle"), metadata.get("legacyBundleId")
+    if isinstance(handle, str) and handle and key == f"{METAOBJECT_GID_PREFIX}{handle}":
+        return key
+    return None
+
+
+def with_handle_link(metadata: dict[str, Any] | None, link_from: Any) -> dict[str, Any] | None:
+    """`metadata` carrying exactly the handle link of `link_from` (None: no link), other keys as given.
+
+    The link names the legacy row the dual write maintains, so clients cannot make or break it: were a
+    PATCH able to drop it, the bundle's next write would add a second legacy row and its delete would
+    leave the handle row behind; were a create able to set it, it could claim another legacy bundle's row.
+    """
+    key = handle_row_key(link_from)
+    if handle_row_key(metadata) == key:
+        return metadata
+    kept = {k: v for k, v in (metadata or {}).items() if k not in HANDLE_LINK_KEYS}
+    if key is not None:
+        kept.update({k: link_from[k] for k in HANDLE_LINK_KEYS})
+    return kept
+
+
 def legacy_shape(full: dict[str, Any]) -> LegacyShape:
     metadata = full.get("metadata")
     is_ai = is_ai_metadata(metadata)
     ai_id = metadata.get("ai_bundle_id") if is_ai and isinstance(metadata, dict) else None
+    metaobject_id = full.get("shopifyMetaobjectId")
     return LegacyShape(
-        metaobject_id=full.get("shopifyMetaobjectId"),
+        metaobject_id=metaobject_id,
+        legacy_key=(handle_row_key(metadata) if metaobject_id else None) or metaobject_id,
         name=full["name"],
         status=full["status"],
         discount_id=next((d["shopifyDiscountId"] for d in full.get("discounts") or [] if d["isActive"]), None),
@@ -480,8 +523,8 @@ async def sync_legacy(
     """Bring the legacy rows of one bundle from `old` to `new` (None = absent) inside the caller's
     transaction. Raises `MetaobjectConflict` / `ValidationFailed`; the caller rolls back.
     """
-    old_key = old.metaobject_id if old else None
-    new_key = new.metaobject_id if new else None
+    old_key = old.legacy_key if old else None
+    new_key = new.legacy_key if new else None
     rows = await legacy_repo.lock_discount_rows(conn, [k for k in (old_key, new_key) if k])
 
     ai_row: dict[str, Any] | None = None
@@ -630,6 +673,7 @@ async def create_bundle(
             raise _KeyTaken()
         now = utcnow()
         metadata = dict(body.metadata) if body.metadata is not None else None
+        metadata = with_handle_link(metadata, None)  # a create cannot claim a legacy row by its handle
         ai_must_exist = bool(is_ai_metadata(metadata) and metadata and metadata.get("ai_bundle_id"))
         if dual and metadata is not None and is_ai_metadata(metadata) and not metadata.get("ai_bundle_id"):
             metadata["ai_bundle_id"] = new_id()
@@ -758,6 +802,11 @@ async def update_bundle(
                 raise Conflict("slug taken", slug=patch.slug)
             changes["slug"] = patch.slug
         metadata = patch.metadata if "metadata" in given else current["metadata"]
+        # The handle link survives a metadata replacement and ends with a move to another metaobject.
+        moved = "shopifyMetaobjectId" in changes and changes["shopifyMetaobjectId"] != current["shopifyMetaobjectId"]
+        linked = with_handle_link(metadata, None if moved else current["metadata"])
+        if linked is not metadata:
+            metadata = changes["metadata"] = linked
         ai_must_exist = False
         if is_ai_metadata(metadata) and isinstance(metadata, dict):
             ai_id = metadata.get("ai_bundle_id")

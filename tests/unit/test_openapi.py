@@ -35,6 +35,9 @@ OPAQUE_PATH_PARAMS = {"name"}
 #: Error responses that are deliberately not problems: /readyz answers its readiness report with 503.
 NON_PROBLEM_ERRORS = {("get", "/readyz", "503")}
 GID_RE = re.compile(r"^gid://shopify/[A-Za-z]+/[0-9]+$")
+#: Operations whose examples are being added by the change that owns them (app/api/rollout.py). Strict
+#: xfail: once their examples exist these cases XPASS and fail, so delete the entries then.
+PENDING_EXAMPLES: set[str] = set()
 
 
 @cache
@@ -79,6 +82,17 @@ def _schema_examples(schema: dict[str, Any]) -> list[Any]:
     for branch in schema.get("anyOf", []) + schema.get("oneOf", []) + schema.get("allOf", []):
         found += _schema_examples(branch)
     return found
+
+
+def _example_cases(*, with_body: bool = False) -> list[Any]:
+    pending = pytest.mark.xfail(strict=True, reason="examples pending in app/api/rollout.py")
+    return [
+        pytest.param(
+            path, method, op, id=f"{method.upper()} {path}", marks=[pending] if path in PENDING_EXAMPLES else []
+        )
+        for path, method, op in _operations()
+        if "requestBody" in op or not with_body
+    ]
 
 
 def _takes_input(path: str, op: dict[str, Any]) -> bool:
@@ -207,7 +221,7 @@ def test_every_operation_documents_errors() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("path", "method", "op"), list(_operations()), ids=_op_ids())
+@pytest.mark.parametrize(("path", "method", "op"), _example_cases())
 def test_success_response_has_an_example(path: str, method: str, op: dict[str, Any]) -> None:
     successes = {code: r for code, r in op["responses"].items() if code.startswith("2")}
     assert successes, "no success response documented"
@@ -220,11 +234,7 @@ def test_success_response_has_an_example(path: str, method: str, op: dict[str, A
             assert _media_examples(media), f"{code} {media_type} has no example"
 
 
-@pytest.mark.parametrize(
-    ("path", "method", "op"),
-    [(p, m, o) for p, m, o in _operations() if "requestBody" in o],
-    ids=[f"{m.upper()} {p}" for p, m, o in _operations() if "requestBody" in o],
-)
+@pytest.mark.parametrize(("path", "method", "op"), _example_cases(with_body=True))
 def test_request_body_has_an_example(path: str, method: str, op: dict[str, Any]) -> None:
     for media_type, media in op["requestBody"]["content"].items():
         examples = _media_examples(media) + _schema_examples(media.get("schema", {}))
@@ -287,7 +297,8 @@ def test_examples_use_realistic_shopify_values() -> None:
     for path, method, op in _operations():
         media_objects = [m for r in op["responses"].values() for m in r.get("content", {}).values()]
         media_objects += list(op.get("requestBody", {}).get("content", {}).values())
-        nodes = [node for m in media_objects for e in _media_examples(m) for node in _walk(e)]
+        examples = [e for m in media_objects for e in _media_examples(m) + _schema_examples(m.get("schema", {}))]
+        nodes = [node for example in examples for node in _walk(example)]
         keys = [key for node in nodes if isinstance(node, dict) for key in node]  # shopOverrides: shop → bool
         for value in nodes + keys:
             if isinstance(value, str) and value.endswith(".myshopify.com"):
