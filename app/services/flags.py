@@ -500,39 +500,60 @@ def evaluate_flag(store: FlagStore, name: str, shop: str | None) -> dict[str, An
 Change = Callable[[FlagState], dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class FlagWrite:
+    """One flag row written: the values before (None when the row did not exist) and the new state."""
+
+    old: dict[str, Any] | None
+    new: FlagState
+
+
+async def write_flags_in_transaction(
+    conn: repo.Conn, changes: Mapping[str, Change], *, actor: str, reason: str, skip_unchanged: bool = True
+) -> list[FlagWrite]:
+    """Row + audit entry + NOTIFY per changed flag, inside the caller's transaction.
+
+    The one implementation of a flag write: the admin API uses it through `_write`, the rollout
+    service inside its own transaction (a flag change and a table move commit together or not at all).
+    Rows are locked in `FLAG_NAMES` order so two concurrent multi-flag writes cannot deadlock, and
+    each `change` computes the new values from the locked row, so omitted fields keep what is stored
+    now rather than what this replica last saw. NOTIFY is delivered at commit.
+    """
+    now = utcnow()
+    written: list[FlagWrite] = []
+    for name in FLAG_NAMES:
+        change = changes.get(name)
+        if change is None:
+            continue
+        row = await repo.lock_one(conn, name)
+        old = FlagState.from_row(row) if row is not None else DEFAULT_STATES[name]
+        new_values = change(old)
+        if skip_unchanged and row is not None and new_values == old.values():
+            continue
+        new_row = await repo.upsert(conn, name, new_values, updated_at=now, updated_by=actor)
+        await repo.insert_audit(
+            conn,
+            flag_name=name,
+            changed_by=actor,
+            changed_at=now,
+            old_value=old.values() if row is not None else None,
+            new_value=new_values,
+            reason=reason,
+        )
+        await repo.notify(conn, name)
+        written.append(FlagWrite(old=old.values() if row is not None else None, new=FlagState.from_row(new_row)))
+    return written
+
+
 async def _write(
     store: FlagStore, changes: Mapping[str, Change], *, actor: str, reason: str, skip_unchanged: bool
 ) -> list[FlagState]:
-    """Row + audit entry + NOTIFY per changed flag, all in one transaction, then applied locally.
-
-    Rows are locked in `FLAG_NAMES` order so two concurrent multi-flag writes cannot deadlock,
-    and each `change` computes the new values from the locked row, so omitted fields keep what
-    is stored now rather than what this replica last saw.
-    """
-    now = utcnow()
-    written: list[FlagState] = []
+    """`write_flags_in_transaction` in a transaction of its own, then applied to the local snapshot."""
     async with store.pool.acquire() as conn, conn.transaction():
-        for name in FLAG_NAMES:
-            change = changes.get(name)
-            if change is None:
-                continue
-            row = await repo.lock_one(conn, name)
-            old = FlagState.from_row(row) if row is not None else DEFAULT_STATES[name]
-            new_values = change(old)
-            if skip_unchanged and row is not None and new_values == old.values():
-                continue
-            new_row = await repo.upsert(conn, name, new_values, updated_at=now, updated_by=actor)
-            await repo.insert_audit(
-                conn,
-                flag_name=name,
-                changed_by=actor,
-                changed_at=now,
-                old_value=old.values() if row is not None else None,
-                new_value=new_values,
-                reason=reason,
-            )
-            await repo.notify(conn, name)
-            written.append(FlagState.from_row(new_row))
+        writes = await write_flags_in_transaction(
+            conn, changes, actor=actor, reason=reason, skip_unchanged=skip_unchanged
+        )
+    written = [w.new for w in writes]
     if written:
         store.apply(written)
     return written

@@ -91,7 +91,7 @@ from app.core.time import utcnow
 from app.repos import flags as flag_repo
 from app.repos import jobs as jobs_repo
 from app.services import flags as flag_service
-from app.services.flags import DEFAULT_STATES, Flag, FlagState, FlagStore, Stage
+from app.services.flags import DEFAULT_STATES, Flag, FlagState, FlagStore, Stage, write_flags_in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -273,35 +273,19 @@ async def _lock(conn: Conn) -> None:
 async def _write_flags(
     conn: Conn, changes: Mapping[str, FlagChange], *, actor: str, reason: str
 ) -> list[dict[str, Any]]:
-    """What `app.services.flags` does for a flag write (row + audit entry + NOTIFY per changed flag,
-    rows locked in FLAG_NAMES order, unchanged flags neither written nor audited), but inside the
-    caller's transaction, so a flag change and a table move commit together or not at all.
+    """The flag service's write (row + audit + NOTIFY per changed flag), inside the caller's
+    transaction, so a flag change and a table move commit together or not at all.
     Returns `{name, old, new}` per flag written."""
     await _require_service_schema(conn)
-    now = utcnow()
-    written = []
-    for name in FLAG_NAMES:
-        change = changes.get(name)
-        if change is None:
-            continue
-        row = await flag_repo.lock_one(conn, name)
-        old = FlagState.from_row(row) if row is not None else DEFAULT_STATES[name]
-        new_values = change(old)
-        if row is not None and new_values == old.values():
-            continue
-        await flag_repo.upsert(conn, name, new_values, updated_at=now, updated_by=actor)
-        await flag_repo.insert_audit(
-            conn,
-            flag_name=name,
-            changed_by=actor,
-            changed_at=now,
-            old_value=old.values() if row is not None else None,
-            new_value=new_values,
-            reason=reason,
-        )
-        await flag_repo.notify(conn, name)
-        written.append({"name": name, "old": old.values(), "new": new_values})
-    return written
+    writes = await write_flags_in_transaction(conn, changes, actor=actor, reason=reason)
+    return [
+        {
+            "name": w.new.name,
+            "old": w.old if w.old is not None else DEFAULT_STATES[w.new.name].values(),
+            "new": w.new.values(),
+        }
+        for w in writes
+    ]
 
 
 async def _write_stage(
