@@ -26,8 +26,8 @@ from app.core.config import Settings, get_settings
 from app.core.container import build_container
 from app.core.errors import install_error_handlers
 from app.core.http_metrics import HttpMetricsMiddleware
-from app.core.logging import ShopContextMiddleware, configure_logging
-from app.core.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from app.core.logging import configure_logging
+from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.services import lifecycle
 
 
@@ -60,8 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware)
-    app.add_middleware(ShopContextMiddleware)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestContextMiddleware)
     for module in (health, bundles, proxy, flags, migrations, validation, rollout, shadow, write_through, metrics, ui):
         app.include_router(module.router)
     openapi_docs.install(app)  # the problem+json schemas every error response refers to

@@ -11,8 +11,8 @@ Why it looks like this
   password, secret, api key, cookie, ...) are replaced, and so are bearer tokens, Shopify access
   tokens and URL passwords found inside messages. The one deliberate exception is the embedded
   development mode announcing the admin token it invented (api.md asks it to print it).
-* The shop is a context variable set by `ShopContextMiddleware` (from a `/shops/{shop}/` path
-  segment or a `shop` query parameter, only when it is a well-formed `*.myshopify.com` domain, so
+* The shop is a context variable set by `app.core.middleware.RequestContextMiddleware` (from a
+  `/shops/{shop}/` path segment or a `shop` query parameter, only when it is a well-formed `*.myshopify.com` domain, so
   nothing attacker-shaped lands in a log line) and by background work through `bind_shop`.
 * `configure_logging` only replaces the handler it installed itself, never other handlers of the
   root logger (pytest's capture handler, for one), so it can run for every app a test builds.
@@ -21,21 +21,17 @@ Why it looks like this
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import re
 import sys
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
 
 import orjson
 from opentelemetry import trace
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.middleware import request_id_var
-from app.core.security import is_valid_shop
+from app.core.middleware import request_id_var, shop_var
 
 if TYPE_CHECKING:
     from app.core.config import Settings
@@ -43,7 +39,6 @@ if TYPE_CHECKING:
 __all__ = [
     "REDACTED",
     "JsonFormatter",
-    "ShopContextMiddleware",
     "TextFormatter",
     "bind_shop",
     "configure_logging",
@@ -54,7 +49,6 @@ __all__ = [
 REDACTED = "[REDACTED]"
 
 #: The shop the current request or task works for; None when unknown.
-shop_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("shop", default=None)
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD_ATTRS = frozenset(
@@ -235,36 +229,3 @@ def bind_shop(shop: str | None) -> Iterator[None]:
         yield
     finally:
         shop_var.reset(token)
-
-
-_SHOP_IN_PATH_RE = re.compile(r"/shops/([^/]+)")
-
-
-def shop_from_scope(scope: Scope) -> str | None:
-    """The shop a request names in its path (`/shops/{shop}/`) or query (`shop=`), if well-formed."""
-    match = _SHOP_IN_PATH_RE.search(scope.get("path", ""))
-    if match and is_valid_shop(match.group(1)):
-        return match.group(1)
-    query = scope.get("query_string", b"")
-    if b"shop=" in query:
-        for key, value in parse_qsl(query.decode("latin-1")):
-            if key == "shop" and is_valid_shop(value):
-                return value
-    return None
-
-
-class ShopContextMiddleware:
-    """Pure ASGI: sets `shop_var` for the request's log lines (identification, not authorisation)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        token = shop_var.set(shop_from_scope(scope))
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            shop_var.reset(token)

@@ -3,17 +3,43 @@
 from __future__ import annotations
 
 import contextvars
+import re
 import uuid
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import PayloadTooLarge, problem_response
+from app.core.security import is_valid_shop
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+shop_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("shop", default=None)
+
+_SHOP_IN_PATH_RE = re.compile(r"/shops/([^/]+)")
 
 
-class RequestIdMiddleware:
-    """Every response carries `X-Request-ID`, echoing the client's when it sent a sane one."""
+def shop_from_scope(scope: Scope) -> str | None:
+    """The shop a request names in its path (`/shops/{shop}/`) or query (`shop=`), if well-formed.
+
+    For log lines only (identification, not authorisation: auth dependencies decide the real shop).
+    """
+    match = _SHOP_IN_PATH_RE.search(scope.get("path", ""))
+    if match and is_valid_shop(match.group(1)):
+        return match.group(1)
+    query = scope.get("query_string", b"")
+    if b"shop=" in query:
+        for key, value in parse_qsl(query.decode("latin-1")):
+            if key == "shop" and is_valid_shop(value):
+                return value
+    return None
+
+
+class RequestContextMiddleware:
+    """Per-request context for logs and clients: the request id and the shop it names.
+
+    Every response carries `X-Request-ID`, echoing the client's when it sent a sane one. One layer
+    sets both context variables, since every request on the hot storefront path pays for each layer.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -23,12 +49,13 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = None
-        for name, value in scope["headers"]:
+        for name, value in scope.get("headers", ()):
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
         rid = incoming if incoming and len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
         token = request_id_var.set(rid)
+        shop_token = shop_var.set(shop_from_scope(scope))
         raw = rid.encode("latin-1")
 
         async def send_with_id(message: Message) -> None:
@@ -40,6 +67,7 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            shop_var.reset(shop_token)
             request_id_var.reset(token)
 
 
@@ -54,7 +82,7 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope["headers"]:
+        for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
                     declared = int(value)

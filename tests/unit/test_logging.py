@@ -16,15 +16,13 @@ from app.core.config import Settings
 from app.core.logging import (
     REDACTED,
     JsonFormatter,
-    ShopContextMiddleware,
     TextFormatter,
     bind_shop,
     configure_logging,
     redact,
-    shop_from_scope,
     shop_var,
 )
-from app.core.middleware import request_id_var
+from app.core.middleware import RequestContextMiddleware, request_id_var, shop_from_scope
 
 SHOP = "alpha-gear.myshopify.com"
 
@@ -182,7 +180,7 @@ async def test_shop_context_middleware_sets_and_resets() -> None:
     async def send(message: Any) -> None:
         return None
 
-    middleware = ShopContextMiddleware(app)
+    middleware = RequestContextMiddleware(app)
     await middleware({"type": "http", "path": f"/api/v2/shops/{SHOP}/bundles", "query_string": b""}, receive, send)
     assert seen == [SHOP]
     assert shop_var.get() is None
