@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     outbox_backoff_base_s: float = Field(default=1.0, alias="OUTBOX_BACKOFF_BASE_S")
     outbox_backoff_max_s: float = Field(default=300.0, alias="OUTBOX_BACKOFF_MAX_S")
     reconcile_orphan_grace_s: float = Field(default=600.0, alias="RECONCILE_ORPHAN_GRACE_S")
+    create_intent_grace_s: float = Field(
+        default=60.0,
+        alias="CREATE_INTENT_GRACE_S",
+        description="How long a create's compensation intent waits before the dispatcher may act on it.",
+    )
 
     @field_validator("database_url")
     @classmethod

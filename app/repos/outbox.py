@@ -16,6 +16,9 @@ from app.repos.bundles import Executor, dumps
 CHANNEL = "sb_outbox"
 
 _NOW = "timezone('utc', now())"
+#: A create's `compensate` intent is not work yet while its grace period runs (its create is normally
+#: in flight and deletes it at commit): stats, lag and drain leave it out until it is due.
+_COUNTED = f"""NOT (op = 'compensate' AND "nextAttemptAt" > {_NOW})"""
 _COLUMNS = (
     'id, shop, "bundleId", seq, op, payload::text AS payload, status, attempts, "nextAttemptAt", "lastError", '
     '"createdAt", "deliveredAt"'
@@ -28,27 +31,66 @@ def _row(record: Any) -> dict[str, Any]:
     return data
 
 
-async def insert(conn: Executor, shop: str, bundle_id: str, op: str, payload: dict[str, Any]) -> dict[str, Any]:
+async def insert(
+    conn: Executor, shop: str, bundle_id: str, op: str, payload: dict[str, Any], *, delay_s: float = 0.0
+) -> dict[str, Any]:
     """Append a row for the bundle with the next `seq` and notify dispatchers (on commit).
 
     The caller holds the bundle's row lock (or the bundle no longer exists and this is its final
     row), so `max(seq) + 1` cannot race; the unique (bundleId, seq) index would refuse it anyway.
+    `delay_s`: not due before that many seconds (a create's `compensate` intent); no NOTIFY then.
     """
     record = await conn.fetchrow(
         f"""
         INSERT INTO sb_outbox (shop, "bundleId", seq, op, payload, status, attempts, "nextAttemptAt", "createdAt")
         VALUES ($1, $2, (SELECT coalesce(max(seq), 0) + 1 FROM sb_outbox WHERE "bundleId" = $2), $3, $4::jsonb,
-            'pending', 0, {_NOW}, {_NOW})
+            'pending', 0, {_NOW} + make_interval(secs => $5), {_NOW})
         RETURNING {_COLUMNS}
         """,
         shop,
         bundle_id,
         op,
         dumps(payload),
+        float(max(0.0, delay_s)),
     )
-    await conn.execute(f"SELECT pg_notify('{CHANNEL}', $1)", bundle_id)
+    if delay_s <= 0:
+        await conn.execute(f"SELECT pg_notify('{CHANNEL}', $1)", bundle_id)
     assert record is not None
     return _row(record)
+
+
+async def drop_intent(conn: Executor, row_id: int) -> bool:
+    """Delete a create's pending `compensate` intent (its create committed or was compensated).
+
+    False when it is no longer pending: the dispatcher already compensated the create (it waited past
+    the grace period), so the caller must not commit objects that are gone. A dispatcher holding the
+    row makes this wait for its decision; a create holding it makes the dispatcher skip it.
+    """
+    result = await conn.execute(
+        "DELETE FROM sb_outbox WHERE id = $1 AND op = 'compensate' AND status = 'pending'", row_id
+    )
+    return bool(result) and result.split()[-1] != "0"
+
+
+async def newer_intent_pending(conn: Executor, row_id: int, shop: str, handle: str) -> bool:
+    """Another, newer pending `compensate` intent for the same metaobject handle (a retry in flight)."""
+    value = await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM sb_outbox WHERE op = 'compensate' AND status = 'pending' AND shop = $2
+           AND payload ->> 'handle' = $3 AND id > $1)""",
+        row_id,
+        shop,
+        handle,
+    )
+    return bool(value)
+
+
+async def postpone(conn: Executor, row_id: int, delay_s: float) -> None:
+    """Move a row's next attempt without counting a failure."""
+    await conn.execute(
+        f"""UPDATE sb_outbox SET "nextAttemptAt" = {_NOW} + make_interval(secs => $2) WHERE id = $1""",
+        row_id,
+        float(delay_s),
+    )
 
 
 async def claim_next(conn: Executor, shop: str | None = None) -> dict[str, Any] | None:
@@ -101,7 +143,8 @@ async def mark_failed(conn: Executor, row_id: int, attempts: int, delay_s: float
 async def oldest_pending_age_s(conn: Executor) -> float:
     """Seconds since the oldest undelivered row was written (0 when none): the outbox lag."""
     value = await conn.fetchval(
-        f"""SELECT extract(epoch FROM {_NOW} - min("createdAt")) FROM sb_outbox WHERE status = 'pending'"""
+        f"""SELECT extract(epoch FROM {_NOW} - min("createdAt")) FROM sb_outbox
+            WHERE status = 'pending' AND {_COUNTED}"""
     )
     return float(value) if value is not None else 0.0
 
@@ -109,12 +152,13 @@ async def oldest_pending_age_s(conn: Executor) -> float:
 async def stats(conn: Executor, shop: str | None = None) -> dict[str, Any]:
     record = await conn.fetchrow(
         f"""
-        SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+        SELECT count(*) FILTER (WHERE status = 'pending' AND {_COUNTED}) AS pending,
                count(*) FILTER (WHERE status = 'pending' AND "nextAttemptAt" <= {_NOW}) AS due,
                count(*) FILTER (WHERE status = 'pending' AND attempts > 0) AS retrying,
                count(*) FILTER (WHERE status = 'dead') AS dead,
                count(*) FILTER (WHERE status = 'delivered') AS delivered,
-               extract(epoch FROM {_NOW} - min("createdAt") FILTER (WHERE status = 'pending')) AS oldest_age
+               extract(epoch FROM {_NOW} - min("createdAt") FILTER (WHERE status = 'pending' AND {_COUNTED}))
+                   AS oldest_age
         FROM sb_outbox WHERE ($1::text IS NULL OR shop = $1)
         """,
         shop,

@@ -667,6 +667,7 @@ async def create_bundle(
     # --- end issue 5 ---
 
     async def work(conn: Executor) -> tuple[dict[str, Any], LegacySync]:
+        await write_through.commit_intent(conn, shopify_side)  # issue 5: the create intent commits away
         if idempotency_key is not None and not await idem_repo.claim(
             conn, shop, idempotency_key, request_hash, utcnow() - IDEMPOTENCY_TTL
         ):

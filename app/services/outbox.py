@@ -23,6 +23,11 @@ Delivery, per row (one transaction per row):
    twice has the effect of delivering it once.
 3. Mark `delivered` and commit. A crash between 2 and 3 redelivers the row: same effect (2).
 
+`compensate` rows are a create's intent, written before its Shopify calls and due only after
+`CREATE_INTENT_GRACE_S`; a create that commits (or compensates) deletes its intent. A due one means
+the create died in between: its metaobject (by handle) and discount (by title and `startsAt`) are
+deleted unless a committed bundle names them (`write_through.compensate_intent`).
+
 Failures: `userErrors`, GraphQL errors and shop errors (401/402/423/404) are failures of the row:
 `attempts + 1`, retried after an exponential backoff with jitter, and after `OUTBOX_MAX_ATTEMPTS`
 such attempts the row is `dead` (listed by `GET /admin/outbox`; the next row of the bundle goes on,
@@ -62,6 +67,14 @@ LAG_LABELS = {"outbox": "shopify_write_through"}
 OnDelivered = Callable[[str, str], None]
 
 
+class Postponed(Exception):
+    """The row is not to be delivered yet (not a failure): try again after `delay_s`."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(f"postponed by {delay_s} s")
+        self.delay_s = delay_s
+
+
 def dispatcher_enabled(settings: Any) -> bool:
     """`OUTBOX_DISPATCHER` when set, else follows `SHOPIFY_WRITE_THROUGH`."""
     explicit = getattr(settings, "outbox_dispatcher", None)
@@ -85,6 +98,10 @@ async def deliver(shopify: ShopifyClient, conn: Any, row: dict[str, Any]) -> Non
             await wt.delete_discount(shopify, shop, discount_id)
         if metaobject_id and metaobject_id not in keep:
             await wt.delete_metaobject(shopify, shop, metaobject_id)
+        return
+    if row["op"] == "compensate":
+        if not await wt.compensate_intent(shopify, conn, row):
+            raise Postponed(float(payload.get("graceS") or 60.0))
         return
     raise ValueError(f"unknown outbox op {row['op']!r}")
 
@@ -249,6 +266,9 @@ class OutboxDispatcher:
             attempts = int(row["attempts"]) + 1
             try:
                 await deliver(self.shopify, conn, row)
+            except Postponed as exc:
+                await repo.postpone(conn, row["id"], exc.delay_s)
+                return True
             except ShopifyError as exc:
                 self.failed += 1
                 dead = not exc.transient and attempts >= self.max_attempts

@@ -18,6 +18,12 @@ which no database transaction can include. The full design is in docs/write-thro
   got that far (unless a committed bundle names that metaobject: then a salted handle is used),
   and `metaobjectUpsert` by handle overwrites it: a retried request never makes a second
   metaobject.
+* **Create intent.** Before the first Shopify call a `compensate` row is committed to `sb_outbox`
+  (handle, discount title and `startsAt`), due only after `CREATE_INTENT_GRACE_S`. The create's
+  transaction deletes it together with writing the bundle; compensation deletes it when it ran. If
+  the process dies in between (or a discount create's answer was lost), the dispatcher finds the
+  due intent and deletes what no committed bundle names: the metaobject by handle, the discount by
+  title and `startsAt` (`compensate_intent`).
 * **Updates and deletes go through the outbox** (`after_update`, `after_delete` enqueue in the
   caller's transaction; app.services.outbox delivers). Only changes Shopify can see are enqueued.
 
@@ -81,6 +87,11 @@ DISCOUNT_UPDATE = f"""mutation BundleDiscountUpdate($id: ID!, $automaticBasicDis
 DISCOUNT_DELETE = f"""mutation BundleDiscountDelete($id: ID!) {{
   discountAutomaticDelete(id: $id) {{ deletedAutomaticDiscountId {_USER_ERRORS} }}
 }}"""
+DISCOUNTS_BY_TITLE = """query BundleDiscountsByTitle($query: String!) {
+  automaticDiscountNodes(first: 50, query: $query) {
+    nodes { id automaticDiscount { ... on DiscountAutomaticBasic { title startsAt } } }
+  }
+}"""
 DISCOUNT_NODES = """query BundleDiscounts($ids: [ID!]!) {
   nodes(ids: $ids) {
     ... on DiscountAutomaticNode {
@@ -311,6 +322,19 @@ async def fetch_discounts(shopify: ShopifyClient, shop: str, ids: list[str]) -> 
     return found
 
 
+async def find_discounts_by_title(shopify: ShopifyClient, shop: str, title: str) -> list[dict[str, Any]]:
+    """Automatic discounts whose title is exactly `title` (`id`, `title`, `startsAt`): how a discount
+    whose create answer was lost is found again (its id never reached us)."""
+    escaped = title.replace("\\", "\\\\").replace("'", "\\'")
+    data = await shopify.graphql(shop, DISCOUNTS_BY_TITLE, {"query": f"title:'{escaped}'"}, estimated_cost=52)
+    found: list[dict[str, Any]] = []
+    for node in (data.get("automaticDiscountNodes") or {}).get("nodes") or []:
+        detail = node.get("automaticDiscount") if isinstance(node, Mapping) else None
+        if isinstance(detail, Mapping) and node.get("id") and detail.get("title") == title:
+            found.append({"id": str(node["id"]), "title": title, "startsAt": detail.get("startsAt")})
+    return found
+
+
 async def _referenced(container: Container, shop: str, metaobject_id: str | None, discount_id: str | None) -> set[str]:
     from app.services.bundles import run_read  # lost database: a 503 problem, as on the write path
 
@@ -320,7 +344,20 @@ async def _referenced(container: Container, shop: str, metaobject_id: str | None
     return refs
 
 
-async def create_metaobject(container: Container, shop: str, handle: str, fields: Mapping[str, str]) -> str:
+def salted_handle(shop: str, handle: str, salt: str | None, attempt: int) -> str:
+    """The fallback handle of `attempt` (1, 2): deterministic from the intent's salt, so the
+    dispatcher can find it again; random without one."""
+    return handle_for(shop, handle, salt, str(attempt)) if salt else handle_for(shop, handle, new_id())
+
+
+def intent_handles(shop: str, handle: str, salt: str | None) -> list[str]:
+    """Every handle a create with this intent may have used."""
+    return [handle] + ([salted_handle(shop, handle, salt, n) for n in (1, 2)] if salt else [])
+
+
+async def create_metaobject(
+    container: Container, shop: str, handle: str, fields: Mapping[str, str], *, salt: str | None = None
+) -> str:
     """Create the bundle's metaobject under `handle`; converge on an earlier attempt's object.
 
     `metaobjectCreate` with an explicit handle is safe to retry (a duplicate answers `TAKEN`).
@@ -330,7 +367,7 @@ async def create_metaobject(container: Container, shop: str, handle: str, fields
     """
     shopify = container.shopify
     for attempt in range(3):
-        candidate = handle if attempt == 0 else handle_for(shop, handle, new_id())
+        candidate = handle if attempt == 0 else salted_handle(shop, handle, salt, attempt)
         variables = {"metaobject": {"type": BUNDLE_METAOBJECT_TYPE, "handle": candidate, "fields": field_list(fields)}}
         try:
             payload = await shopify.mutate(shop, METAOBJECT_CREATE, variables, "metaobjectCreate")
@@ -361,6 +398,7 @@ class CreatedObjects:
     handle: str
     metaobject_id: str
     discount_id: str | None  # None when the body named its own discount
+    intent_id: int | None = None  # the `compensate` row in sb_outbox (dropped at commit / compensation)
 
 
 def _problem(exc: ShopifyError) -> DomainError:
@@ -376,10 +414,16 @@ def _problem(exc: ShopifyError) -> DomainError:
 
 
 async def create_objects(
-    container: Container, shop: str, handle: str, fields: Mapping[str, str], discount: Mapping[str, Any] | None
+    container: Container,
+    shop: str,
+    handle: str,
+    fields: Mapping[str, str],
+    discount: Mapping[str, Any] | None,
+    *,
+    salt: str | None = None,
 ) -> tuple[str, str | None]:
     """Metaobject, then discount; if the discount fails the metaobject is deleted again at once."""
-    metaobject_id = await create_metaobject(container, shop, handle, fields)
+    metaobject_id = await create_metaobject(container, shop, handle, fields, salt=salt)
     if discount is None:
         return metaobject_id, None
     try:
@@ -432,24 +476,124 @@ async def before_create(
         "createdAt": None,
     }
     fields = metaobject_fields(shape, with_created_at=True)
-    wants_discount = not body.discounts
+    discount = discount_state(shape) if not body.discounts else None
+    salt = new_id()
+    intent_id = await write_intent(container, shop, bundle_id, handle, salt, discount, fields["created_at"])
     try:
-        metaobject_id, discount_id = await create_objects(
-            container, shop, handle, fields, discount_state(shape) if wants_discount else None
-        )
+        metaobject_id, discount_id = await create_objects(container, shop, handle, fields, discount, salt=salt)
     except ShopifyError as exc:
+        # Refused (userErrors...): nothing exists any more, the intent goes. Unavailable (a timeout
+        # after sending, 5xx): Shopify may have applied a create whose answer we lost; the intent
+        # stays and the dispatcher finds such objects by handle and title once it is due.
+        if not isinstance(exc, ShopifyUnavailable):
+            await _drop_intent_quietly(container, intent_id)
         raise _problem(exc) from exc
     update: dict[str, Any] = {"shopifyMetaobjectId": metaobject_id}
     if discount_id is not None:
         update["discounts"] = [DiscountIn(shopifyDiscountId=discount_id, discountType="automatic")]
     log.info("write-through: created %s (%s) and discount %s for %s", metaobject_id, handle, discount_id, shop)
-    return CreatedObjects(shop, bundle_id, body.model_copy(update=update), handle, metaobject_id, discount_id)
+    return CreatedObjects(
+        shop, bundle_id, body.model_copy(update=update), handle, metaobject_id, discount_id, intent_id
+    )
+
+
+async def write_intent(
+    container: Container,
+    shop: str,
+    bundle_id: str,
+    handle: str,
+    salt: str,
+    discount: Mapping[str, Any] | None,
+    starts_at: str,
+) -> int:
+    """Commit the create's `compensate` intent (own short transaction) before Shopify is called."""
+    from app.services.bundles import run_transaction
+
+    grace = float(getattr(container.settings, "create_intent_grace_s", 60.0))
+    payload = {
+        "handle": handle,
+        "salt": salt,
+        "discountTitle": discount["title"] if discount is not None else None,
+        "startsAt": starts_at,
+        "graceS": grace,
+    }
+
+    async def work(conn: Executor) -> int:
+        row = await outbox_repo.insert(conn, shop, bundle_id, "compensate", payload, delay_s=grace)
+        return int(row["id"])
+
+    intent_id: int = await run_transaction(container, work)
+    return intent_id
+
+
+async def commit_intent(conn: Executor, created: CreatedObjects | None) -> None:
+    """Hook of `create_bundle` inside its transaction: the create commits, so its intent goes with it.
+    If the dispatcher already acted on the intent (the create outlived the grace period), the objects
+    may be gone: the transaction must not commit them."""
+    if created is None or created.intent_id is None:
+        return
+    if not await outbox_repo.drop_intent(conn, created.intent_id):
+        raise ShopifyUnavailableProblem(
+            "The bundle's Shopify objects were already cleaned up (the create took too long). Retry the request.",
+            reason="intent_expired",
+        )
+
+
+async def _drop_intent_quietly(container: Container, intent_id: int | None) -> None:
+    """Best effort: a lost database leaves the intent, and the dispatcher's check then finds nothing to do."""
+    if intent_id is None:
+        return
+    try:
+        async with container.pool.acquire() as conn:
+            await outbox_repo.drop_intent(conn, intent_id)
+    except Exception:
+        log.warning("write-through: could not drop create intent %s", intent_id, exc_info=True)
+
+
+async def compensate_intent(shopify: ShopifyClient, conn: Executor, row: Mapping[str, Any]) -> bool:
+    """Deliver a due `compensate` intent (the dispatcher's transaction holds the row): delete the
+    metaobject (by handle) and the discount (by title and `startsAt`) of a create that never
+    committed, unless a committed bundle names them. False: a newer intent for the same handle (a
+    retry) is still pending, so this one waits for it instead of deleting what that retry uses."""
+    shop = str(row["shop"])
+    payload = row["payload"] or {}
+    handle = str(payload["handle"])
+    if await outbox_repo.newer_intent_pending(conn, int(row["id"]), shop, handle):
+        return False
+    for candidate in intent_handles(shop, handle, payload.get("salt")):
+        existing = await shopify.fetch_metaobject_by_handle(shop, BUNDLE_METAOBJECT_TYPE, candidate)
+        if existing is not None and not await outbox_repo.shopify_refs(conn, shop, existing.id, None):
+            await delete_metaobject(shopify, shop, existing.id)
+    title = payload.get("discountTitle")
+    if title:
+        starts_at = _instant(payload.get("startsAt"))
+        for found in await find_discounts_by_title(shopify, shop, str(title)):
+            moment = _instant(found.get("startsAt"))
+            if starts_at is None or moment is None or abs((moment - starts_at).total_seconds()) >= 1:
+                continue  # same title, another bundle's discount
+            if not await outbox_repo.shopify_refs(conn, shop, None, found["id"]):
+                await delete_discount(shopify, shop, found["id"])
+    return True
+
+
+def _instant(value: Any) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 async def compensate(
-    container: Container, shop: str, bundle_id: str, metaobject_id: str | None, discount_id: str | None
+    container: Container,
+    shop: str,
+    bundle_id: str,
+    metaobject_id: str | None,
+    discount_id: str | None,
+    intent_id: int | None = None,
 ) -> None:
-    """Delete the objects no committed bundle names; if Shopify is down, leave a durable outbox row."""
+    """Delete the objects no committed bundle names; if Shopify is down, leave a durable outbox row.
+    Either way the create's intent (if any) is dropped: the known ids are taken care of."""
     try:
         keep = await _referenced(container, shop, metaobject_id, discount_id)
     except Exception:
@@ -467,13 +611,16 @@ async def compensate(
             log.warning("write-through compensation failed; deferring to the outbox", exc_info=True)
             failed = True
     if not failed:
+        await _drop_intent_quietly(container, intent_id)
         return
     payload = {"metaobjectId": metaobject_id, "discountId": discount_id, "compensation": True}
     try:
-        async with container.pool.acquire() as conn:
+        async with container.pool.acquire() as conn, conn.transaction():
+            if intent_id is not None:
+                await outbox_repo.drop_intent(conn, intent_id)
             await outbox_repo.insert(conn, shop, bundle_id or f"compensate-{new_id()}", "delete", payload)
     except Exception:
-        # Database and Shopify both failing: reconciliation's orphan sweep (sb-* handles) is the net.
+        # Database and Shopify both failing: the create's intent (still pending) is the net.
         log.error(
             "write-through compensation lost: orphan metaobject %s / discount %s in %s",
             metaobject_id,
@@ -489,7 +636,7 @@ async def after_create_failed(container: Container, shop: str, created: CreatedO
     if created is None:
         return
     task = asyncio.ensure_future(
-        compensate(container, shop, created.bundle_id, created.metaobject_id, created.discount_id)
+        compensate(container, shop, created.bundle_id, created.metaobject_id, created.discount_id, created.intent_id)
     )
     await asyncio.shield(task)
 

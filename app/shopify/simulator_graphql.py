@@ -10,7 +10,9 @@ the same ``nodes`` query 40 times parses it once.
 
 Supported root fields. Queries: ``nodes(ids:)`` (Metaobject, Product, ProductVariant and
 DiscountAutomaticNode ids), ``node(id:)``, ``metaobject(id:)``, ``metaobjectByHandle(handle:)``,
-``metaobjects(type:, first:, after:)`` (``nodes`` + ``pageInfo`` only), ``shop``. Mutations:
+``metaobjects(type:, first:, after:)`` (``nodes`` + ``pageInfo`` only), ``automaticDiscountNodes(query:,
+first:)`` (``nodes`` only; the query understands ``title:'...'``, matched whole and case-insensitively),
+``shop``. Mutations:
 ``metaobjectCreate/Update/Upsert/Delete``, ``discountAutomaticBasicCreate/Update``,
 ``discountAutomaticDelete``. Anything else is an ``undefinedField`` error.
 
@@ -363,7 +365,16 @@ class Executor:
     """Validates, costs and runs the supported root fields against one shop's state."""
 
     QUERY_FIELDS = frozenset(
-        {"nodes", "node", "metaobject", "metaobjectByHandle", "metaobjects", "shop", "__typename"}
+        {
+            "nodes",
+            "node",
+            "metaobject",
+            "metaobjectByHandle",
+            "metaobjects",
+            "automaticDiscountNodes",
+            "shop",
+            "__typename",
+        }
     )
     MUTATION_FIELDS = frozenset(
         {
@@ -482,6 +493,8 @@ class Executor:
             return cost.per_metaobject
         if name == "metaobjects":
             return 2 + _first(args) * cost.per_metaobject
+        if name == "automaticDiscountNodes":
+            return 2 + _first(args)
         return 1 if name == "shop" else 0
 
     # -- running -------------------------------------------------------------------------------
@@ -560,6 +573,18 @@ class Executor:
             },
             2 + len(page) * Cost.of(f.selection).per_metaobject,
         )
+
+    def _do_automaticDiscountNodes(self, f: PreparedField) -> tuple[Any, int]:
+        wanted = _title_filter(f.args.get("query"))
+        matching = [
+            d for d in self.shop.discounts.values() if wanted is None or d.title.casefold() == wanted.casefold()
+        ][: _first(f.args)]
+        nodes = []
+        for d in matching:
+            node = _discount_node(d)
+            node["automaticDiscount"]["startsAt"] = d.raw.get("startsAt")
+            nodes.append(node)
+        return {"nodes": nodes, "pageInfo": {"hasNextPage": False, "endCursor": None}}, 2 + len(nodes)
 
     def _do_shop(self, f: PreparedField) -> tuple[Any, int]:
         shop = self.shop
@@ -716,6 +741,18 @@ class Executor:
 def _first(args: Mapping[str, Any]) -> int:
     first = args.get("first")
     return max(0, min(int(first), MAX_INPUT_SIZE)) if isinstance(first, int) else 50
+
+
+_TITLE_QUERY = re.compile(r"""title:(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|(\S+))""")
+
+
+def _title_filter(query: Any) -> str | None:
+    """The title of a ``title:'...'`` search (quotes escaped with a backslash); None: no title filter."""
+    match = _TITLE_QUERY.search(query) if isinstance(query, str) else None
+    if match is None:
+        return None
+    raw = next(g for g in match.groups() if g is not None)
+    return re.sub(r"\\(.)", r"\1", raw)
 
 
 def _discount_node(d: Discount) -> dict[str, Any]:
