@@ -98,19 +98,26 @@ async def fetch_bundle_rows(conn: Conn, shop: str, legacy_ids: Sequence[str]) ->
     return {r["bundleId"]: LegacyBundleRow(r["bundleId"], r["bundleName"], r["discountId"]) for r in rows}
 
 
+async def _key_to_id(conn: Conn, sql: str, shop: str, keys: Sequence[str]) -> dict[str, str]:
+    """Run a `SELECT <key> AS key, id ... WHERE shop = $1 AND <key> = ANY($2)` lookup as a dict;
+    no round trip for an empty batch."""
+    if not keys:
+        return {}
+    rows = await conn.fetch(sql, shop, list(keys))
+    return {r["key"]: r["id"] for r in rows}
+
+
 async def existing_bundles_by_metaobject(conn: Conn, shop: str, metaobject_ids: Sequence[str]) -> dict[str, str]:
     """shopifyMetaobjectId → Bundle.id for those of `metaobject_ids` already in V2 (unique index probe)."""
-    if not metaobject_ids:
-        return {}
-    rows = await conn.fetch(
+    return await _key_to_id(
+        conn,
         """
         SELECT "shopifyMetaobjectId" AS key, id FROM "Bundle"
         WHERE shop = $1 AND "shopifyMetaobjectId" = ANY($2::text[])
         """,
         shop,
-        list(metaobject_ids),
+        metaobject_ids,
     )
-    return {r["key"]: r["id"] for r in rows}
 
 
 async def existing_bundles_by_legacy_key(conn: Conn, shop: str, legacy_ids: Sequence[str]) -> dict[str, str]:
@@ -119,63 +126,55 @@ async def existing_bundles_by_legacy_key(conn: Conn, shop: str, legacy_ids: Sequ
     Such a bundle's `shopifyMetaobjectId` is the real GID found by handle, so the legacy key is only
     in the metadata. Not indexed (rare rows), but bounded by the shop via `Bundle_shop_slug_key`.
     """
-    if not legacy_ids:
-        return {}
-    rows = await conn.fetch(
+    return await _key_to_id(
+        conn,
         """
         SELECT metadata ->> 'legacyBundleId' AS key, id FROM "Bundle"
         WHERE shop = $1 AND metadata ->> 'legacyBundleId' = ANY($2::text[])
         """,
         shop,
-        list(legacy_ids),
+        legacy_ids,
     )
-    return {r["key"]: r["id"] for r in rows}
 
 
 async def ai_bundles_by_metaobject(conn: Conn, shop: str, metaobject_ids: Sequence[str]) -> dict[str, str]:
     """bundleMetaobjectId → ai_fbt_bundles.id (the first by id when several share one metaobject)."""
-    if not metaobject_ids:
-        return {}
-    rows = await conn.fetch(
+    return await _key_to_id(
+        conn,
         """
         SELECT DISTINCT ON ("bundleMetaobjectId") "bundleMetaobjectId" AS key, id FROM ai_fbt_bundles
         WHERE shop = $1 AND "bundleMetaobjectId" = ANY($2::text[])
         ORDER BY "bundleMetaobjectId", id
         """,
         shop,
-        list(metaobject_ids),
+        metaobject_ids,
     )
-    return {r["key"]: r["id"] for r in rows}
 
 
 async def existing_ai_bundles(conn: Conn, shop: str, ai_ids: Sequence[str]) -> dict[str, str]:
     """ai_fbt_bundles.id → Bundle.id for AI bundles already in V2 (`sb_bundle_shop_ai_bundle_key`)."""
-    if not ai_ids:
-        return {}
-    rows = await conn.fetch(
+    return await _key_to_id(
+        conn,
         """
         SELECT metadata ->> 'ai_bundle_id' AS key, id FROM "Bundle"
         WHERE shop = $1 AND (metadata ->> 'ai_bundle_id') = ANY($2::text[])
         """,
         shop,
-        list(ai_ids),
+        ai_ids,
     )
-    return {r["key"]: r["id"] for r in rows}
 
 
 async def existing_auto_rules(conn: Conn, shop: str, legacy_keys: Sequence[str]) -> dict[str, str]:
     """conditions.legacyRuleId → AutoBundleRule.id (`sb_auto_rule_shop_legacy_key`)."""
-    if not legacy_keys:
-        return {}
-    rows = await conn.fetch(
+    return await _key_to_id(
+        conn,
         """
         SELECT conditions ->> 'legacyRuleId' AS key, id FROM "AutoBundleRule"
         WHERE shop = $1 AND (conditions ->> 'legacyRuleId') = ANY($2::text[])
         """,
         shop,
-        list(legacy_keys),
+        legacy_keys,
     )
-    return {r["key"]: r["id"] for r in rows}
 
 
 async def taken_slugs(conn: Conn, shop: str, bases: Sequence[str]) -> set[str]:

@@ -273,6 +273,17 @@ async def create_job(
     job_id = new_id()
     options = {"queue": queue, "fillProducts": fill_products}
     checkpoint: dict[str, Any] = {"shops": {}, "pausedS": 0.0}
+    # The same row whether planning succeeds or is recorded as failed.
+    job_row: dict[str, Any] = {
+        "job_id": job_id,
+        "kind": kind,
+        "dry_run": dry_run,
+        "shops": shop_list,
+        "batch_size": batch_size,
+        "options": options,
+        "parent_job_id": None,
+        "checkpoint": checkpoint,
+    }
     try:
         async with pool.acquire() as conn, conn.transaction():
             await repo.lock_job_creation(conn)
@@ -280,17 +291,7 @@ async def create_job(
             await require_legacy_tables(conn, "Planning a migration job")
             if not dry_run:
                 await _check_overlap(conn, kind, shop_list)
-            await repo.insert_job(
-                conn,
-                job_id=job_id,
-                kind=kind,
-                dry_run=dry_run,
-                shops=shop_list,
-                batch_size=batch_size,
-                options=options,
-                parent_job_id=None,
-                checkpoint=checkpoint,
-            )
+            await repo.insert_job(conn, **job_row)
             planned: list[PlannedItem] = []
             for item_kind in ITEM_KINDS_BY_JOB_KIND[kind]:
                 planned.extend(await planner(conn, item_kind, list(shop_list) if shop_list is not None else None))
@@ -312,17 +313,7 @@ async def create_job(
         log.exception("planning migration job %s (%s) failed", job_id, kind)
         async with pool.acquire() as conn:
             await repo.insert_job(
-                conn,
-                job_id=job_id,
-                kind=kind,
-                dry_run=dry_run,
-                shops=shop_list,
-                batch_size=batch_size,
-                options=options,
-                parent_job_id=None,
-                checkpoint=checkpoint,
-                status="failed",
-                last_error=f"planning failed: {type(exc).__name__}: {exc}"[:2000],
+                conn, **job_row, status="failed", last_error=f"planning failed: {type(exc).__name__}: {exc}"[:2000]
             )
     return await get_job(pool, job_id)
 
