@@ -76,6 +76,7 @@ class ExpectedOutcomes:
     ai_statuses: dict[str, str] = field(default_factory=dict)  # ai id → V2 status
     ai_discounts: dict[str, set[str]] = field(default_factory=dict)  # ai id → Shopify discount ids
     rule_discounts: dict[str, str] = field(default_factory=dict)  # legacy rule key → shopifyDiscountId
+    copied_rules: dict[str, str] = field(default_factory=dict)  # auto_bundle_data key → id of its copy rule
     deleted_metaobjects: list[str] = field(default_factory=list)
 
     def expect(self, kind: str, legacy_id: str, status: str, reason: str | None = None) -> None:
@@ -149,9 +150,32 @@ async def _insert_bdi(conn: asyncpg.Connection, rows: list[tuple[str, str, str, 
     )
 
 
-async def seed_messy_legacy(conn: asyncpg.Connection, sim: Any, shops: list[str]) -> ExpectedOutcomes:
+async def copy_auto_bundle_data(conn: asyncpg.Connection, shop: str) -> str:
+    """What the legacy app's hand-run SQL (`add_multiple_auto_bundles.sql`) did to a shop's
+    `auto_bundle_data` row: a copy in `auto_bundle_rules` named 'Migrated Auto Bundle' with the same
+    collections, tags and values, active, with a fresh id; the data row is kept. Returns the copy's id."""
+    copy_id: str = await conn.fetchval(
+        """
+        INSERT INTO auto_bundle_rules (id, shop, name, collections, tags, "minPrice", "maxPrice", "minProducts",
+                                       discount, "isActive", "createdAt", "updatedAt")
+        SELECT $2, shop, 'Migrated Auto Bundle', collections, tags, "minPrice", "maxPrice", "minProducts",
+               discount, true, now(), now()
+        FROM auto_bundle_data WHERE shop = $1
+        RETURNING id
+        """,
+        shop,
+        new_id(),
+    )
+    return copy_id
+
+
+async def seed_messy_legacy(
+    conn: asyncpg.Connection, sim: Any, shops: list[str], *, copied_auto_rule: bool = False
+) -> ExpectedOutcomes:
     """Seed the messy legacy data set; shops[0] messy, shops[1] clean, shops[2] without a session row,
-    shops[3] with the deprecated auto_bundle_data; any further shop is another clean one."""
+    shops[3] with the deprecated auto_bundle_data (with `copied_auto_rule`: and the copy the legacy
+    app's own SQL made of it in auto_bundle_rules, one rule migrated once); any further shop is another
+    clean one."""
     if len(shops) < 4:
         raise ValueError("seed_messy_legacy needs at least 4 shops")
     messy, clean, unauthorized, auto_data = shops[0], shops[1], shops[2], shops[3]
@@ -480,8 +504,15 @@ async def seed_messy_legacy(conn: asyncpg.Connection, sim: Any, shops: list[str]
     bdi.append((AUTO_GENERATED_KEY, "Auto Generated Bundle", generated_discount, auto_data))
     expect("bundle", auto_data, AUTO_GENERATED_KEY, "skipped", "auto_generated_discount")
     data_key = f"auto_bundle_data:{auto_data}"
-    expect("auto_rule", auto_data, data_key, "migrated")
-    exp.rule_discounts[data_key] = generated_discount
+    if copied_auto_rule:
+        copy_id = await copy_auto_bundle_data(conn, auto_data)
+        expect("auto_rule", auto_data, copy_id, "migrated")
+        expect("auto_rule", auto_data, data_key, "skipped", "duplicate_of_rule")
+        exp.rule_discounts[copy_id] = generated_discount
+        exp.copied_rules[data_key] = copy_id
+    else:
+        expect("auto_rule", auto_data, data_key, "migrated")
+        exp.rule_discounts[data_key] = generated_discount
 
     await _insert_bdi(conn, bdi)
     return exp

@@ -246,36 +246,70 @@ async def lock_ai_row(conn: Conn, shop: str, ai_id: str, *, lock: bool = True) -
     return row
 
 
-_RULE_SQL = """
+# The copy the legacy app's own SQL made of a shop's `auto_bundle_data` row (when it introduced
+# multiple rules): an `auto_bundle_rules` row of the same shop named exactly 'Migrated Auto Bundle'
+# whose collections, tags, minPrice, maxPrice, minProducts and discount are equal to the data row's
+# (text for text, arrays element by element in order, NULL array = empty array). isActive, createdAt
+# and id are ignored (the copy got fresh ones, and the merchant may have paused it since). Several
+# copies (the SQL run twice): the earliest (createdAt, then id) is the one. `d` is the data row.
+_COPY_OF_DATA_SQL = """
+(SELECT c.id FROM auto_bundle_rules c
+  WHERE c.shop = d.shop AND c.name = 'Migrated Auto Bundle'
+    AND COALESCE(c.collections, '{}') = COALESCE(d.collections, '{}')
+    AND COALESCE(c.tags, '{}') = COALESCE(d.tags, '{}')
+    AND c."minPrice" = d."minPrice" AND c."maxPrice" = d."maxPrice"
+    AND c."minProducts" = d."minProducts" AND c.discount = d.discount
+  ORDER BY c."createdAt", c.id
+  LIMIT 1)
+"""
+
+# A rule that is the copy of its shop's auto_bundle_data row takes that row's discount (the
+# `Auto Generated Bundle` row) when it has no `auto-rule-<id>` discount of its own.
+_RULE_SQL = f"""
 SELECT r.name, r.collections, r.tags, r."minPrice", r."maxPrice", r."minProducts", r.discount, r."isActive",
        r."createdAt",
-       (SELECT bd."discountId" FROM bundle_discount_id bd
-         WHERE bd."bundleId" = 'auto-rule-' || r.id AND bd.shop = r.shop) AS discount_id,
-       false AS superseded
+       COALESCE(
+         (SELECT bd."discountId" FROM bundle_discount_id bd
+           WHERE bd."bundleId" = 'auto-rule-' || r.id AND bd.shop = r.shop),
+         CASE WHEN copy_of.is_copy THEN
+           (SELECT bd."discountId" FROM bundle_discount_id bd
+             WHERE bd."bundleId" = 'Auto Generated Bundle' AND bd.shop = r.shop)
+         END) AS discount_id,
+       false AS superseded,
+       COALESCE(copy_of.is_copy, false) AS copy_of_data,
+       NULL::text AS copy_rule_id
 FROM auto_bundle_rules r
+LEFT JOIN LATERAL (
+    SELECT {_COPY_OF_DATA_SQL} = r.id AS is_copy FROM auto_bundle_data d WHERE d.shop = r.shop
+) copy_of ON true
 WHERE r.id = $1 AND r.shop = $2
 """
 
-_DATA_SQL = """
+_DATA_SQL = f"""
 SELECT NULL::text AS name, d.collections, d.tags, d."minPrice", d."maxPrice", d."minProducts", d.discount,
        true AS "isActive", NULL::timestamp AS "createdAt",
        (SELECT bd."discountId" FROM bundle_discount_id bd
          WHERE bd."bundleId" = 'Auto Generated Bundle' AND bd.shop = d.shop) AS discount_id,
-       EXISTS (SELECT 1 FROM auto_bundle_rules r WHERE r.shop = d.shop) AS superseded
+       EXISTS (SELECT 1 FROM auto_bundle_rules r WHERE r.shop = d.shop) AS superseded,
+       false AS copy_of_data,
+       {_COPY_OF_DATA_SQL} AS copy_rule_id
 FROM auto_bundle_data d
 WHERE d.shop = $1
 """
 
 
 async def lock_rule_row(conn: Conn, shop: str, rule_id: str, *, lock: bool = True) -> asyncpg.Record | None:
-    """An `auto_bundle_rules` row plus the discount of its `auto-rule-<id>` row of `bundle_discount_id`."""
+    """An `auto_bundle_rules` row plus its Shopify discount (its `auto-rule-<id>` row of
+    `bundle_discount_id`, else, for the copy of the shop's `auto_bundle_data`, the `Auto Generated
+    Bundle` row's) and `copy_of_data`: whether it is that copy."""
     row: asyncpg.Record | None = await conn.fetchrow(_RULE_SQL + (" FOR SHARE OF r" if lock else ""), rule_id, shop)
     return row
 
 
 async def lock_auto_bundle_data_row(conn: Conn, shop: str, *, lock: bool = True) -> asyncpg.Record | None:
-    """A shop's `auto_bundle_data` row plus the discount of its `Auto Generated Bundle` row, and whether
-    the shop also has `auto_bundle_rules` (then this deprecated rule was superseded)."""
+    """A shop's `auto_bundle_data` row plus the discount of its `Auto Generated Bundle` row, whether
+    the shop also has `auto_bundle_rules` (then this deprecated rule was superseded), and
+    `copy_rule_id`: the `auto_bundle_rules` row that is its copy, if any (then it is that rule)."""
     row: asyncpg.Record | None = await conn.fetchrow(_DATA_SQL + (" FOR SHARE OF d" if lock else ""), shop)
     return row
 
@@ -293,16 +327,33 @@ async def auto_bundle_data_exists(conn: Conn, shop: str) -> bool:
 
 
 async def find_auto_rule(conn: Conn, shop: str, legacy_key: str) -> tuple[str, str | None] | None:
-    """(AutoBundleRule.id, bundleTemplate.discount.shopifyDiscountId) of a migrated legacy rule."""
+    """(AutoBundleRule.id, bundleTemplate.discount.shopifyDiscountId) of a migrated legacy rule: the
+    rule migrated from that key, else (for `auto_bundle_data:<shop>`) the rule migrated from its copy
+    (conditions.legacyCopyOf)."""
     row = await conn.fetchrow(
         """
         SELECT id, "bundleTemplate" -> 'discount' ->> 'shopifyDiscountId' AS discount_id FROM "AutoBundleRule"
-        WHERE shop = $1 AND (conditions ->> 'legacyRuleId') = $2
+        WHERE shop = $1 AND ((conditions ->> 'legacyRuleId') = $2 OR (conditions ->> 'legacyCopyOf') = $2)
+        ORDER BY (conditions ->> 'legacyRuleId') = $2 DESC, "createdAt", id
+        LIMIT 1
         """,
         shop,
         legacy_key,
     )
     return None if row is None else (row["id"], row["discount_id"])
+
+
+async def find_copy_rule(conn: Conn, shop: str, data_key: str) -> str | None:
+    """AutoBundleRule.id of the rule migrated from the copy of `auto_bundle_data` (conditions.legacyCopyOf)."""
+    value: str | None = await conn.fetchval(
+        """
+        SELECT id FROM "AutoBundleRule" WHERE shop = $1 AND (conditions ->> 'legacyCopyOf') = $2
+        ORDER BY "createdAt", id LIMIT 1
+        """,
+        shop,
+        data_key,
+    )
+    return value
 
 
 async def find_bundle_id(conn: Conn, shop: str, metaobject_id: str) -> str | None:
@@ -581,10 +632,10 @@ async def insert_auto_rule(conn: Conn, rule: NewAutoRule) -> str | None:
 
 
 async def fill_auto_rule_discount(
-    conn: Conn, shop: str, legacy_key: str, shopify_discount_id: str, now: datetime
+    conn: Conn, shop: str, rule_id: str, shopify_discount_id: str, now: datetime
 ) -> str | None:
-    """Set bundleTemplate.discount.shopifyDiscountId of a migrated rule only where it is still absent
-    (fill, never overwrite); returns the rule id when it wrote."""
+    """Set bundleTemplate.discount.shopifyDiscountId of a migrated rule (by AutoBundleRule.id) only
+    where it is still absent (fill, never overwrite); returns the rule id when it wrote."""
     value: str | None = await conn.fetchval(
         """
         UPDATE "AutoBundleRule"
@@ -594,12 +645,12 @@ async def fill_auto_rule_discount(
                      THEN "bundleTemplate" -> 'discount' ELSE '{}'::jsonb END
                 || jsonb_build_object('shopifyDiscountId', $3::text)),
             "updatedAt" = $4
-        WHERE shop = $1 AND (conditions ->> 'legacyRuleId') = $2
+        WHERE shop = $1 AND id = $2
           AND ("bundleTemplate" -> 'discount' ->> 'shopifyDiscountId') IS NULL
         RETURNING id
         """,
         shop,
-        legacy_key,
+        rule_id,
         shopify_discount_id,
         now,
     )

@@ -70,10 +70,16 @@ async def bundle_rows(conn: Conn, shop: str | None) -> list[asyncpg.Record]:
         LEFT JOIN by_legacy_key k ON k.shop = bd.shop AND k.key = bd."bundleId"
         LEFT JOIN ai_meta am ON am.shop = bd.shop AND am.key = bd."bundleId"
         LEFT JOIN "Bundle" aib ON aib.shop = bd.shop AND (aib.metadata ->> 'ai_bundle_id') = am.id
-        LEFT JOIN "AutoBundleRule" r ON r.shop = bd.shop AND (r.conditions ->> 'legacyRuleId') = (
-            CASE WHEN bd."bundleId" = 'Auto Generated Bundle' THEN 'auto_bundle_data:' || bd.shop
-                 WHEN bd."bundleId" LIKE 'auto-rule-%' THEN substr(bd."bundleId", 11)
-            END)
+        LEFT JOIN LATERAL (
+            SELECT r.id FROM "AutoBundleRule" r
+            WHERE (bd."bundleId" = 'Auto Generated Bundle' OR bd."bundleId" LIKE 'auto-rule-%')
+              AND r.shop = bd.shop AND (
+                CASE WHEN bd."bundleId" = 'Auto Generated Bundle' THEN 'auto_bundle_data:' || bd.shop
+                     WHEN bd."bundleId" LIKE 'auto-rule-%' THEN substr(bd."bundleId", 11)
+                END) IN (r.conditions ->> 'legacyRuleId', r.conditions ->> 'legacyCopyOf')
+            ORDER BY r.conditions ->> 'legacyCopyOf' NULLS FIRST, r.id
+            LIMIT 1
+        ) r ON true
         LEFT JOIN failed f ON f.item_kind = 'bundle' AND f.legacy_id = bd."bundleId" AND f.shop = bd.shop
         WHERE $1::text IS NULL OR bd.shop = $1
         ORDER BY bd.shop, bd."bundleId"
@@ -160,7 +166,8 @@ async def ai_bundle_rows(conn: Conn, shop: str | None) -> list[asyncpg.Record]:
 
 
 async def auto_rule_rows(conn: Conn, shop: str | None) -> list[asyncpg.Record]:
-    """Every `auto_bundle_rules` row and `auto_bundle_data` row with its AutoBundleRule (by legacyRuleId)."""
+    """Every `auto_bundle_rules` row and `auto_bundle_data` row with its AutoBundleRule (by legacyRuleId,
+    or legacyCopyOf for an `auto_bundle_data` row migrated from its copy)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         f"""
         WITH {_LATEST_FAILED_CTE},
@@ -173,7 +180,12 @@ async def auto_rule_rows(conn: Conn, shop: str | None) -> list[asyncpg.Record]:
         )
         SELECT l.legacy_id, l.shop, l.source, r.id AS v2_id, f.reason AS failed_reason, f.detail AS failed_detail
         FROM legacy l
-        LEFT JOIN "AutoBundleRule" r ON r.shop = l.shop AND (r.conditions ->> 'legacyRuleId') = l.legacy_id
+        LEFT JOIN LATERAL (  -- auto_bundle_data migrated from its copy: the copy's rule (legacyCopyOf)
+            SELECT r.id FROM "AutoBundleRule" r
+            WHERE r.shop = l.shop AND l.legacy_id IN (r.conditions ->> 'legacyRuleId', r.conditions ->> 'legacyCopyOf')
+            ORDER BY (r.conditions ->> 'legacyRuleId') = l.legacy_id DESC, r.id
+            LIMIT 1
+        ) r ON true
         LEFT JOIN failed f ON f.item_kind = 'auto_rule' AND f.legacy_id = l.legacy_id AND f.shop = l.shop
         ORDER BY l.shop, l.legacy_id
         """,

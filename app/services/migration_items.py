@@ -91,6 +91,9 @@ SKIP_DELETED_MEANWHILE = "deleted_meanwhile"
 SKIP_AUTO_RULE_DISCOUNT = "auto_rule_discount"
 SKIP_AUTO_GENERATED_DISCOUNT = "auto_generated_discount"
 SKIP_AI_BUNDLE_METAOBJECT = "ai_bundle_metaobject"
+# An auto_bundle_data row whose copy (made by the legacy app's own SQL) is in auto_bundle_rules: one
+# rule, migrated once, from the copy (repo._COPY_OF_DATA_SQL says how the copy is recognised).
+SKIP_DUPLICATE_OF_RULE = "duplicate_of_rule"
 
 BUNDLE_METAOBJECT_TYPE = "product-bundles"
 AUTO_BUNDLE_DATA_PREFIX = "auto_bundle_data:"
@@ -284,10 +287,6 @@ class _SlugAllocator:
 
     async def refresh(self, conn: repo.Conn, base: str) -> None:
         self.taken |= await repo.taken_slugs(conn, self.shop, [base])
-
-
-
-
 
 
 def _dumps(value: Any) -> str:
@@ -550,7 +549,8 @@ def _build_auto_rule(shop: str, legacy_id: str, source: str, row: asyncpg.Record
     The legacy key goes to conditions.legacyRuleId (unique per shop: the idempotency key), the
     rule's Shopify discount (its `auto-rule-<id>` / `Auto Generated Bundle` row) to
     bundleTemplate.discount.shopifyDiscountId. A deprecated auto_bundle_data rule of a shop that also
-    has auto_bundle_rules was superseded by them in the legacy app: kept, but inactive.
+    has auto_bundle_rules was superseded by them in the legacy app: kept, but inactive. The copy of
+    a shop's auto_bundle_data row is that rule too: it carries conditions.legacyCopyOf.
     """
     mapping = map_auto_bundle_rule(
         row["name"],
@@ -566,6 +566,10 @@ def _build_auto_rule(shop: str, legacy_id: str, source: str, row: asyncpg.Record
     conditions = {**mapping.conditions, "legacyRuleId": legacy_id, "legacySource": source}
     if superseded:
         conditions["supersededByAutoBundleRules"] = True
+    if row["copy_of_data"]:
+        # The copy also stands for the shop's auto_bundle_data row: the link lets that row's item,
+        # its `Auto Generated Bundle` discount and the validation report find this rule.
+        conditions["legacyCopyOf"] = f"{AUTO_BUNDLE_DATA_PREFIX}{shop}"
     template = dict(mapping.bundle_template)
     discount_id = _clean(row["discount_id"])
     if discount_id is not None:
@@ -615,18 +619,53 @@ class _AutoRuleBatch:
             row = await read(lock=False)
             if row is None:
                 return _skipped(legacy_id, SKIP_DELETED_MEANWHILE, f"{source} row is gone")
+            duplicate = await self._duplicate_of(conn, legacy_id, row)
+            if duplicate is not None:
+                return duplicate
             _build_auto_rule(shop, legacy_id, source, row, utcnow())
             return _migrated(legacy_id, None, "dry run")
         async with conn.transaction():
             row = await read(lock=True)
             if row is None:
                 return _skipped(legacy_id, SKIP_DELETED_MEANWHILE, f"{source} row is gone")
+            duplicate = await self._duplicate_of(conn, legacy_id, row)
+            if duplicate is not None:
+                return duplicate
             rule = _build_auto_rule(shop, legacy_id, source, row, utcnow())
             inserted = await repo.insert_auto_rule(conn, rule)
         if inserted is None:
             return _skipped(legacy_id, SKIP_ALREADY_MIGRATED)
         detail = "superseded by auto_bundle_rules: migrated inactive" if row["superseded"] else None
         return _migrated(legacy_id, inserted, detail)
+
+    async def _duplicate_of(self, conn: repo.Conn, legacy_id: str, row: asyncpg.Record) -> ItemOutcome | None:
+        """An auto_bundle_data row is the same rule as its copy in auto_bundle_rules: skipped
+        `duplicate_of_rule`, nothing written (the copy's item migrates the rule and attaches the
+        `Auto Generated Bundle` discount). Also when the copy already migrated and has since been
+        deleted in the legacy app: the rule it became still stands for this row, so a later run does
+        not create a second one. The outcome does not depend on which item runs first, so a re-run
+        or a run resumed after a crash counts it the same way."""
+        if not legacy_id.startswith(AUTO_BUNDLE_DATA_PREFIX):
+            return None
+        copy_id: str | None = row["copy_rule_id"]
+        if copy_id is not None:
+            found = await repo.find_auto_rule(conn, self.shop, copy_id)
+            v2_id = found[0] if found is not None else None
+            return _skipped(
+                legacy_id,
+                SKIP_DUPLICATE_OF_RULE,
+                f"same rule as its copy 'Migrated Auto Bundle' in auto_bundle_rules ({copy_id}); migrated from there",
+                v2_id=v2_id,
+            )
+        merged = await repo.find_copy_rule(conn, self.shop, legacy_id)
+        if merged is not None:
+            return _skipped(
+                legacy_id,
+                SKIP_DUPLICATE_OF_RULE,
+                f"same rule as AutoBundleRule {merged} (migrated from its copy)",
+                merged,
+            )
+        return None
 
 
 # ==================================================================================== manual bundles
@@ -966,7 +1005,7 @@ class _BundleBatch:
             attached = None
             discount_id = _clean(row.discount_id)
             if found is not None and found[1] is None and discount_id is not None:
-                attached = await repo.fill_auto_rule_discount(conn, shop, key, discount_id, utcnow())
+                attached = await repo.fill_auto_rule_discount(conn, shop, found[0], discount_id, utcnow())
             if found is None:
                 exists = (
                     await repo.legacy_rule_exists(conn, shop, key)

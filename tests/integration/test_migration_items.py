@@ -26,9 +26,12 @@ from app.core.ids import new_id
 from app.core.time import utcnow
 from app.repos.migration import Conn
 from app.services.migration_items import ItemOutcome, MigrationContext, migrate_batch, plan_items
+from app.services.validation import build_validation_report
 from tests.conftest import new_shop
 from tests.legacy_fixtures import (
+    AUTO_GENERATED_KEY,
     ExpectedOutcomes,
+    copy_auto_bundle_data,
     migrate_items,
     seed_bulk_manual_bundles,
     seed_messy_legacy,
@@ -223,6 +226,137 @@ async def test_messy_legacy_every_item_ends_with_its_reason(
         else:
             assert (second.status, second.reason) == (first.status, first.reason), (key, second)
     assert await fingerprint(db, messy.shops) == before
+
+
+async def test_auto_bundle_data_copied_by_the_legacy_sql_migrates_once(
+    ctx: MigrationContext, db: asyncpg.Connection, sim: Any
+) -> None:
+    """The legacy app's own SQL copied `auto_bundle_data` into `auto_bundle_rules` ('Migrated Auto
+    Bundle', same values): one rule, one AutoBundleRule, with the `Auto Generated Bundle` discount;
+    the data row is a skip, not a second migrated item."""
+    messy = await seed_messy_legacy(
+        db, sim, [new_shop("cmessy"), new_shop("cclean"), new_shop("cnosess"), new_shop("cauto")], copied_auto_rule=True
+    )
+    shop = messy.auto_data_shop
+    data_key = f"auto_bundle_data:{shop}"
+    copy_id = messy.copied_rules[data_key]
+    outcomes = await migrate_items(ctx, messy.shops)
+    assert_outcomes(messy, outcomes)
+    rules = await db.fetch('SELECT * FROM "AutoBundleRule" WHERE shop = $1', shop)
+    assert len(rules) == 1
+    rule = rules[0]
+    conditions = json.loads(rule["conditions"])
+    assert conditions["legacyRuleId"] == copy_id and conditions["legacyCopyOf"] == data_key
+    assert rule["name"] == "Migrated Auto Bundle" and rule["isActive"]
+    assert json.loads(rule["bundleTemplate"])["discount"]["shopifyDiscountId"] == messy.rule_discounts[copy_id]
+    duplicate = outcomes[("auto_rule", data_key)]
+    assert copy_id in (duplicate.detail or "")  # planned before its copy (keys sort so): no V2 id yet
+    generated = outcomes[("bundle", AUTO_GENERATED_KEY)]
+    assert generated.v2_id == rule["id"]
+    rule_items = [
+        o for (kind, _), o in outcomes.items() if kind == "auto_rule" and messy.shop_of(kind, o.legacy_id) == shop
+    ]
+    assert Counter(o.status for o in rule_items) == {"migrated": 1, "skipped": 1}
+
+    # The validation report finds the data row's rule through its copy.
+    report = await build_validation_report(ctx.pool, shop)
+    assert report["autoBundleRules"]["unmigratedCount"] == 0 and report["ok"] is True, report
+    assert report["explainedRows"][0]["v2Id"] == rule["id"]
+
+    # A second run writes nothing and counts the same way.
+    before = await fingerprint(db, messy.shops)
+    again = await migrate_items(ctx, messy.shops)
+    assert await fingerprint(db, messy.shops) == before
+    assert (again[("auto_rule", copy_id)].status, again[("auto_rule", copy_id)].reason) == (
+        "skipped",
+        "already_migrated",
+    )
+    assert (again[("auto_rule", data_key)].status, again[("auto_rule", data_key)].reason) == (
+        "skipped",
+        "duplicate_of_rule",
+    )
+    assert again[("auto_rule", data_key)].v2_id == rule["id"]
+
+    # A dry run on fresh data predicts the same outcomes.
+    dry_messy = await seed_messy_legacy(
+        db, sim, [new_shop("dmessy"), new_shop("dclean"), new_shop("dnosess"), new_shop("dauto")], copied_auto_rule=True
+    )
+    dry = await migrate_items(MigrationContext(pool=ctx.pool, shopify=ctx.shopify, dry_run=True), dry_messy.shops)
+    data_key = f"auto_bundle_data:{dry_messy.auto_data_shop}"
+    assert (dry[("auto_rule", data_key)].status, dry[("auto_rule", data_key)].reason) == (
+        "skipped",
+        "duplicate_of_rule",
+    )
+
+
+async def test_copied_rule_outcome_does_not_depend_on_item_order(ctx: MigrationContext, db: asyncpg.Connection) -> None:
+    """Data row before its copy, the `Auto Generated Bundle` row before both, a copy made twice, a copy the
+    merchant has since edited: each shop ends with one rule per distinct legacy rule."""
+    copied, edited, uncopied = new_shop("order"), new_shop("edited"), new_shop("nocopy")
+    for shop in (copied, edited, uncopied):
+        await db.execute(
+            """INSERT INTO auto_bundle_data (shop, collections, tags, "minPrice", "maxPrice", "minProducts", discount)
+               VALUES ($1, $2, NULL, '10', '', '2', '15')""",
+            shop,
+            ["gid://shopify/Collection/7"],
+        )
+    first_copy = await copy_auto_bundle_data(db, copied)
+    await db.execute(
+        """UPDATE auto_bundle_rules SET "createdAt" = "createdAt" - interval '1 day' WHERE id = $1""", first_copy
+    )
+    second_copy = await copy_auto_bundle_data(db, copied)  # the hand-run SQL ran twice
+    edited_copy = await copy_auto_bundle_data(db, edited)
+    await db.execute("UPDATE auto_bundle_rules SET discount = '20' WHERE id = $1", edited_copy)
+    generated = f"gid://shopify/DiscountAutomaticNode/{random.randint(10**9, 10**10)}"
+    await db.execute(
+        """INSERT INTO bundle_discount_id ("bundleId", "bundleName", "discountId", shop) VALUES ($1, $1, $2, $3)
+           ON CONFLICT ("bundleId") DO UPDATE SET "discountId" = EXCLUDED."discountId", shop = EXCLUDED.shop""",
+        AUTO_GENERATED_KEY,
+        generated,
+        copied,
+    )
+
+    async def one(shop: str, kind: Any, legacy_id: str) -> ItemOutcome:
+        [outcome] = await migrate_batch(ctx, shop, kind, [legacy_id])
+        return outcome
+
+    # The discount row and the data row run before the copies.
+    assert (await one(copied, "bundle", AUTO_GENERATED_KEY)).reason == "auto_generated_discount"
+    data = await one(copied, "auto_rule", f"auto_bundle_data:{copied}")
+    assert (data.status, data.reason, data.v2_id) == ("skipped", "duplicate_of_rule", None)
+    assert first_copy in (data.detail or "")
+    assert (await one(copied, "auto_rule", second_copy)).status == "migrated"
+    assert (await one(copied, "auto_rule", first_copy)).status == "migrated"
+    rules = {
+        json.loads(r["conditions"])["legacyRuleId"]: r
+        for r in await db.fetch('SELECT * FROM "AutoBundleRule" WHERE shop = $1', copied)
+    }
+    assert set(rules) == {first_copy, second_copy}  # two rows of the live table, the data row is the first
+    first = json.loads(rules[first_copy]["conditions"])
+    assert first["legacyCopyOf"] == f"auto_bundle_data:{copied}" and first["collections"] == [
+        "gid://shopify/Collection/7"
+    ]
+    assert "legacyCopyOf" not in json.loads(rules[second_copy]["conditions"])
+    assert json.loads(rules[first_copy]["bundleTemplate"])["discount"]["shopifyDiscountId"] == generated
+    assert "shopifyDiscountId" not in json.loads(rules[second_copy]["bundleTemplate"])["discount"]
+    again = await one(copied, "auto_rule", f"auto_bundle_data:{copied}")
+    assert (again.reason, again.v2_id) == ("duplicate_of_rule", rules[first_copy]["id"])
+
+    # Once migrated from its copy, the rule keeps standing for the data row even if the legacy app
+    # deletes the copy afterwards: no second rule appears.
+    await db.execute("DELETE FROM auto_bundle_rules WHERE id = ANY($1::text[])", [first_copy, second_copy])
+    later = await one(copied, "auto_rule", f"auto_bundle_data:{copied}")
+    assert (later.reason, later.v2_id) == ("duplicate_of_rule", rules[first_copy]["id"])
+    assert await db.fetchval('SELECT count(*) FROM "AutoBundleRule" WHERE shop = $1', copied) == 2
+
+    # A copy edited since (other values) is another rule: the data row migrates as the superseded one.
+    assert (await one(edited, "auto_rule", edited_copy)).status == "migrated"
+    superseded = await one(edited, "auto_rule", f"auto_bundle_data:{edited}")
+    assert superseded.status == "migrated" and "superseded" in (superseded.detail or "")
+    # No copy at all: the data row is the shop's one rule, active.
+    alone = await one(uncopied, "auto_rule", f"auto_bundle_data:{uncopied}")
+    assert alone.status == "migrated"
+    assert await db.fetchval('SELECT "isActive" FROM "AutoBundleRule" WHERE id = $1', alone.v2_id) is True
 
 
 async def test_dry_run_predicts_and_writes_nothing(
