@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck openapi bench-migration bench-storefront clean
+.PHONY: install run test lint typecheck openapi bench bench-migration bench-storefront wrk clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,8 +36,17 @@ openapi: install
 bench-migration: install
 	$(BIN)/python bench/bench_migration.py
 
-bench-storefront: install
+# The storefront benchmark drives the servers with wrk (compiled; a Python client saturates first).
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }; \
+	  else echo "wrk is missing: run 'sudo apt-get install -y wrk'" >&2; exit 1; fi; }
+
+bench-storefront: install wrk
 	$(BIN)/python bench/bench_storefront.py
+
+# `make bench`: the storefront targets (service vs bare app, wrk, ~4 minutes). bench-migration is separate.
+bench: bench-storefront
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
