@@ -9,12 +9,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+from types import FrameType
 
 import uvicorn
 
 from app.core.config import Settings
 from app.core.container import resolve_admin_token
-from app.core.db import asyncpg_connect_kwargs, resolve_database_url
+from app.core.db import (
+    asyncpg_connect_kwargs,
+    embedded_pgdata,
+    embedded_postmaster_pid,
+    resolve_database_url,
+    stop_embedded_database,
+)
 from app.core.migrations import upgrade
 from app.services.demo import seed_demo
 from app.shopify.simulator import SimulatorControl, SimulatorServer
@@ -35,12 +43,35 @@ async def _seed(url: str, simulator_url: str) -> None:
     )
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    """Run until Ctrl+C or SIGTERM, then stop what this process started (PostgreSQL included)."""
+    # SIGTERM's default action ends the process without running `finally`: make it a Ctrl+C.
+    signal.signal(signal.SIGTERM, _interrupt)
+    os.environ.setdefault("LOG_FORMAT", "text")
+    settings = Settings()
+    pgdata = embedded_pgdata(settings)
+    started_postgres = settings.embedded and embedded_postmaster_pid(pgdata) is None
+    simulator: SimulatorServer | None = None
+    try:
+        simulator = SimulatorServer(port=int(os.environ.get("SIMULATOR_PORT", "8081"))).start()
+        _serve(simulator)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if simulator is not None:
+            simulator.stop()
+        if started_postgres:
+            stop_embedded_database(pgdata)
+            print("embedded PostgreSQL stopped", flush=True)
+
+
+def _serve(simulator: SimulatorServer) -> None:
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8000"))
-    sim_port = int(os.environ.get("SIMULATOR_PORT", "8081"))
-    os.environ.setdefault("LOG_FORMAT", "text")
-    simulator = SimulatorServer(port=sim_port).start()
     os.environ.setdefault("SHOPIFY_ADMIN_URL_TEMPLATE", simulator.url_template)
     settings = Settings()
     url = resolve_database_url(settings)
@@ -70,10 +101,7 @@ def main() -> None:
     from app.main import create_app
 
     logging.basicConfig(level=logging.INFO)
-    try:
-        uvicorn.run(create_app(Settings()), host=host, port=port, log_level="info")
-    finally:
-        simulator.stop()
+    uvicorn.run(create_app(Settings()), host=host, port=port, log_level="info")
 
 
 if __name__ == "__main__":

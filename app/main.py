@@ -27,7 +27,7 @@ from app.core.container import build_container
 from app.core.errors import install_error_handlers
 from app.core.http_metrics import HttpMetricsMiddleware
 from app.core.logging import configure_logging
-from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, RequestGuardMiddleware
 from app.services import lifecycle
 
 
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(RequestGuardMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)

@@ -85,8 +85,8 @@ def is_authenticated(request: Request, container: Container) -> bool:
     """The bearer header (scripts) or the session cookie (people)."""
     token = _bearer_token(request)
     if token is not None:
-        return constant_time_equals(token, container.admin_token)
-    return session_valid(request.cookies.get(COOKIE_NAME), container.admin_token)
+        return container.authenticator.admin_name(token) is not None
+    return session_valid(request.cookies.get(COOKIE_NAME), container.ui_cookie_key)
 
 
 # ============================================================================== rendering
@@ -163,12 +163,12 @@ async def login(request: Request, container: ContainerDep) -> Response:
     if len(body) <= MAX_LOGIN_BODY:
         values = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
         token = (values.get("token") or [""])[0].strip()
-    if not token or not constant_time_equals(token, container.admin_token):
+    if not token or container.authenticator.admin_name(token) is None:
         return _login_page("That token is not valid.", status=401)
     response = RedirectResponse("/admin/ui", status_code=303, headers={"Cache-Control": "no-store"})
     response.set_cookie(
         COOKIE_NAME,
-        make_session_cookie(container.admin_token),
+        make_session_cookie(container.ui_cookie_key),
         max_age=SESSION_TTL_S,
         path=COOKIE_PATH,
         httponly=True,

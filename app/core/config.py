@@ -35,8 +35,17 @@ class Settings(BaseSettings):
         description="Run Alembic to head at start-up. Default: on in embedded mode, off otherwise.",
     )
     admin_api_token: str | None = Field(default=None, alias="ADMIN_API_TOKEN")
-    shopify_api_key: str = Field(default="dev-api-key", alias="SHOPIFY_API_KEY")
-    shopify_api_secret: str = Field(default="dev-api-secret", alias="SHOPIFY_API_SECRET")
+    admin_api_tokens: str | None = Field(
+        default=None,
+        alias="ADMIN_API_TOKENS",
+        description="Named internal tokens, `name:token,...`; the name is the audit actor.",
+    )
+    shopify_api_key: str | None = Field(
+        default=None, alias="SHOPIFY_API_KEY", description="Required outside embedded development mode."
+    )
+    shopify_api_secret: str | None = Field(
+        default=None, alias="SHOPIFY_API_SECRET", description="Required outside embedded development mode."
+    )
     shopify_api_version: str = Field(default="2026-01", alias="SHOPIFY_API_VERSION")
     shopify_admin_url_template: str = Field(
         default="https://{shop}/admin/api/{version}/graphql.json", alias="SHOPIFY_ADMIN_URL_TEMPLATE"
@@ -73,7 +82,7 @@ class Settings(BaseSettings):
         description="How long a create's compensation intent waits before the dispatcher may act on it.",
     )
 
-    @field_validator("database_url")
+    @field_validator("database_url", "shopify_api_key", "shopify_api_secret", "admin_api_token")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None

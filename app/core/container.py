@@ -6,6 +6,7 @@ Created once by the lifespan; endpoints reach it through `Depends(get_container)
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import asyncpg
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.core.auth import Authenticator, parse_admin_tokens
 from app.core.config import Settings
 from app.core.db import create_engine, create_pool, create_sessionmaker, resolve_database_url
 from app.core.metrics import SHOPIFY_CALLS, SHOPIFY_THROTTLE_WAIT
@@ -30,7 +32,10 @@ log = logging.getLogger(__name__)
 class Container:
     settings: Settings
     database_url: str
-    admin_token: str
+    #: Key of the status page's login cookies: derived from every admin token, so that revoking
+    #: any one of them also ends the cookie sessions.
+    ui_cookie_key: str
+    authenticator: Authenticator
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     pool: asyncpg.Pool
@@ -54,12 +59,50 @@ class Container:
         await self.engine.dispose()
 
 
+#: Development-only app credentials: anyone knowing them can forge session tokens and App Proxy
+#: signatures, so they are used only in embedded development mode.
+DEV_API_KEY = "dev-api-key"
+DEV_API_SECRET = "dev-api-secret"
+
+
+def resolve_app_credentials(settings: Settings) -> tuple[str, str]:
+    """The app's API key and secret; outside embedded development mode both must be configured."""
+    if settings.shopify_api_key and settings.shopify_api_secret:
+        return settings.shopify_api_key, settings.shopify_api_secret
+    if not settings.embedded:
+        missing = [
+            name
+            for name, value in (
+                ("SHOPIFY_API_KEY", settings.shopify_api_key),
+                ("SHOPIFY_API_SECRET", settings.shopify_api_secret),
+            )
+            if not value
+        ]
+        raise RuntimeError(
+            f"{' and '.join(missing)} must be set when DATABASE_URL is set (production mode): without the "
+            "app's own credentials anyone could forge session tokens and App Proxy signatures"
+        )
+    log.warning("embedded development mode: using the development SHOPIFY_API_KEY/SHOPIFY_API_SECRET")
+    return settings.shopify_api_key or DEV_API_KEY, settings.shopify_api_secret or DEV_API_SECRET
+
+
+def resolve_admin_tokens(settings: Settings) -> dict[str, str]:
+    """Every internal token by name; only the embedded development mode may invent one."""
+    tokens = parse_admin_tokens(settings.admin_api_token, settings.admin_api_tokens)
+    if tokens:
+        return tokens
+    return {"admin": resolve_admin_token(settings)}
+
+
 def resolve_admin_token(settings: Settings) -> str:
     """The internal token; only the embedded development mode may invent (and print) one."""
     if settings.admin_api_token:
         return settings.admin_api_token
     if not settings.embedded:
-        raise RuntimeError("ADMIN_API_TOKEN is required when DATABASE_URL is set (production mode)")
+        raise RuntimeError(
+            "ADMIN_API_TOKEN is required when DATABASE_URL is set (production mode); "
+            "ADMIN_API_TOKENS=name:token,... names several"
+        )
     path = Path(settings.data_dir) / "admin_token"
     if path.exists():
         return path.read_text().strip()
@@ -71,9 +114,21 @@ def resolve_admin_token(settings: Settings) -> str:
     return token
 
 
+def _ui_cookie_key(admin_tokens: dict[str, str]) -> str:
+    material = "\n".join(f"{name}:{token}" for name, token in sorted(admin_tokens.items()))
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
 async def build_container(settings: Settings) -> Container:
+    api_key, api_secret = resolve_app_credentials(settings)
+    admin_tokens = resolve_admin_tokens(settings)
+    authenticator = Authenticator(
+        admin_tokens,
+        api_key=api_key,
+        api_secret=api_secret,
+        proxy_max_age_s=settings.proxy_signature_max_age_s,
+    )
     url = await asyncio.to_thread(resolve_database_url, settings)
-    admin_token = resolve_admin_token(settings)
     if settings.should_auto_migrate:
         await upgrade_async(url)
     engine = create_engine(url, pool_size=settings.db_pool_size)
@@ -104,7 +159,8 @@ async def build_container(settings: Settings) -> Container:
         settings=settings,
         shopify=shopify,
         database_url=url,
-        admin_token=admin_token,
+        ui_cookie_key=_ui_cookie_key(admin_tokens),
+        authenticator=authenticator,
         engine=engine,
         sessionmaker=create_sessionmaker(engine),
         pool=pool,

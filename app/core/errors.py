@@ -25,6 +25,8 @@ class DomainError(Exception):
     status: int = 400
     title: str = "Bad request"
     type_slug: str = "bad-request"
+    #: Seconds a client should wait before retrying; every 503 carries one (RFC 9110 Retry-After).
+    retry_after_s: int | None = None
 
     def __init__(self, detail: str = "", *, errors: list[dict[str, Any]] | None = None, **extra: Any) -> None:
         super().__init__(detail or self.title)
@@ -92,6 +94,20 @@ def problem_response(
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def domain_error_response(exc: DomainError) -> Response:
+    """The one mapping of a domain error to its problem+json answer (handlers and middleware)."""
+    retry_after = exc.retry_after_s if exc.retry_after_s is not None else (1 if exc.status == 503 else None)
+    return problem_response(
+        exc.status,
+        exc.title,
+        exc.detail,
+        type_slug=exc.type_slug,
+        errors=exc.errors,
+        extra=exc.extra,
+        headers={"Retry-After": str(retry_after)} if retry_after is not None else None,
+    )
+
+
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
@@ -103,9 +119,7 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> Response:
-        return problem_response(
-            exc.status, exc.title, exc.detail, type_slug=exc.type_slug, errors=exc.errors, extra=exc.extra
-        )
+        return domain_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +27,19 @@ def _free_port() -> int:
         return port
 
 
-def test_make_run_entry_point_serves_within_a_minute(tmp_path: Path) -> None:
+def _postmaster_alive(pgdata: Path) -> bool:
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_make_run_entry_point_serves_within_a_minute_and_stops_postgres(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
     port, sim_port = _free_port(), _free_port()
     env = {
         k: v
@@ -61,10 +74,16 @@ def test_make_run_entry_point_serves_within_a_minute(tmp_path: Path) -> None:
             assert report.status_code == 200
             old_rows = sum(row["old"] for row in report.json()["bundleCounts"])
             assert old_rows >= 80  # the demo data set's bundle_discount_id rows
+            pgdata = tmp_path / "data" / "pgdata"
+            assert _postmaster_alive(pgdata)
+            proc.send_signal(stop_signal)
+            assert proc.wait(timeout=40) in (0, -stop_signal, 128 + stop_signal)
+            # Ctrl+C or SIGTERM of `make run` leaves no PostgreSQL behind.
+            deadline = time.monotonic() + 10
+            while _postmaster_alive(pgdata) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not _postmaster_alive(pgdata), log_path.read_text(errors="replace")[-2000:]
         finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
+            if proc.poll() is None:
                 proc.kill()
                 proc.wait()
