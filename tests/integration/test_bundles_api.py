@@ -370,9 +370,12 @@ async def test_garbage_ids_and_query_params_are_never_500(client: httpx.AsyncCli
     for shop in (v2_shop, legacy_shop):  # both read paths
         for ref in ("%00", "a%00b", "x" * 400, "%F0%9F%8E%81", "gid%3A%2F%2Fshopify%2FMetaobject%2F%00"):
             url = f"{bundles_url(shop)}/{ref}"
+            # NUL cannot be stored in PostgreSQL text: the request guard refuses it (422) for every
+            # input alike; other garbage is simply an unknown bundle.
+            expected = 422 if "%00" in ref else 404
             for method in ("GET", "DELETE"):
-                assert (await client.request(method, url)).status_code == 404, (shop, ref, method)
-            assert (await client.patch(url, json={"title": "x"})).status_code == 404, (shop, ref)
+                assert (await client.request(method, url)).status_code == expected, (shop, ref, method)
+            assert (await client.patch(url, json={"title": "x"})).status_code == expected, (shop, ref)
         for params in ({"productId": "\x00"}, {"cursor": "\x00"}, {"limit": "many"}, {"type": "\x00"}):
             response = await client.get(bundles_url(shop), params=params)
             assert response.status_code == 422, (shop, params, response.text)
