@@ -1,5 +1,7 @@
 """Acceptance: kill -9 of the worker mid-job, then a restart: the job finishes with the same final
-counts as an uninterrupted run over an identical fixture, and no duplicate V2 rows exist.
+counts as an uninterrupted run over an identical fixture (and the right ones: every shop's
+`auto_bundle_data`, copied into `auto_bundle_rules` by the legacy app's own SQL, is one rule counted
+once), and no duplicate V2 rows exist.
 
 The interrupted run uses the real thing end to end: `shopibundle migrate start` and
 `shopibundle worker` as subprocesses (`python -m app.cli`), the real item logic, the session's
@@ -29,7 +31,7 @@ import pytest
 from app.core.db import create_pool
 from app.services import migration_jobs as svc
 from tests.conftest import new_shop
-from tests.legacy_fixtures import seed_bulk_manual_bundles
+from tests.legacy_fixtures import copy_auto_bundle_data, seed_bulk_manual_bundles
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -57,6 +59,9 @@ def cli_env(db_url: str, simulator: Any) -> dict[str, str]:
             "LOG_LEVEL": "WARNING",
             "LOG_FORMAT": "text",
             "PYTHONUNBUFFERED": "1",
+            # production mode (DATABASE_URL set) refuses to start without the app's own credentials
+            "SHOPIFY_API_KEY": env.get("SHOPIFY_API_KEY") or "test-api-key",
+            "SHOPIFY_API_SECRET": env.get("SHOPIFY_API_SECRET") or "test-api-secret",
         }
     )
     env.pop("ADMIN_API_TOKEN", None)  # a worker needs none
@@ -89,10 +94,18 @@ async def test_kill_9_mid_job_then_restart_finishes_with_exact_counts(
     killed_shops = [new_shop("kill"), new_shop("kill")]
     reference_shops = [new_shop("ref"), new_shop("ref")]
     await seed_bulk_manual_bundles(db, sim, killed_shops + reference_shops, PER_SHOP)
-    total = 2 * PER_SHOP
+    for shop in killed_shops + reference_shops:
+        await db.execute(
+            """INSERT INTO auto_bundle_data (shop, collections, tags, "minPrice", "maxPrice", "minProducts", discount)
+               VALUES ($1, '{}', '{summer}', '', '100', '2', '10')""",
+            shop,
+        )
+        await copy_auto_bundle_data(db, shop)
+    # per shop: PER_SHOP bundles, the copied rule (migrated) and its auto_bundle_data row (a duplicate)
+    total = 2 * (PER_SHOP + 2)
 
     # 1. the uninterrupted reference run (over HTTP, on the service's own worker)
-    r = await client.post("/admin/migrations/jobs", json={"kind": "bundles", "shops": reference_shops, "batchSize": 5})
+    r = await client.post("/admin/migrations/jobs", json={"kind": "all", "shops": reference_shops, "batchSize": 5})
     assert r.status_code == 202, r.text
     reference = await svc.get_job(pool, r.json()["id"])
     deadline = time.monotonic() + 60
@@ -108,7 +121,7 @@ async def test_kill_9_mid_job_then_restart_finishes_with_exact_counts(
     with tempfile.TemporaryFile() as log:
         worker = start_worker(env, queue, log)
         try:
-            args = ["migrate", "start", "--kind", "bundles", "--batch-size", "5", "--queue", queue, "--json"]
+            args = ["migrate", "start", "--kind", "all", "--batch-size", "5", "--queue", queue, "--json"]
             for s in killed_shops:
                 args += ["--shop", s]
             code, out = await run_cli(env, *args)
@@ -173,6 +186,7 @@ async def test_kill_9_mid_job_then_restart_finishes_with_exact_counts(
     # 4. same final counts as the uninterrupted run, per job and per shop; no duplicate V2 rows
     assert job.stats == reference.stats
     assert job.stats.processed == job.stats.total == total
+    assert (job.stats.migrated, job.stats.skipped, job.stats.failed) == (2 * (PER_SHOP + 1), 2, 0)
     assert sorted(s.model_dump(exclude={"shop"}).items() for s in job.perShop) == sorted(
         s.model_dump(exclude={"shop"}).items() for s in reference.perShop
     )
@@ -183,7 +197,11 @@ async def test_kill_9_mid_job_then_restart_finishes_with_exact_counts(
     )
     assert duplicates == []
     v2 = await db.fetchval('SELECT count(*) FROM "Bundle" WHERE shop = ANY($1::text[])', killed_shops)
-    assert v2 == job.stats.migrated
+    rules = await db.fetch(
+        'SELECT shop, count(*) AS n FROM "AutoBundleRule" WHERE shop = ANY($1::text[]) GROUP BY shop', killed_shops
+    )
+    assert {r["shop"]: r["n"] for r in rules} == {shop: 1 for shop in killed_shops}
+    assert v2 + len(rules) == job.stats.migrated
     pending = await db.fetchval(
         """SELECT count(*) FROM sb_migration_job_items WHERE "jobId" = $1 AND status = 'pending'""", job_id
     )

@@ -455,6 +455,10 @@ async def all_failures(client: httpx.AsyncClient, job_id: str) -> list[dict[str,
             return items
 
 
+def stats_of_shop(job: dict[str, Any], shop: str, key: str) -> int:
+    return int(next(s[key] for s in job["perShop"] if s["shop"] == shop))
+
+
 async def v2_bundles(db: asyncpg.Connection, shops: list[str]) -> int:
     return int(await db.fetchval('SELECT count(*) FROM "Bundle" WHERE shop = ANY($1::text[])', shops))
 
@@ -465,7 +469,8 @@ async def test_http_job_end_to_end_on_messy_legacy_data(
     from tests.legacy_fixtures import seed_messy_legacy
 
     shops = [new_shop("m") for _ in range(5)]
-    exp = await seed_messy_legacy(db, sim, shops)
+    # with the copy the legacy app's own SQL made of auto_bundle_data: one rule, counted once
+    exp = await seed_messy_legacy(db, sim, shops, copied_auto_rule=True)
     r = await client.post(JOBS, json={"kind": "all", "shops": shops, "batchSize": 4})
     assert r.status_code == 202, r.text
     created = r.json()
@@ -478,6 +483,14 @@ async def test_http_job_end_to_end_on_messy_legacy_data(
     stats = job["stats"]
     assert (stats["migrated"], stats["failed"], stats["skipped"]) == (want["migrated"], want["failed"], want["skipped"])
     assert stats["processed"] == stats["total"] == len(exp.outcomes)
+    assert stats["total"] == stats["migrated"] + stats["failed"] + stats["skipped"]
+    auto_rules = await db.fetchval('SELECT count(*) FROM "AutoBundleRule" WHERE shop = $1', exp.auto_data_shop)
+    assert (
+        auto_rules
+        == 1
+        == stats_of_shop(job, exp.auto_data_shop, "migrated")
+        - len(exp.keys("bundle", exp.auto_data_shop, status="migrated"))
+    )
     assert job["progress"] == 1.0 and job["etaSeconds"] == 0 and job["ratePerSecond"] > 0
     for key in ("total", "migrated", "failed", "skipped"):
         assert sum(s[key] for s in job["perShop"]) == stats[key]
