@@ -198,19 +198,27 @@ async def legacy_keys(conn: Executor, shop: str, bundle_id: str) -> tuple[str | 
     return None if row is None else (row["shopifyMetaobjectId"], row["ai"])
 
 
-async def ids_by_legacy_keys(
+async def legacy_key_rows(
     conn: Executor, shop: str, metaobject_ids: Sequence[str], ai_ids: Sequence[str]
-) -> list[str]:
-    rows = await conn.fetch(
+) -> list[asyncpg.Record]:
+    """(id, metaobject, ai) of the shop's V2 bundles named by these metaobject GIDs or legacy AI ids:
+    one statement for any number of keys (both unique indexes, bitmap-ORed)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
         """
-        SELECT id FROM "Bundle"
+        SELECT id, "shopifyMetaobjectId" AS metaobject, metadata ->> 'ai_bundle_id' AS ai FROM "Bundle"
         WHERE shop = $1 AND ("shopifyMetaobjectId" = ANY($2::text[]) OR (metadata ->> 'ai_bundle_id') = ANY($3::text[]))
         """,
         shop,
         list(metaobject_ids),
         list(ai_ids),
     )
-    return [r["id"] for r in rows]
+    return rows
+
+
+async def ids_by_legacy_keys(
+    conn: Executor, shop: str, metaobject_ids: Sequence[str], ai_ids: Sequence[str]
+) -> list[str]:
+    return [r["id"] for r in await legacy_key_rows(conn, shop, metaobject_ids, ai_ids)]
 
 
 # --------------------------------------------------------------------------------------------

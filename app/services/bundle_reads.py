@@ -3,11 +3,14 @@
 * `V2_BUNDLE_ENGINE` off for the shop → the legacy reader (`bundle_discount_id` + metaobjects
   from Shopify, cached; `ai_fbt_bundles`); on → the V2 tables. Both produce `BundleOut`, and the
   response says which one answered (`X-Bundle-Read-Source`).
-* Legacy ids: a legacy bundle's `id` is its metaobject GID (AI bundles: the `ai_fbt_bundles` id).
-  `GET /bundles/{id}` on the legacy path accepts that id, and also a V2 id, resolved through the
-  V2 row's `shopifyMetaobjectId` / `metadata.ai_bundle_id` (so a client can read back what it just
+* Ids do not change with the flag: a bundle that has a V2 row answers with its V2 id on both paths
+  (the legacy path finds it through the V2 row's `shopifyMetaobjectId` / `metadata.ai_bundle_id`,
+  one lookup per list page); only a legacy bundle with no V2 row yet answers with its legacy id,
+  its metaobject GID (AI bundles: `bundleMetaobjectId`, else the `ai_fbt_bundles` id).
+  `GET /bundles/{id}` on the legacy path accepts either id (so a client can read back what it just
   created, whatever the flag). A V2 bundle the legacy tables cannot represent (no metaobject or
-  no active discount) does not exist for the legacy store: 404, honestly.
+  no active discount) does not exist for the legacy store: 404, honestly. Legacy list cursors are
+  keyed by the legacy id (stable while bundles migrate).
 * Shopify failures on the legacy path are problems, never 500s: `ShopifyUnavailable` (retries
   exhausted: 5xx, timeouts, throttling; also unusable bodies) → **503** `shopify-unavailable`
   (transient: retry later); any other Shopify refusal (no offline token, 401/403 token revoked,
@@ -237,9 +240,28 @@ async def _v2_get(container: Container, shop: str, ref: str) -> BundleOut | None
     return result
 
 
+async def _with_v2_ids(container: Container, shop: str, outs: list[BundleOut]) -> list[BundleOut]:
+    """Legacy answers with the id of their V2 bundle where one exists (one statement for all of
+    them): AI bundles matched by their ai_fbt_bundles id, the others by metaobject GID."""
+    ai_ids = [key for o in outs if (key := _ai_id(o)) is not None]
+    metaobjects = [o.shopifyMetaobjectId for o in outs if o.shopifyMetaobjectId and _ai_id(o) is None]
+    if not ai_ids and not metaobjects:
+        return outs
+    rows = await run_read(container, lambda conn: repo.legacy_key_rows(conn, shop, metaobjects, ai_ids))
+    by_ai = {r["ai"]: r["id"] for r in rows if r["ai"] is not None}
+    by_metaobject = {r["metaobject"]: r["id"] for r in rows if r["metaobject"] is not None}
+    remapped: list[BundleOut] = []
+    for out in outs:
+        ai_id = _ai_id(out)
+        v2_id = by_ai.get(ai_id) if ai_id is not None else by_metaobject.get(out.shopifyMetaobjectId or "")
+        remapped.append(out.model_copy(update={"id": v2_id}) if v2_id is not None else out)
+    return remapped
+
+
 async def _legacy_get(container: Container, shop: str, ref: str) -> BundleOut | None:
     reader = get_legacy_reader(container)
     view: LegacyBundleView | None = None
+    v2_id: str | None = None
     if ref.startswith(METAOBJECT_GID_PREFIX):
         view = await reader.get(shop, ref)
     else:
@@ -247,12 +269,18 @@ async def _legacy_get(container: Container, shop: str, ref: str) -> BundleOut | 
         if view is None:
             keys = await repo.legacy_keys(container.pool, shop, ref)
             if keys is not None:
+                v2_id = ref  # found by its V2 id
                 metaobject_id, ai_id = keys
                 if ai_id:
                     view = await reader.get_ai(shop, ai_id)
                 if view is None and metaobject_id:
                     view = await reader.get(shop, metaobject_id)
-    return None if view is None else view_to_out(view)
+    if view is None:
+        return None
+    out = view_to_out(view)
+    if v2_id is not None:
+        return out.model_copy(update={"id": v2_id})
+    return (await _with_v2_ids(container, shop, [out]))[0]
 
 
 @dataclass(slots=True)
@@ -292,7 +320,9 @@ def _sort_key(out: BundleOut) -> tuple[datetime, str]:
     return (out.createdAt or _OLDEST, out.id)
 
 
-async def _legacy_list(container: Container, shop: str, query: _ListQuery) -> tuple[list[BundleOut], bool]:
+async def _legacy_list(container: Container, shop: str, query: _ListQuery) -> tuple[list[BundleOut], bool, str | None]:
+    """A page of legacy bundles, ordered and paged by (createdAt, legacy id), with their V2 ids where
+    they have one; the third element is the last item's legacy id (the cursor's key)."""
     views = await get_legacy_reader(container).list_for_shop(shop)
     outs = [view_to_out(v) for v in views]
     if query.status:
@@ -305,7 +335,9 @@ async def _legacy_list(container: Container, shop: str, query: _ListQuery) -> tu
     if query.after is not None:
         boundary = (_aware(query.after[0]) or _OLDEST, query.after[1])
         outs = [o for o in outs if _sort_key(o) < boundary]
-    return outs[: query.limit], len(outs) > query.limit
+    page = outs[: query.limit]
+    last_key = page[-1].id if page else None
+    return await _with_v2_ids(container, shop, page), len(outs) > query.limit, last_key
 
 
 # --------------------------------------------------------------------------------------------
@@ -353,9 +385,10 @@ async def list_bundles(
     query = _ListQuery(limit, after, status, type_, _product_filter(product_id))
     if source == "v2":
         items, more = await _v2_list(container, shop, query)
+        last_key = items[-1].id if items else None
     else:
-        items, more = await _guard_legacy(_legacy_list(container, shop, query))
-    next_cursor = encode_cursor(source, items[-1].createdAt, items[-1].id) if more and items else None
+        items, more, last_key = await _guard_legacy(_legacy_list(container, shop, query))
+    next_cursor = encode_cursor(source, items[-1].createdAt, last_key) if more and items and last_key else None
     body = BundlePage(items=items, nextCursor=next_cursor).model_dump(mode="json")
     if items and _shadow_sampled(container, shop):
         page = list(items)
@@ -553,10 +586,15 @@ async def _other_v2(container: Container, shop: str, primaries: list[BundleOut])
     return found
 
 
-def _ai_key(out: BundleOut) -> str | None:
+def _ai_id(out: BundleOut) -> str | None:
     if _is_ai(out) and out.metadata and isinstance(out.metadata.get("ai_bundle_id"), str):
-        return f"ai:{out.metadata['ai_bundle_id']}"
+        return str(out.metadata["ai_bundle_id"])
     return None
+
+
+def _ai_key(out: BundleOut) -> str | None:
+    ai_id = _ai_id(out)
+    return None if ai_id is None else f"ai:{ai_id}"
 
 
 def _legacy_key(out: BundleOut) -> str | None:

@@ -12,6 +12,8 @@ from urllib.parse import quote
 import asyncpg
 import httpx
 
+from app.core.db import create_pool
+from app.services.migration_items import MigrationContext, migrate_batch
 from tests.conftest import new_shop
 from tests.integration.bundle_helpers import (
     bundle_body,
@@ -26,6 +28,7 @@ from tests.integration.bundle_helpers import (
     product_gid,
     register_shop,
 )
+from tests.legacy_fixtures import shopify_client
 
 PROBLEM = "application/problem+json"
 
@@ -61,7 +64,8 @@ async def test_legacy_store_answers_by_default(
     assert response.headers["x-bundle-read-source"] == "legacy"
     assert "etag" not in response.headers
     legacy = response.json()
-    assert legacy["id"] == metaobject
+    assert legacy["id"] == created["id"]  # the V2 id: ids do not change with the read flag
+    assert legacy["shopifyMetaobjectId"] == metaobject
     assert legacy["title"] == "Title in Shopify"  # the metaobject's content, not the V2 row
     assert legacy["name"] == created["name"]
     assert legacy["status"] == "ACTIVE"
@@ -77,7 +81,7 @@ async def test_legacy_store_answers_by_default(
     assert by_v2_id.json() == legacy
     listed = await client.get(bundles_url(shop))
     assert listed.headers["x-bundle-read-source"] == "legacy"
-    assert [item["id"] for item in listed.json()["items"]] == [metaobject]
+    assert [item["id"] for item in listed.json()["items"]] == [created["id"]]
 
     # A V2-only bundle (not representable in the legacy table) does not exist for the legacy store.
     v2_only = (await client.post(bundles_url(shop), json=bundle_body(metaobject=None))).json()
@@ -146,9 +150,8 @@ async def test_legacy_list_pages_filters_and_ai_rows(
         if cursor is None:
             break
     ids = [i["id"] for i in items]
-    assert sorted(ids) == sorted(
-        [first["shopifyMetaobjectId"], second["shopifyMetaobjectId"], legacy_only, f"cai{shop[:8]}"]
-    )
+    # bundles with a V2 row answer with their V2 id, legacy-only ones with their legacy id
+    assert sorted(ids) == sorted([first["id"], second["id"], legacy_only, f"cai{shop[:8]}"])
     old = next(i for i in items if i["id"] == legacy_only)
     assert (old["title"], old["pricingRules"][0]["discountValue"]) == ("Old", "10.00")
     ai = next(i for i in items if i["id"] == f"cai{shop[:8]}")
@@ -281,3 +284,78 @@ async def test_shadow_reads_record_differences_without_changing_the_answer(
 
 async def _has(fetch: Any, count: int) -> bool:
     return len(await fetch()) >= count
+
+
+async def test_ids_do_not_change_with_the_read_flag(
+    client: httpx.AsyncClient, sim: Any, simulator: Any, shop: str, db: asyncpg.Connection, db_url: str
+) -> None:
+    """Whatever the flag, a bundle that has a V2 row answers with its V2 id (by V2 id, by metaobject
+    GID, by legacy AI id, in lists); only bundles with no V2 row yet answer with their legacy id."""
+    await register_shop(sim, db, shop)
+    created = [await seeded_bundle(client, sim, shop) for _ in range(3)]
+    legacy_only, product = metaobject_gid(), product_gid()
+    await sim.add_metaobjects(
+        shop, [metaobject_item(legacy_only, name="Unmigrated", title="Unmigrated", discount="10", products=[product])]
+    )
+    await db.execute(
+        'INSERT INTO bundle_discount_id ("bundleId", "bundleName", "discountId", shop) VALUES ($1, $2, $3, $4)',
+        legacy_only,
+        "Unmigrated",
+        discount_gid(),
+        shop,
+    )
+    migrated_ai, unmigrated_ai = f"caim{shop[:8]}", f"caiu{shop[:8]}"
+    for ai_id in (migrated_ai, unmigrated_ai):
+        await db.execute(
+            'INSERT INTO ai_fbt_bundles (id, shop, "productId", "bundledProductIds", "confidenceScore", support, '
+            "lift) VALUES ($1, $2, $3, ARRAY[$4], 0.5, 0.1, 1.2)",
+            ai_id,
+            shop,
+            product_gid(),
+            product_gid(),
+        )
+    pool = await create_pool(db_url, max_size=2)
+    try:
+        async with shopify_client(pool, simulator.url_template) as shopify:
+            [outcome] = await migrate_batch(
+                MigrationContext(pool=pool, shopify=shopify), shop, "ai_bundle", [migrated_ai]
+            )
+    finally:
+        await pool.close()
+    assert outcome.status == "migrated" and outcome.v2_id
+    expected = {b["shopifyMetaobjectId"]: b["id"] for b in created}
+    expected |= {legacy_only: legacy_only, migrated_ai: outcome.v2_id, unmigrated_ai: unmigrated_ai}
+
+    async def listing() -> tuple[set[str], set[str]]:
+        ids: set[str] = set()
+        sources: set[str] = set()
+        cursor = None
+        while True:
+            page = await client.get(bundles_url(shop), params={"limit": 2, **({"cursor": cursor} if cursor else {})})
+            assert page.status_code == 200, page.text
+            sources.add(page.headers["x-bundle-read-source"])
+            ids |= {i["id"] for i in page.json()["items"]}
+            cursor = page.json()["nextCursor"]
+            if cursor is None:
+                return ids, sources
+
+    async def get(ref: str) -> tuple[str, str]:
+        response = await client.get(bundles_url(shop, quote(ref, safe="")))
+        assert response.status_code == 200, (ref, response.text)
+        return response.json()["id"], response.headers["x-bundle-read-source"]
+
+    # legacy read path (the default)
+    assert await listing() == (set(expected.values()), {"legacy"})  # paging by legacy id loses nothing
+    for key, want in expected.items():
+        assert await get(key) == (want, "legacy"), key
+        if want != key:
+            assert await get(want) == (want, "legacy"), want
+    # V2 read path: the same ids for what V2 holds
+    async with flag_override(client, "V2_BUNDLE_ENGINE", shop, True):
+        v2_ids, sources = await listing()
+        assert sources == {"v2"}
+        assert v2_ids == {b["id"] for b in created} | {outcome.v2_id}
+        for key, want in expected.items():
+            if want != key:
+                assert await get(key) == (want, "v2")
+                assert await get(want) == (want, "v2")
