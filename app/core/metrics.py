@@ -50,6 +50,10 @@ SHOPIFY_THROTTLE_WAIT = meter.create_histogram(
     explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
 )
 FLAG_EVALUATIONS = meter.create_counter("sb_flag_evaluations", description="Feature flag evaluations by flag and value")
+WRITE_THROUGH_APPROXIMATIONS = meter.create_counter(
+    "sb_write_through_approximations",
+    description="Legacy metaobject writes that approximate the V2 bundle, by op and reason",
+)
 OUTBOX_LAG = meter.create_gauge(
     "sb_outbox_lag_seconds", unit="s", description="Age of the oldest undelivered outbox row"
 )

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from app.services.legacy_metaobject import Approximation
 from app.services.legacy_parsing import InvalidLegacyData, normalize_product_gid, normalize_variant_gid
 
 INT32_MAX = 2**31 - 1
@@ -39,6 +40,8 @@ DiscountType = Literal["PERCENTAGE", "FIXED_AMOUNT", "FIXED_PRICE", "FREE_ITEM"]
 InventoryMethod = Literal["COMPONENT_BASED", "BUNDLE_SPECIFIC", "UNLIMITED"]
 ShopifyDiscountType = Literal["automatic", "code"]
 LegacySync = Literal["synced", "not_representable", "disabled"]
+#: What a bundle's legacy metaobject cannot say (app.services.legacy_metaobject, docs/write-through.md).
+LegacyApproximation = Approximation
 ReadSource = Literal["legacy", "v2"]
 
 
@@ -257,10 +260,16 @@ BUNDLE_EXAMPLE: dict[str, Any] = {
     "updatedAt": "2026-01-15T10:30:00.123000Z",
     "publishedAt": None,
     "legacySync": None,
+    "legacyApproximations": None,
 }
 
 #: A create/update answer: legacy rows written in the same transaction.
-BUNDLE_WRITTEN_EXAMPLE: dict[str, Any] = {**BUNDLE_EXAMPLE, "legacySync": "synced"}
+BUNDLE_WRITTEN_EXAMPLE: dict[str, Any] = {
+    **BUNDLE_EXAMPLE,
+    "legacySync": "synced",
+    # With Shopify write-through on: the example's variant and quantity 2 do not fit the metaobject.
+    "legacyApproximations": ["variant", "quantity"],
+}
 
 #: After BUNDLE_UPDATE_EXAMPLE: the rule list replaced (a new row), `updatedAt` moved on.
 BUNDLE_UPDATED_EXAMPLE: dict[str, Any] = {
@@ -572,7 +581,19 @@ class BundleOut(BaseModel):
         description=(
             "Write responses only: `synced` (legacy rows written in the same transaction), "
             "`not_representable` (no metaobject or no active discount: the legacy table cannot hold it), "
-            "`disabled` (DUAL_WRITE is off for this shop)."
+            "`disabled` (DUAL_WRITE is off for this shop). What the Shopify metaobject could not hold "
+            "is in `legacyApproximations`."
+        ),
+    )
+    legacyApproximations: list[LegacyApproximation] | None = Field(
+        None,
+        description=(
+            "Write responses with Shopify write-through only (null otherwise, and on reads): what the bundle's "
+            "legacy `product-bundles` metaobject approximates, empty when it says everything. `variant`, "
+            "`quantity`, `duplicate_product`: the metaobject lists each product once, without variant or "
+            "quantity; `fractional_percentage`: its integer discount is rounded down (the automatic discount "
+            "keeps the exact percentage); `pricing_not_representable`: only the first active percentage rule "
+            "is written (`0` without one); `description_fallback`: no description, the title is written."
         ),
     )
 

@@ -67,6 +67,7 @@ from app.repos import bundles as repo
 from app.repos import shadow as shadow_repo
 from app.repos.bundles import Executor
 from app.services.bundles import check_ref, db_unavailable, etag_of, flag_enabled, is_db_unavailable, run_read, to_out
+from app.services.legacy_metaobject import legacy_description, legacy_percent_text, legacy_product_ids
 from app.services.legacy_parsing import METAOBJECT_GID_PREFIX, InvalidLegacyData, normalize_product_gid
 from app.services.legacy_reader import LegacyBundleView, get_legacy_reader
 from app.services.slugs import slugify
@@ -502,7 +503,9 @@ def _text(value: str | None) -> str | None:
 
 
 def projection(out: BundleOut) -> dict[str, Any]:
-    """The normalised facts both stores can hold, as JSON (stored with each mismatch)."""
+    """The normalised facts both stores can hold, as JSON (stored with each mismatch): in the legacy
+    definition's terms (app.services.legacy_metaobject), so a documented write-through approximation
+    (a variant, a quantity, 12.5 % shown as 12, the title as the missing description) is no mismatch."""
     rule = next(
         (
             r
@@ -516,9 +519,9 @@ def projection(out: BundleOut) -> dict[str, Any]:
     return {
         "name": _text(out.name),
         "title": _text(out.title),
-        "description": _text(out.description),
-        "products": sorted([c.shopifyProductId, c.quantity] for c in out.components),
-        "discountPercent": format(percent.normalize(), "f"),
+        "description": _text(legacy_description(out.description, out.title)),
+        "products": sorted(legacy_product_ids([c.model_dump() for c in out.components])),
+        "discountPercent": legacy_percent_text(percent),
         "discountId": active[0].shopifyDiscountId if active else None,
         "status": out.status,
     }

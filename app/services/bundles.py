@@ -710,6 +710,8 @@ async def create_bundle(
             await _fault_hook(container, shop, conn)
             sync = await sync_legacy(conn, shop, None, legacy_shape(full), now, ai_must_exist=ai_must_exist)
         out = to_out(full, sync).model_dump(mode="json")
+        if shopify_side is not None:  # write-through: what the bundle's metaobject could not say
+            out["legacyApproximations"] = list(shopify_side.approximations)
         if idempotency_key is not None:
             await idem_repo.complete(conn, shop, idempotency_key, 201, out, bundle_id)
         return out, sync
@@ -842,11 +844,15 @@ async def update_bundle(
             await repo.upsert_inventory(conn, bundle_id, merged, new_id())
         full = await _load_full(conn, shop, bundle_id)
         sync: LegacySync = "disabled"
+        approximations = None
         if dual:
             await _fault_hook(container, shop, conn)
             sync = await sync_legacy(conn, shop, old_shape, legacy_shape(full), now, ai_must_exist=ai_must_exist)
-            await write_through.after_update(container, conn, shop, before, full)  # issue 5: outbox row
-        return to_out(full, sync).model_dump(mode="json"), sync
+            approximations = await write_through.after_update(container, conn, shop, before, full)  # outbox row
+        out = to_out(full, sync).model_dump(mode="json")
+        if approximations is not None:  # write-through: what the bundle's metaobject could not say
+            out["legacyApproximations"] = approximations
+        return out, sync
 
     out, sync = await _observe("update", dual, run_transaction(container, work))
     if dual:

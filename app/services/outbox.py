@@ -16,7 +16,8 @@ Delivery, per row (one transaction per row):
    different bundles in parallel (`OUTBOX_CONCURRENCY` loops, on their own small pool). The row
    lock is the lease: a dispatcher killed with SIGKILL drops its connection, PostgreSQL releases
    the lock, and the row is claimable again at once.
-2. Call Shopify. `upsert`: `metaobjectUpdate` by id with the full field set, then
+2. Call Shopify. `upsert`: `metaobjectUpdate` by id with the full field set and the publishable
+   status (`ACTIVE` for an ACTIVE bundle, else `DRAFT`), then
    `discountAutomaticBasicUpdate` when the row carries a discount part. `delete`:
    `metaobjectDelete` + `discountAutomaticDelete` of the objects no committed bundle names any more
    (NOT_FOUND counts as deleted). Every call writes a full state or deletes, so delivering a row
@@ -86,7 +87,7 @@ async def deliver(shopify: ShopifyClient, conn: Any, row: dict[str, Any]) -> Non
     shop = row["shop"]
     payload = row["payload"] or {}
     if row["op"] == "upsert":
-        await wt.update_metaobject(shopify, shop, payload["metaobjectId"], payload["fields"])
+        await wt.update_metaobject(shopify, shop, payload["metaobjectId"], payload["fields"], payload.get("status"))
         discount = payload.get("discount")
         if discount:
             await wt.update_discount(shopify, shop, discount["id"], discount["input"])

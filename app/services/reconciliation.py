@@ -43,7 +43,14 @@ from app.core.time import utcnow
 from app.repos import bundles as bundle_repo
 from app.repos import outbox as outbox_repo
 from app.services import write_through as wt
-from app.services.legacy_parsing import InvalidLegacyData, parse_iso_datetime, parse_percent_string, parse_products
+from app.services.legacy_metaobject import publishable_status
+from app.services.legacy_parsing import (
+    InvalidLegacyData,
+    LegacyProductRef,
+    parse_iso_datetime,
+    parse_percent_string,
+    parse_products,
+)
 from app.shopify.client import Metaobject
 from app.shopify.errors import ShopifyError
 
@@ -148,30 +155,61 @@ def discount_drift(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> di
 def pull_patch(full: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, Any]:
     """The V2 PATCH that makes the bundle say what its metaobject says (legacy wins).
 
+    Only fields whose meaning differs from the bundle's own legacy projection are pulled, so what the
+    definition cannot hold is never "repaired" away: a metaobject that lists a product once does not
+    drop the bundle's variants or quantities for that product, `"12"` does not overwrite 12.5 %, the
+    title written as the missing description does not become the description.
+
     Raises `InvalidLegacyData` when the metaobject's products or percentage cannot be read: such a
     bundle is reported, never half-pulled.
     """
+    drift = metaobject_drift(wt.metaobject_fields(full), fields)
     patch: dict[str, Any] = {}
     name = _text(fields.get("bundle_name"))
-    if name and name != full["name"]:
+    if "bundle_name" in drift and name:
         patch["name"] = name
-    title = _text(fields.get("bundle_title")) or name or full["name"]
-    if title != full["title"]:
-        patch["title"] = title
-    description = _text(fields.get("description"))
-    if description != _text(full.get("description")):
-        patch["description"] = description
-    products = parse_products(fields.get("products"))
-    current = sorted((c["shopifyProductId"], int(c["quantity"])) for c in full.get("components") or [])
-    if sorted((p.product_id, p.quantity) for p in products) != current:
-        patch["components"] = [
-            {"shopifyProductId": p.product_id, "shopifyVariantId": p.variant_id, "quantity": p.quantity}
-            for p in products
-        ]
-    percent = parse_percent_string(fields.get("discount")) or Decimal(0)
-    if percent != (wt.percent_of(full.get("pricingRules")) or Decimal(0)):
+    if "bundle_title" in drift:
+        patch["title"] = _text(fields.get("bundle_title")) or name or full["name"]
+    if "description" in drift:
+        patch["description"] = _text(fields.get("description"))
+    if "products" in drift:
+        patch["components"] = _pulled_components(full.get("components") or [], parse_products(fields.get("products")))
+    if "discount" in drift:
+        percent = parse_percent_string(fields.get("discount")) or Decimal(0)
         patch["pricingRules"] = _rules_with_percent(full.get("pricingRules") or [], percent)
     return patch
+
+
+_COMPONENT_KEYS = (
+    "shopifyProductId",
+    "shopifyVariantId",
+    "quantity",
+    "isRequired",
+    "minQuantity",
+    "maxQuantity",
+    "priceAdjustmentType",
+    "priceAdjustment",
+)
+
+
+def _pulled_components(
+    current: Sequence[Mapping[str, Any]], products: Sequence[LegacyProductRef]
+) -> list[dict[str, Any]]:
+    """The metaobject's products in its order; a product the bundle already has keeps its components
+    (variants, quantities, adjustments), a new one comes as the metaobject says it."""
+    by_product: dict[str, list[Mapping[str, Any]]] = {}
+    for component in current:
+        by_product.setdefault(str(component["shopifyProductId"]), []).append(component)
+    out: list[dict[str, Any]] = []
+    for ref in products:
+        kept = by_product.pop(ref.product_id, None)
+        if kept is not None:
+            out += [{k: c.get(k) for k in _COMPONENT_KEYS if c.get(k) is not None} for c in kept]
+        elif all(item["shopifyProductId"] != ref.product_id for item in out):
+            out.append(
+                {"shopifyProductId": ref.product_id, "shopifyVariantId": ref.variant_id, "quantity": ref.quantity}
+            )
+    return out
 
 
 _RULE_KEYS = (
@@ -295,8 +333,11 @@ async def _reconcile_bundle(
     if metaobject is None:
         found.append(Change(shop, "metaobject_missing", "recreate_metaobject", winner, bundle_id, gid))
         if not dry:
-            fields = {**expected, "created_at": wt.iso(full.get("createdAt"))}
-            created_mo = await wt.create_metaobject(container, shop, wt.handle_for(shop, "id", bundle_id), fields)
+            fields = wt.metaobject_fields(full, created_at=full.get("createdAt") or utcnow())
+            handle = wt.handle_for(shop, "id", bundle_id)
+            status = publishable_status(full.get("status"))
+            created_mo = await wt.create_metaobject(container, shop, handle, fields, status=status)
+            wt.count_approximations("reconcile", wt.approximations_of(full))
             patch["shopifyMetaobjectId"] = created_mo
     else:
         drift = metaobject_drift(expected, metaobject.fields)
@@ -342,6 +383,7 @@ async def _reconcile_bundle(
             await update_bundle(container, shop, bundle_id, BundleUpdate.model_validate(patch), if_match=etag)
         if push:
             await enqueue_push(container, shop, bundle_id)
+            wt.count_approximations("reconcile", wt.approximations_of(full))
     except BaseException:
         if created_mo or created_discount:
             await wt.compensate(container, shop, bundle_id, created_mo, created_discount)

@@ -36,10 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -47,8 +46,11 @@ from typing import TYPE_CHECKING, Any
 from app.core.container import Container
 from app.core.errors import DomainError
 from app.core.ids import new_id
+from app.core.metrics import WRITE_THROUGH_APPROXIMATIONS
 from app.repos import outbox as outbox_repo
 from app.repos.bundles import Executor
+from app.services import legacy_metaobject
+from app.services.legacy_metaobject import Approximation, PublishableStatus, publishable_status
 from app.shopify.client import ShopifyClient, is_gid
 from app.shopify.errors import ShopifyError, ShopifyUnavailable, ShopifyUserErrors
 
@@ -136,58 +138,48 @@ def is_manual(metadata: Any) -> bool:
 
 
 def percent_of(rules: list[Mapping[str, Any]] | None) -> Decimal | None:
-    """The bundle percentage the legacy store can hold: the first active BUNDLE_DISCOUNT PERCENTAGE rule
-    (the same rule the shadow-read projection compares)."""
-    for rule in rules or []:
-        if (
-            rule.get("isActive", True)
-            and rule.get("ruleType", "BUNDLE_DISCOUNT") == "BUNDLE_DISCOUNT"
-            and rule.get("discountType", "PERCENTAGE") == "PERCENTAGE"
-        ):
-            return Decimal(str(rule["discountValue"]))
-    return None
-
-
-def percent_text(value: Decimal | None) -> str:
-    """`"15"`, `"12.5"`; empty when the bundle has no percentage (the legacy reader reads blank as none)."""
-    return "" if value is None else format(value.normalize(), "f")
-
-
-def products_json(components: list[Mapping[str, Any]]) -> str:
-    """The legacy `products` field. The legacy app's own layout, a JSON list of product GIDs, when it
-    says everything (quantity 1, no variant); otherwise the `{productId, variantId, quantity}` objects
-    the legacy app also writes (and the legacy reader accepts), so quantities survive the round trip."""
-    simple = all(int(c.get("quantity") or 1) == 1 and not c.get("shopifyVariantId") for c in components)
-    if simple:
-        return json.dumps([c["shopifyProductId"] for c in components])
-    items: list[dict[str, Any]] = []
-    for c in components:
-        item: dict[str, Any] = {"productId": c["shopifyProductId"], "quantity": int(c.get("quantity") or 1)}
-        if c.get("shopifyVariantId"):
-            item["variantId"] = c["shopifyVariantId"]
-        items.append(item)
-    return json.dumps(items)
+    """The bundle's exact percentage (legacy_metaobject.percent_of; the automatic discount carries it)."""
+    return legacy_metaobject.percent_of(rules)
 
 
 def iso(value: datetime | None) -> str:
-    moment = value or datetime.now(UTC)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return legacy_metaobject.iso_datetime(value or datetime.now(UTC))
 
 
-def metaobject_fields(bundle: Mapping[str, Any], *, with_created_at: bool = False) -> dict[str, str]:
-    """The legacy field layout of a V2 bundle (`bundle`: repos.bundles.fetch_full shape or a create body)."""
-    fields = {
-        "bundle_name": str(bundle["name"]),
-        "bundle_title": str(bundle.get("title") or bundle["name"]),
-        "description": str(bundle.get("description") or ""),
-        "discount": percent_text(percent_of(bundle.get("pricingRules"))),
-        "products": products_json(list(bundle.get("components") or [])),
-    }
-    if with_created_at:
-        fields["created_at"] = iso(bundle.get("createdAt"))
-    return fields
+def metaobject_fields(bundle: Mapping[str, Any], *, created_at: datetime | None = None) -> dict[str, str]:
+    """The legacy field layout of a V2 bundle (`bundle`: repos.bundles.fetch_full shape or a create
+    body's dump): one mapping for every writer, `legacy_metaobject.legacy_metaobject_fields`."""
+    return legacy_metaobject.legacy_metaobject_fields(bundle, created_at=created_at)[0]
+
+
+def approximations_of(bundle: Mapping[str, Any]) -> list[Approximation]:
+    """What the bundle's metaobject cannot say (legacy_metaobject's reasons)."""
+    return legacy_metaobject.legacy_metaobject_fields(bundle)[1]
+
+
+def count_approximations(op: str, reasons: list[Approximation]) -> None:
+    """`sb_write_through_approximations_total{op, reason}`: one per metaobject write per reason."""
+    for reason in reasons:
+        WRITE_THROUGH_APPROXIMATIONS.add(1, {"op": op, "reason": reason})
+
+
+def _register_series() -> None:
+    """Zero-valued series, so the family is scrapeable (and alertable) before the first approximation."""
+    for op in ("create", "update", "reconcile"):
+        for reason in legacy_metaobject.APPROXIMATION_REASONS:
+            WRITE_THROUGH_APPROXIMATIONS.add(0, {"op": op, "reason": reason})
+
+
+_register_series()
+
+
+def metaobject_input(fields: Mapping[str, str], status: str | None) -> dict[str, Any]:
+    """`MetaobjectCreateInput`/`MetaobjectUpdateInput`/`MetaobjectUpsertInput` body (without `type`/
+    `handle`): the fields and, unless `status` is None (leave it as it is), the publishable status."""
+    value: dict[str, Any] = {"fields": field_list(fields)}
+    if status is not None:
+        value["capabilities"] = {"publishable": {"status": status}}
+    return value
 
 
 def field_list(fields: Mapping[str, str]) -> list[dict[str, str]]:
@@ -207,9 +199,9 @@ def automatic_discount_id(bundle: Mapping[str, Any]) -> str | None:
 def discount_state(bundle: Mapping[str, Any]) -> dict[str, Any]:
     """What the automatic discount must say: title, percentage (a fraction, as Shopify takes it), products."""
     percent = percent_of(bundle.get("pricingRules")) or Decimal(0)
-    products = list(dict.fromkeys(str(c["shopifyProductId"]) for c in bundle.get("components") or []))
+    products = legacy_metaobject.legacy_product_ids(list(bundle.get("components") or []))
     return {
-        "title": str(bundle.get("title") or bundle["name"]),
+        "title": legacy_metaobject.legacy_title(bundle),
         "percentage": float(percent / 100),
         "products": products,
     }
@@ -246,20 +238,23 @@ def _not_found(exc: ShopifyUserErrors) -> bool:
     return any(str(e.get("code") or "").upper() == "NOT_FOUND" for e in exc.user_errors)
 
 
-async def update_metaobject(shopify: ShopifyClient, shop: str, gid: str, fields: Mapping[str, str]) -> None:
-    """Overwrite the metaobject's fields (idempotent: the full field set every time)."""
-    await shopify.mutate(
-        shop, METAOBJECT_UPDATE, {"id": gid, "metaobject": {"fields": field_list(fields)}}, "metaobjectUpdate"
-    )
+async def update_metaobject(
+    shopify: ShopifyClient, shop: str, gid: str, fields: Mapping[str, str], status: str | None = None
+) -> None:
+    """Overwrite the metaobject's fields and publishable status (idempotent: the full state every time;
+    `status` None leaves the status alone, for outbox rows written before rows carried it)."""
+    variables = {"id": gid, "metaobject": metaobject_input(fields, status)}
+    await shopify.mutate(shop, METAOBJECT_UPDATE, variables, "metaobjectUpdate")
 
 
-async def upsert_metaobject(shopify: ShopifyClient, shop: str, handle: str, fields: Mapping[str, str]) -> str:
-    payload = await shopify.mutate(
-        shop,
-        METAOBJECT_UPSERT,
-        {"handle": {"type": BUNDLE_METAOBJECT_TYPE, "handle": handle}, "metaobject": {"fields": field_list(fields)}},
-        "metaobjectUpsert",
-    )
+async def upsert_metaobject(
+    shopify: ShopifyClient, shop: str, handle: str, fields: Mapping[str, str], status: PublishableStatus
+) -> str:
+    variables = {
+        "handle": {"type": BUNDLE_METAOBJECT_TYPE, "handle": handle},
+        "metaobject": metaobject_input(fields, status),
+    }
+    payload = await shopify.mutate(shop, METAOBJECT_UPSERT, variables, "metaobjectUpsert")
     return str(payload["metaobject"]["id"])
 
 
@@ -356,7 +351,13 @@ def intent_handles(shop: str, handle: str, salt: str | None) -> list[str]:
 
 
 async def create_metaobject(
-    container: Container, shop: str, handle: str, fields: Mapping[str, str], *, salt: str | None = None
+    container: Container,
+    shop: str,
+    handle: str,
+    fields: Mapping[str, str],
+    *,
+    status: PublishableStatus,
+    salt: str | None = None,
 ) -> str:
     """Create the bundle's metaobject under `handle`; converge on an earlier attempt's object.
 
@@ -368,7 +369,9 @@ async def create_metaobject(
     shopify = container.shopify
     for attempt in range(3):
         candidate = handle if attempt == 0 else salted_handle(shop, handle, salt, attempt)
-        variables = {"metaobject": {"type": BUNDLE_METAOBJECT_TYPE, "handle": candidate, "fields": field_list(fields)}}
+        variables = {
+            "metaobject": {"type": BUNDLE_METAOBJECT_TYPE, "handle": candidate, **metaobject_input(fields, status)}
+        }
         try:
             payload = await shopify.mutate(shop, METAOBJECT_CREATE, variables, "metaobjectCreate")
             return str(payload["metaobject"]["id"])
@@ -379,7 +382,7 @@ async def create_metaobject(
         if existing is None:
             continue  # deleted in between: try again
         if not await _referenced(container, shop, existing.id, None):
-            return await upsert_metaobject(shopify, shop, candidate, fields)
+            return await upsert_metaobject(shopify, shop, candidate, fields, status)
     raise ShopifyErrorProblem("Could not find a free metaobject handle for the bundle.", reason="handle_taken")
 
 
@@ -399,6 +402,7 @@ class CreatedObjects:
     metaobject_id: str
     discount_id: str | None  # None when the body named its own discount
     intent_id: int | None = None  # the `compensate` row in sb_outbox (dropped at commit / compensation)
+    approximations: list[Approximation] = field(default_factory=list)  # what the metaobject cannot say
 
 
 def _problem(exc: ShopifyError) -> DomainError:
@@ -420,10 +424,11 @@ async def create_objects(
     fields: Mapping[str, str],
     discount: Mapping[str, Any] | None,
     *,
+    status: PublishableStatus,
     salt: str | None = None,
 ) -> tuple[str, str | None]:
     """Metaobject, then discount; if the discount fails the metaobject is deleted again at once."""
-    metaobject_id = await create_metaobject(container, shop, handle, fields, salt=salt)
+    metaobject_id = await create_metaobject(container, shop, handle, fields, status=status, salt=salt)
     if discount is None:
         return metaobject_id, None
     try:
@@ -473,14 +478,16 @@ async def before_create(
         "description": body.description,
         "pricingRules": [r.model_dump() for r in body.pricingRules or []],
         "components": [c.model_dump() for c in body.components],
-        "createdAt": None,
     }
-    fields = metaobject_fields(shape, with_created_at=True)
+    fields, approximations = legacy_metaobject.legacy_metaobject_fields(shape, created_at=datetime.now(UTC))
+    status = publishable_status(body.status)
     discount = discount_state(shape) if not body.discounts else None
     salt = new_id()
     intent_id = await write_intent(container, shop, bundle_id, handle, salt, discount, fields["created_at"])
     try:
-        metaobject_id, discount_id = await create_objects(container, shop, handle, fields, discount, salt=salt)
+        metaobject_id, discount_id = await create_objects(
+            container, shop, handle, fields, discount, status=status, salt=salt
+        )
     except ShopifyError as exc:
         # Refused (userErrors...): nothing exists any more, the intent goes. Unavailable (a timeout
         # after sending, 5xx): Shopify may have applied a create whose answer we lost; the intent
@@ -492,8 +499,9 @@ async def before_create(
     if discount_id is not None:
         update["discounts"] = [DiscountIn(shopifyDiscountId=discount_id, discountType="automatic")]
     log.info("write-through: created %s (%s) and discount %s for %s", metaobject_id, handle, discount_id, shop)
+    count_approximations("create", approximations)
     return CreatedObjects(
-        shop, bundle_id, body.model_copy(update=update), handle, metaobject_id, discount_id, intent_id
+        shop, bundle_id, body.model_copy(update=update), handle, metaobject_id, discount_id, intent_id, approximations
     )
 
 
@@ -651,15 +659,23 @@ def upsert_payload(
 ) -> dict[str, Any] | None:
     """The outbox payload that brings Shopify from `before` to `after`; None when Shopify sees no change.
 
-    Always the full field set (idempotent redelivery); the discount part only when the discount's
-    own state changed (or moved), with the products to remove computed against `before`.
+    Always the full field set and the publishable status (idempotent redelivery; a status change
+    alone is a change); the discount part only when the discount's own state changed (or moved),
+    with the products to remove computed against `before`.
     """
-    target = after.get("shopifyMetaobjectId")
-    if not target or not is_gid(str(target), "Metaobject") or not is_manual(after.get("metadata")):
+    target = metaobject_target(after)
+    if target is None:
         return None
     same_target = before is not None and before.get("shopifyMetaobjectId") == target
     fields = metaobject_fields(after)
-    fields_changed = force or before is None or not same_target or metaobject_fields(before) != fields
+    status = publishable_status(after.get("status"))
+    fields_changed = (
+        force
+        or before is None
+        or not same_target
+        or metaobject_fields(before) != fields
+        or publishable_status(before.get("status")) != status
+    )
     discount_id = automatic_discount_id(after)
     discount: dict[str, Any] | None = None
     if discount_id is not None:
@@ -671,18 +687,32 @@ def upsert_payload(
             discount = {"id": discount_id, "input": discount_input(new_state, remove=remove)}
     if not fields_changed and discount is None:
         return None
-    return {"metaobjectId": target, "fields": fields, "discount": discount}
+    return {"metaobjectId": target, "fields": fields, "status": status, "discount": discount}
+
+
+def metaobject_target(bundle: Mapping[str, Any]) -> str | None:
+    """The metaobject write-through maintains for the bundle: a manual bundle's metaobject GID."""
+    target = bundle.get("shopifyMetaobjectId")
+    if not target or not is_gid(str(target), "Metaobject") or not is_manual(bundle.get("metadata")):
+        return None
+    return str(target)
 
 
 async def after_update(
     container: Container, conn: Executor, shop: str, before: Mapping[str, Any], after: Mapping[str, Any]
-) -> None:
-    """Hook of `update_bundle` inside its transaction (caller checked DUAL_WRITE and holds the row lock)."""
-    if not write_through_enabled(container, shop):
-        return
+) -> list[Approximation] | None:
+    """Hook of `update_bundle` inside its transaction (caller checked DUAL_WRITE and holds the row lock).
+
+    Returns what the bundle's metaobject cannot say (empty: nothing), or None when write-through does
+    not maintain a metaobject for this bundle (off, AI bundle, no metaobject)."""
+    if not write_through_enabled(container, shop) or metaobject_target(after) is None:
+        return None
+    approximations = approximations_of(after)
     payload = upsert_payload(before, after)
     if payload is not None:
         await outbox_repo.insert(conn, shop, str(after["id"]), "upsert", payload)
+        count_approximations("update", approximations)
+    return approximations
 
 
 async def after_delete(container: Container, conn: Executor, shop: str, before: Mapping[str, Any]) -> None:

@@ -191,6 +191,9 @@ def dispatcher_env(db_url: str, simulator: Any) -> dict[str, str]:
             "LOG_LEVEL": "WARNING",
             "LOG_FORMAT": "text",
             "PYTHONUNBUFFERED": "1",
+            # production mode (DATABASE_URL set) refuses to start without the app's own credentials
+            "SHOPIFY_API_KEY": env.get("SHOPIFY_API_KEY") or "test-api-key",
+            "SHOPIFY_API_SECRET": env.get("SHOPIFY_API_SECRET") or "test-api-secret",
         }
     )
     env.pop("ADMIN_API_TOKEN", None)

@@ -103,6 +103,18 @@ async def sim_metaobjects(sim: Any, shop: str) -> list[dict[str, Any]]:
     return await sim.list_metaobjects(shop, "product-bundles")
 
 
+def valid_fields(name: str, created_at: str = "2026-01-01T00:00:00.000Z") -> dict[str, str]:
+    """A complete, valid field set of the `product-bundles` definition (what Shopify accepts)."""
+    return {
+        "bundle_name": name,
+        "bundle_title": name,
+        "description": name,
+        "created_at": created_at,
+        "discount": "0",
+        "products": json.dumps([product_gid()]),
+    }
+
+
 def wt_body(products: list[str] | None = None, **extra: Any) -> dict[str, Any]:
     """A create body with neither metaobject nor discount: write-through makes both."""
     return bundle_body(metaobject=None, discount=None, products=products, **extra)
@@ -128,15 +140,17 @@ async def test_create_makes_metaobject_and_discount_then_commits_both_stores(
     [stored] = await sim_metaobjects(sim, shop)
     assert stored["id"] == metaobject and stored["handle"].startswith("sb-")
     fields = fields_of(stored)
-    assert fields["bundle_name"] == created["name"]
-    assert fields["bundle_title"] == created["title"]
-    assert fields["description"] == created["description"]
-    assert fields["discount"] == "15"
-    # bundle_body gives quantities 1, 2: the {productId, quantity} form keeps them
-    assert json.loads(fields["products"]) == [
-        {"productId": products[0], "quantity": 1},
-        {"productId": products[1], "quantity": 2},
-    ]
+    # Exactly the definition's fields: products a JSON array of Product GIDs (bundle_body's quantity 2
+    # cannot be held, and the response says so), discount an integer.
+    assert fields == {
+        "bundle_name": created["name"],
+        "bundle_title": created["title"],
+        "description": created["description"],
+        "created_at": fields["created_at"],
+        "discount": "15",
+        "products": json.dumps(products),
+    }
+    assert created["legacyApproximations"] == ["quantity"]
     assert fields["created_at"].endswith("Z")
     [stored_discount] = await sim.list_discounts(shop)
     assert stored_discount["id"] == discount
@@ -325,7 +339,7 @@ async def test_retry_after_lost_compensation_reuses_the_metaobject(
         container = container_of(client)
         request_hash = bundles_service._request_hash(BundleCreate.model_validate(body))
         handle = wt.handle_for(shop, "key", "wt-leftover", request_hash)
-        leftover = await wt.upsert_metaobject(container.shopify, shop, handle, {"bundle_name": "stale"})
+        leftover = await wt.upsert_metaobject(container.shopify, shop, handle, valid_fields("stale"), "DRAFT")
         created = await client.post(bundles_url(shop), json=body, headers={"Idempotency-Key": "wt-leftover"})
         assert created.status_code == 201, created.text
     assert created.json()["shopifyMetaobjectId"] == leftover
@@ -343,7 +357,7 @@ async def test_discount_user_error_compensates_the_metaobject(
         container = container_of(client)
         state = {"title": "Bad", "percentage": 1.5, "products": [product_gid()]}
         with pytest.raises(ShopifyUserErrors) as raised:
-            await wt.create_objects(container, shop, "sb-userror-test", {"bundle_name": "x"}, state)
+            await wt.create_objects(container, shop, "sb-userror-test", valid_fields("x"), state, status="DRAFT")
         assert raised.value.user_errors[0]["code"] == "VALUE_OUTSIDE_RANGE"
     assert await sim_metaobjects(sim, shop) == []
     assert await sim.list_discounts(shop) == []
@@ -408,11 +422,11 @@ async def test_reconciliation_repairs_drift_by_the_documented_rule(
             container.shopify,
             shop,
             edited["shopifyMetaobjectId"],
-            {"bundle_title": "Edited in the legacy app", "discount": "30%"},
+            {"bundle_title": "Edited in the legacy app", "discount": "30"},
         )
         await wt.delete_discount(container.shopify, shop, lost_discount["discounts"][0]["shopifyDiscountId"])
         orphan = await wt.upsert_metaobject(
-            container.shopify, shop, "sb-0rphan0000000000", {"bundle_name": "o", "created_at": "2020-01-01T00:00:00Z"}
+            container.shopify, shop, "sb-0rphan0000000000", valid_fields("o", "2020-01-01T00:00:00Z"), "DRAFT"
         )
 
         dry = await reconcile(client, shop, dry_run=True)
