@@ -21,9 +21,11 @@ Why it looks like this
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -79,11 +81,24 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+# Cheap pre-check: every pattern above needs one of these words (or a URL scheme) to match. Most
+# log text (every access line) has none, so one search replaces four substitutions.
+_MAYBE_SECRET_RE = re.compile(r"(?i)bearer|basic|shp(?:at|ca|pa|ss)_|token|secret|passw|://")
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_secret_key(key: str) -> bool:
+    """Key names repeat (`extra=` keys, JSON field names): the regex runs once per distinct name."""
+    return _SECRET_KEY_RE.search(key) is not None
+
+
 def redact(value: Any, key: str | None = None, _depth: int = 0) -> Any:
     """Return `value` with secrets replaced: by key name for mappings, by pattern inside strings."""
-    if key is not None and _SECRET_KEY_RE.search(key):
+    if key is not None and _is_secret_key(key):
         return REDACTED if value not in (None, "") else value
     if isinstance(value, str):
+        if not _MAYBE_SECRET_RE.search(value):
+            return value
         for pattern, replacement in _TEXT_PATTERNS:
             value = pattern.sub(replacement, value)
         return value
@@ -116,7 +131,9 @@ def _context_fields(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def _timestamp(record: logging.LogRecord) -> str:
-    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """`2026-12-06T10:00:00.123Z`; the same text as `datetime.isoformat`, at a fraction of its cost."""
+    seconds = int(record.created)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{int(record.msecs):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):

@@ -118,6 +118,8 @@ def _unit_price(component: PricedComponent) -> Decimal:
     adjustment = component.price_adjustment
     kind = component.price_adjustment_type
     if adjustment is None or kind == "NONE":
+        if base.is_finite() and base >= ZERO:
+            return quantize_money(base)  # the common case: a cached price, no adjustment
         unit = base
     elif kind == "PERCENTAGE":
         unit = base * (HUNDRED - _clamp(adjustment, ZERO, HUNDRED)) / HUNDRED
@@ -152,11 +154,15 @@ def is_rule_active(
     applicable_rule_types: Collection[str] = APPLICABLE_RULE_TYPES,
 ) -> bool:
     """True when `rule` may price the bundle at `now` (see the module docstring)."""
+    return _applies(rule, _as_naive_utc(now), applicable_rule_types)
+
+
+def _applies(rule: PricingRule, current: datetime, applicable_rule_types: Collection[str]) -> bool:
+    """`is_rule_active` with `now` already naive UTC (converted once per bundle, not per rule)."""
     if not rule.is_active:
         return False
     if rule.rule_type not in applicable_rule_types or rule.discount_type not in DISCOUNT_TYPES:
         return False
-    current = _as_naive_utc(now)
     if rule.starts_at is not None and current < _as_naive_utc(rule.starts_at):
         return False
     if rule.ends_at is not None and current >= _as_naive_utc(rule.ends_at):
@@ -209,8 +215,9 @@ def price_bundle(
     original = quantize_money(sum((unit * quantity for unit, quantity in lines), ZERO))
 
     best: tuple[int, Decimal, PricingRule] | None = None
+    current = _as_naive_utc(now)
     for rule in rules:
-        if not is_rule_active(rule, now, applicable_rule_types):
+        if not _applies(rule, current, applicable_rule_types):
             continue
         price = _apply_rule(rule, original, lines)
         # Strictly better only: on a complete tie the earlier rule stays (stable).
