@@ -1,4 +1,11 @@
-"""Storefront endpoints behind Shopify's app proxy (`/proxy/*`).
+"""Storefront endpoints behind Shopify's app proxy: `/proxy/*`, and the same under `/api/proxy_route/*`.
+
+Two prefixes, one set of handlers: the legacy app's App Proxy setting points at
+`<host>/api/proxy_route` (shopify.md), so the storefront cutover is a change of host only. Each
+handler is registered under both prefixes (`_storefront_get`), so the answers cannot drift. The
+OpenAPI document lists the `/proxy/*` operations once; each names its `/api/proxy_route/*` alias
+(`x-path-aliases`, and the last line of its description). Shopify signs the query string, not the
+path, so the same signature check holds under both prefixes.
 
 Thin on purpose: authentication is `ProxyShopDep` (the shop comes only from the signed query
 parameters; a bearer token, admin or not, is ignored here), the rules live in
@@ -13,7 +20,8 @@ by hand (`openapi_extra`), with Shopify's own proxy parameters. Bodies are pre-s
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -31,9 +39,15 @@ from app.models.storefront_api import (
 from app.services import storefront
 from app.services.storefront import StorefrontAnswer
 
-router = APIRouter(prefix="/proxy", tags=["storefront"], responses=UNEXPECTED_ERROR)
+#: The documented prefix, and the legacy App Proxy path served as its undocumented alias.
+PROXY_PREFIX = "/proxy"
+LEGACY_PROXY_PREFIX = "/api/proxy_route"
+
+router = APIRouter(tags=["storefront"], responses=UNEXPECTED_ERROR)
 
 READ_SOURCE_HEADER = "X-Bundle-Read-Source"
+
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Awaitable[Response]])
 
 _READ_SOURCE_DOC = {
     READ_SOURCE_HEADER: {
@@ -66,15 +80,34 @@ _APP_PROXY_PARAMS = [
 ]
 
 
-def _documented(*params: dict[str, Any]) -> dict[str, Any]:
-    return {"parameters": [*params, *_APP_PROXY_PARAMS]}
+def _storefront_get(
+    path: str, *, summary: str, responses: dict[int | str, dict[str, Any]], params: Sequence[dict[str, Any]]
+) -> Callable[[_Endpoint], _Endpoint]:
+    """Register a GET handler at `PROXY_PREFIX + path` (documented: `params` and Shopify's own proxy
+    parameters, see the module docstring; `x-path-aliases` names the alias) and at
+    `LEGACY_PROXY_PREFIX + path` (the same handler, left out of the schema)."""
+
+    def register(endpoint: _Endpoint) -> _Endpoint:
+        alias = LEGACY_PROXY_PREFIX + path
+        router.add_api_route(
+            PROXY_PREFIX + path,
+            endpoint,
+            methods=["GET"],
+            summary=summary,
+            responses=responses,
+            openapi_extra={"parameters": [*params, *_APP_PROXY_PARAMS], "x-path-aliases": [alias]},
+        )
+        router.add_api_route(alias, endpoint, methods=["GET"], summary=summary, include_in_schema=False)
+        return endpoint
+
+    return register
 
 
 def _respond(answer: StorefrontAnswer) -> Response:
     return Response(answer.body, media_type="application/json", headers={READ_SOURCE_HEADER: answer.read_source})
 
 
-@router.get(
+@_storefront_get(
     "/bundles-for-product",
     summary="Bundles containing a product, in the legacy theme script's array shape",
     responses={
@@ -101,9 +134,7 @@ def _respond(answer: StorefrontAnswer) -> Response:
             ),
         ),
     },
-    openapi_extra=_documented(
-        _param("product_id", "Numeric product id or `gid://shopify/Product/<id>`.", schema=_PRODUCT_ID_SCHEMA)
-    ),
+    params=(_param("product_id", "Numeric product id or `gid://shopify/Product/<id>`.", schema=_PRODUCT_ID_SCHEMA),),
 )
 async def bundles_for_product(
     shop: ProxyShopDep,
@@ -117,12 +148,14 @@ async def bundles_for_product(
     `discount` the percentage as a plain string ("15", "12.5"; "" for none), `products` the
     product GIDs in display order. Only bundles offered to shoppers are listed (ACTIVE; AI
     bundles only when they have a metaobject, as in the legacy app).
+
+    Also served, identically, at `/api/proxy_route/bundles-for-product` (the legacy App Proxy URL).
     """
     product_gid = storefront.normalize_product_id(product_id)
     return _respond(await storefront.bundles_for_product(container, shop, product_gid))
 
 
-@router.get(
+@_storefront_get(
     "/v2/bundles",
     summary="Active V2 bundles containing a product, with components, price and stock",
     responses={
@@ -134,9 +167,7 @@ async def bundles_for_product(
         ),
         **PROXY_ERRORS,
     },
-    openapi_extra=_documented(
-        _param("product_id", "Numeric product id or `gid://shopify/Product/<id>`.", schema=_PRODUCT_ID_SCHEMA)
-    ),
+    params=(_param("product_id", "Numeric product id or `gid://shopify/Product/<id>`.", schema=_PRODUCT_ID_SCHEMA),),
 )
 async def v2_bundles(
     shop: ProxyShopDep,
@@ -146,12 +177,14 @@ async def v2_bundles(
     """ACTIVE bundles only, from the V2 tables. Prices come from the V2 pricing engine when
     `V2_PRICING_ENGINE` is on for the shop, else from the legacy percentage (the bundle's
     BUNDLE_DISCOUNT percentage off the sum of the component prices). Money and percentages are
-    strings with exactly two decimals ("19.99"), never JSON numbers."""
+    strings with exactly two decimals ("19.99"), never JSON numbers.
+
+    Also served, identically, at `/api/proxy_route/v2/bundles`."""
     product_gid = storefront.normalize_product_id(product_id)
     return _respond(await storefront.v2_bundles_for_product(container, shop, product_gid))
 
 
-@router.get(
+@_storefront_get(
     "/ai-bundles-for-product",
     summary="AI frequently-bought-together bundles of a product, as the legacy app answered",
     responses={
@@ -177,7 +210,7 @@ async def v2_bundles(
             ),
         ),
     },
-    openapi_extra=_documented(
+    params=(
         _param("productId", "Numeric product id or `gid://shopify/Product/<id>`.", schema=_PRODUCT_ID_SCHEMA),
         _param(
             "sessionId",
@@ -197,7 +230,13 @@ async def ai_bundles_for_product(
 
     Always answered from the legacy AI tables (`ai_fbt_config`, `ai_fbt_bundles`,
     `ai_bundle_ab_assignments`), whatever `V2_BUNDLE_ENGINE` says: the A/B assignments and the
-    per-shop config live only there (see `app/services/storefront.py`).
+    per-shop config live only there (see `app/services/storefront.py`). Active bundles only,
+    highest `confidenceScore` first, at most 3; with an unexpired A/B assignment of the session for
+    this product, only the bundles of the assigned variant group (all of them when that group has
+    none). `productId` and `bundledProductIds` are numeric ids: the theme builds `/products/<id>.js`
+    from them.
+
+    Also served, identically, at `/api/proxy_route/ai-bundles-for-product` (the legacy App Proxy URL).
     """
     product_gid = storefront.normalize_product_id(product_id, field="query.productId")
     session = storefront.normalize_session_id(session_id)

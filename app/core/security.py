@@ -154,7 +154,7 @@ def verify_app_proxy_signature(
         grouped.setdefault(key, []).append(value)
 
     signature = _single(grouped, "signature")
-    shop = _single(grouped, "shop")
+    shop = _proxied_shop(grouped)
     timestamp_raw = _single(grouped, "timestamp")
 
     expected = sign_app_proxy_params(query_items, secret)
@@ -173,6 +173,19 @@ def verify_app_proxy_signature(
     if not is_valid_shop(shop):
         raise InvalidSignature("invalid shop domain")
     return shop
+
+
+def _proxied_shop(grouped: Mapping[str, list[str]]) -> str:
+    """The `shop` of a proxied request. The legacy theme sends its own `shop=` (its
+    `window.Shopify.shop`, blank when unknown) and Shopify appends the real one, so a genuine
+    request may carry `shop` twice, both signed. Accepted only when every non-blank value names the
+    same shop: two different shops is a tampering attempt, never "first" or "last one wins"."""
+    values = {value for value in grouped.get("shop", ()) if value != ""}
+    if not values:
+        raise InvalidSignature("missing shop")
+    if len(values) > 1:
+        raise InvalidSignature("repeated shop with different values")
+    return values.pop()
 
 
 # --------------------------------------------------------------------------------------------

@@ -121,8 +121,11 @@ class AiBundle(BaseModel):
     """An active `ai_fbt_bundles` row, as the legacy app returned it."""
 
     id: str
-    productId: str
-    bundledProductIds: list[str]
+    productId: str = Field(
+        description="Numeric product id (`123`), whichever form the row holds: the theme builds "
+        "`/products/<id>.js` from it."
+    )
+    bundledProductIds: list[str] = Field(description="Numeric product ids, as `productId`.")
     confidenceScore: float
     support: float
     lift: float
@@ -135,8 +138,10 @@ class AiBundlesResponse(BaseModel):
     """`GET /proxy/ai-bundles-for-product`.
 
     `enabled` is the shop's `ai_fbt_config.isEnabled` (false without a row, and then `bundles` is
-    empty). `variantGroupId` is present only when `sessionId` was given and that session has an
-    unexpired A/B assignment for this product in this shop: the variant group the theme must show.
+    empty). `bundles`: the product's active AI bundles, highest `confidenceScore` first, at most 3.
+    `variantGroupId` is present only when `sessionId` was given and that session has an unexpired
+    A/B assignment for this product in this shop; `bundles` then holds only that variant group's
+    bundles (all of them when the group has none).
     """
 
     bundles: list[AiBundle]
@@ -204,7 +209,7 @@ AI_BUNDLES_EXAMPLE: dict[str, Any] = {
         {
             "id": "c6g7h8i9j0k1l2m3n4o5p6q7r",
             "productId": "100001",
-            "bundledProductIds": ["gid://shopify/Product/100002", "gid://shopify/Product/100003"],
+            "bundledProductIds": ["100002", "100003"],
             "confidenceScore": 0.91,
             "support": 0.125,
             "lift": 2.5,

@@ -161,16 +161,48 @@ ORDER BY b."displayOrder", b."createdAt", b.id
 """
 
 #: `/proxy/ai-bundles-for-product`, as the legacy app answered, in one round trip: the shop's
-#: `ai_fbt_config` (a missing row reads as disabled), its active AI bundles for the product (any of
-#: the spellings in $2: the legacy tables hold whatever the generator wrote, numeric id or GID)
-#: ordered by confidence and capped at `maxBundlesPerProduct`, and the unexpired A/B assignment
-#: of session $3 for the product (scoped to the shop, so one shop cannot read another's). Bundles
-#: and the assignment are only looked up when the feature is enabled.
+#: `ai_fbt_config` (a missing row reads as disabled), the unexpired A/B assignment of session $3 for
+#: the product (scoped to the shop, so one shop cannot read another's; a blank group is no
+#: assignment, as in the legacy app), and the product's active AI bundles by confidence, highest
+#: first, at most $4: only those of the assigned variant group when the session has one and that
+#: group has any active bundle of the product, else all of them. $2 holds every spelling of the
+#: product id (the table holds whatever the writer stored: the numeric id, or a GID). Bundles and
+#: the assignment are only looked up when the feature is enabled.
 AI_BUNDLES_FOR_PRODUCT_SQL = """
+WITH cfg AS (
+    SELECT COALESCE(c."isEnabled", false) AS enabled
+    FROM (SELECT 1) AS one
+    LEFT JOIN ai_fbt_config c ON c.shop = $1
+), assigned AS (
+    SELECT (
+        SELECT NULLIF(s."variantGroupId", '')
+        FROM ai_bundle_ab_assignments s
+        WHERE s."sessionId" = $3 AND s."productId" = ANY($2::text[]) AND s.shop = $1
+          AND s."expiresAt" > (CURRENT_TIMESTAMP AT TIME ZONE 'UTC')
+        ORDER BY s."assignedAt" DESC, s.id
+        LIMIT 1
+    ) AS variant_group_id
+    FROM cfg
+    WHERE cfg.enabled AND $3::text IS NOT NULL
+), candidates AS (
+    SELECT f.*
+    FROM ai_fbt_bundles f
+    WHERE f.shop = $1 AND f."productId" = ANY($2::text[]) AND f."isActive" AND (SELECT enabled FROM cfg)
+), chosen AS (
+    SELECT c.*
+    FROM candidates c
+    WHERE NOT EXISTS (
+            SELECT 1 FROM assigned g JOIN candidates x ON x."variantGroupId" = g.variant_group_id
+        )
+       OR c."variantGroupId" = (SELECT variant_group_id FROM assigned)
+    ORDER BY c."confidenceScore" DESC, c.id
+    LIMIT $4
+)
 SELECT
-    COALESCE(cfg."isEnabled", false) AS enabled,
-    CASE WHEN cfg."isEnabled" THEN (
-        SELECT COALESCE(json_agg(json_build_object(
+    cfg.enabled,
+    (SELECT variant_group_id FROM assigned) AS assigned_variant_group_id,
+    (
+        SELECT json_agg(json_build_object(
             'id', a.id,
             'productId', a."productId",
             'bundledProductIds', COALESCE(a."bundledProductIds", ARRAY[]::text[]),
@@ -180,25 +212,10 @@ SELECT
             'variantGroupId', a."variantGroupId",
             'discountId', a."discountId",
             'bundleMetaobjectId', a."bundleMetaobjectId"
-        ) ORDER BY a."confidenceScore" DESC, a.id), '[]'::json)
-        FROM (
-            SELECT *
-            FROM ai_fbt_bundles f
-            WHERE f.shop = $1 AND f."productId" = ANY($2::text[]) AND f."isActive"
-            ORDER BY f."confidenceScore" DESC, f.id
-            LIMIT GREATEST(cfg."maxBundlesPerProduct", 0)
-        ) AS a
-    ) END AS bundles_json,
-    CASE WHEN cfg."isEnabled" AND $3::text IS NOT NULL THEN (
-        SELECT s."variantGroupId"
-        FROM ai_bundle_ab_assignments s
-        WHERE s."sessionId" = $3 AND s."productId" = ANY($2::text[]) AND s.shop = $1
-          AND s."expiresAt" > (CURRENT_TIMESTAMP AT TIME ZONE 'UTC')
-        ORDER BY s."assignedAt" DESC, s.id
-        LIMIT 1
-    ) END AS assigned_variant_group_id
-FROM (SELECT 1) AS one
-LEFT JOIN ai_fbt_config cfg ON cfg.shop = $1
+        ) ORDER BY a."confidenceScore" DESC, a.id)
+        FROM chosen a
+    ) AS bundles_json
+FROM cfg
 """
 
 
@@ -213,9 +230,9 @@ async def fetch_legacy_shape_for_product(pool: asyncpg.Pool, shop: str, product_
 
 
 async def fetch_ai_bundles_for_product(
-    pool: asyncpg.Pool, shop: str, product_ids: Sequence[str], session_id: str | None
+    pool: asyncpg.Pool, shop: str, product_ids: Sequence[str], session_id: str | None, limit: int
 ) -> asyncpg.Record:
     """The single row of `AI_BUNDLES_FOR_PRODUCT_SQL` (always exactly one, thanks to the LEFT JOIN)."""
-    row = await pool.fetchrow(AI_BUNDLES_FOR_PRODUCT_SQL, shop, list(product_ids), session_id)
+    row = await pool.fetchrow(AI_BUNDLES_FOR_PRODUCT_SQL, shop, list(product_ids), session_id, limit)
     assert row is not None  # `FROM (SELECT 1)` always yields a row
     return row

@@ -37,7 +37,8 @@ Legacy representation (DUAL_WRITE on for the shop)
   metaobject ends it (the row moves to the new GID), a create cannot set it.
 * `ai_fbt_bundles`: bundles with `metadata.source == "AI"`. `metadata.ai_bundle_id` names the row;
   without one, a row is created and its id written back into `metadata.ai_bundle_id`. The row gets
-  `productId` = first component, `bundledProductIds` = the others, `isActive` = status ACTIVE,
+  `productId` = first component, `bundledProductIds` = the others (numeric ids, as the legacy
+  generator writes them: the theme builds `/products/<id>.js` from them), `isActive` = status ACTIVE,
   `bundleMetaobjectId`, `discountId`, `lastUpdatedAt`, and `isManualOverride = true` (the merchant
   edited it, so the AI generator must not overwrite it). A new row takes `confidenceScore`,
   `support`, `lift` from `metadata.confidence|support|lift` (0 when absent). Deleting the bundle
@@ -84,7 +85,7 @@ from app.repos import idempotency as idem_repo
 from app.repos import legacy_bundles as legacy_repo
 from app.repos.bundles import Executor
 from app.services import write_through  # issue 5: Shopify write-through hooks (create / update / delete)
-from app.services.legacy_parsing import METAOBJECT_GID_PREFIX
+from app.services.legacy_parsing import METAOBJECT_GID_PREFIX, storefront_product_id
 from app.services.slugs import slug_candidates, slugify
 
 log = logging.getLogger(__name__)
@@ -567,7 +568,8 @@ async def sync_legacy(
     if old_ai and old_ai != new_ai:
         await legacy_repo.delete_ai_row(conn, old_ai, shop)
     if new is not None and new_ai:
-        products = list(new.product_ids)
+        # The storefront's form, not the V2 GIDs (see the module docstring).
+        products = [storefront_product_id(p, "components.shopifyProductId") for p in new.product_ids]
         if ai_row is not None:
             await legacy_repo.update_ai_row(
                 conn,

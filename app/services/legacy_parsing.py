@@ -44,6 +44,7 @@ __all__ = [
     "parse_money_string",
     "parse_percent_string",
     "parse_products",
+    "storefront_product_id",
 ]
 
 #: Reason code the migration records for these failures (api.md).
@@ -226,6 +227,16 @@ def normalize_product_gid(value: Any, field: str = "products") -> str:
 def normalize_variant_gid(value: Any, field: str = "products") -> str:
     """`456`, `"456"`, `"gid://shopify/ProductVariant/456"` → `"gid://shopify/ProductVariant/456"`."""
     return _normalize_gid(value, VARIANT_GID_PREFIX, field, "variant")
+
+
+def storefront_product_id(value: Any, field: str = "productId") -> str:
+    """`123`, `"123"`, `"gid://shopify/Product/123"` → `"123"`: a product id as the storefront knows it.
+
+    `ai_fbt_bundles."productId"`/`"bundledProductIds"` hold this form (the legacy generator stores the
+    numeric ids, the theme reads `ShopifyAnalytics.meta.product.id` and builds `/products/<id>.js`
+    from what it gets back). The inverse of `normalize_product_gid`, with the same leniency.
+    """
+    return normalize_product_gid(value, field).removeprefix(PRODUCT_GID_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ The mapping from legacy rows to a `LegacyBundleView`:
   no longer exists is not a bundle any more: skipped (`get` answers None).
 * AI bundle (`ai_fbt_bundles` row): `legacy_id` = its `bundleMetaobjectId` when it has one (that
   is how the legacy storefront knows it), else its id; `metadata.ai_bundle_id` = its id always.
-  `products` = productId then bundledProductIds (quantity 1), `discount_id` = its `discountId`,
+  `products` = productId then bundledProductIds as GIDs (quantity 1), `discount_id` = its `discountId`,
   `status` ACTIVE/PAUSED from `isActive`. A `bundle_discount_id` row whose key is the AI bundle's
   `bundleMetaobjectId` is that AI bundle (shopify.md), not a second bundle: it gives the `name`
   (else "AI Bundle - <productId>", as the plan's migration), and the metaobject, when it still
@@ -168,12 +168,21 @@ def manual_view(shop: str, row: dict[str, Any], metaobject: Metaobject) -> Legac
     )
 
 
+def _ai_product_gid(value: str) -> str:
+    """`ai_fbt_bundles` holds numeric ids (the legacy generator, the dual write) or GIDs (older dual
+    writes); views speak GIDs like every other bundle. Garbage is kept as is (it matches nothing)."""
+    try:
+        return normalize_product_gid(value, "productId")
+    except InvalidLegacyData:
+        return value
+
+
 def ai_view(
     row: dict[str, Any], metaobject: Metaobject | None = None, discount_row: dict[str, Any] | None = None
 ) -> LegacyBundleView:
     """An `ai_fbt_bundles` row; enriched with its metaobject and `bundle_discount_id` row when it has them."""
-    products: list[ProductRef] = [(row["productId"], None, 1)]
-    products += [(pid, None, 1) for pid in row.get("bundledProductIds") or []]
+    ids = [row["productId"], *(row.get("bundledProductIds") or [])]
+    products: list[ProductRef] = [(_ai_product_gid(pid), None, 1) for pid in ids]
     fields = metaobject.fields if metaobject is not None else {}
     name = discount_row["bundleName"] if discount_row else f"AI Bundle - {row['productId']}"
     return LegacyBundleView(

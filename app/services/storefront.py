@@ -14,7 +14,8 @@ Three endpoints, three compatibility promises:
 * `/proxy/v2/bundles` is the new theme's endpoint: V2 tables only, ACTIVE bundles only, priced by
   the V2 engine when `V2_PRICING_ENGINE` is on for the shop, else by the legacy percentage.
 * `/proxy/ai-bundles-for-product` answers `{bundles, enabled[, variantGroupId]}` as the legacy app
-  did, always from the legacy AI tables (`ai_fbt_config`, `ai_fbt_bundles`,
+  did (A/B assignment honoured, product ids numeric as the theme needs them), always from the
+  legacy AI tables (`ai_fbt_config`, `ai_fbt_bundles`,
   `ai_bundle_ab_assignments`), whatever `V2_BUNDLE_ENGINE` says. Why: the A/B assignments and the
   per-shop config exist only there, the legacy generator keeps writing `ai_fbt_bundles`, the dual
   write keeps those rows in step with V2 edits, and the V2 copy of an AI bundle does not carry its
@@ -23,7 +24,8 @@ Three endpoints, three compatibility promises:
 
 Performance: each endpoint is one SQL round trip (`app/repos/storefront.py`) and a thin loop over
 its rows; responses are serialised once with orjson, JSON built by PostgreSQL is spliced in as
-`orjson.Fragment` without being parsed. Flag checks are synchronous in-memory look-ups.
+`orjson.Fragment` without being parsed (the AI endpoint parses its at most three bundles, to give
+the theme numeric product ids whatever form the rows hold). Flag checks are synchronous in-memory look-ups.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from app.core.container import Container
 from app.core.errors import DomainError, ValidationFailed
 from app.core.time import utcnow
 from app.repos import storefront as repo
-from app.services.legacy_parsing import decimal_to_json
+from app.services.legacy_parsing import InvalidLegacyData, decimal_to_json, storefront_product_id
 from app.services.legacy_reader import LegacyBundleView, get_legacy_reader
 from app.services.pricing import (
     BundlePrice,
@@ -55,11 +57,13 @@ from app.services.pricing import (
 from app.shopify.errors import ShopifyError, ShopifyUnavailable
 
 __all__ = [
+    "AI_BUNDLES_SHOWN",
     "READ_SOURCE_LEGACY",
     "READ_SOURCE_V2",
     "StorefrontAnswer",
     "StorefrontShopifyError",
     "StorefrontShopifyUnavailable",
+    "ai_bundle_item",
     "ai_bundles_for_product",
     "bundles_for_product",
     "flag_enabled",
@@ -127,8 +131,8 @@ def normalize_product_id(raw: str | None, field: str = "query.product_id") -> st
 
 
 def product_id_spellings(product_gid: str) -> list[str]:
-    """Both spellings of a product id: the legacy AI tables hold whichever the generator wrote."""
-    return [product_gid, product_gid.removeprefix(PRODUCT_GID_PREFIX)]
+    """Both spellings of a product id: the legacy AI tables hold whichever its writer stored."""
+    return [product_gid, storefront_product_id(product_gid)]
 
 
 def normalize_session_id(raw: str | None) -> str | None:
@@ -347,23 +351,49 @@ async def v2_bundles_for_product(container: Container, shop: str, product_gid: s
 # --------------------------------------------------------------------------------------------
 
 
+#: The legacy endpoint's cap (`take: 3`), whatever `maxBundlesPerProduct` says: that setting
+#: bounds what the generator makes per product, not what the storefront shows.
+AI_BUNDLES_SHOWN = 3
+
+
+def _storefront_id(value: Any) -> Any:
+    """A stored product id in the form the theme turns into `/products/<id>.js`; a value that is no
+    product id at all (odd legacy data) is passed through untouched rather than failing the page."""
+    try:
+        return storefront_product_id(value)
+    except InvalidLegacyData:
+        return value
+
+
+def ai_bundle_item(bundle: dict[str, Any]) -> dict[str, Any]:
+    """One AI bundle as the theme consumes it: `productId` and `bundledProductIds` numeric, whichever
+    form (numeric id or GID) the row holds; the other fields as stored."""
+    return {
+        **bundle,
+        "productId": _storefront_id(bundle["productId"]),
+        "bundledProductIds": [_storefront_id(p) for p in bundle["bundledProductIds"] or ()],
+    }
+
+
 async def ai_bundles_for_product(
     container: Container, shop: str, product_gid: str, session_id: str | None
 ) -> StorefrontAnswer:
     """`{bundles, enabled}` plus `variantGroupId` when the session has a live A/B assignment.
 
-    Reading of "as the legacy app": a shop without `ai_fbt_config` row, or with `isEnabled` false,
-    gets `{"bundles": [], "enabled": false}` and nothing else (the feature is off, so no A/B test
-    runs either); otherwise at most `maxBundlesPerProduct` active bundles by confidence, highest
-    first, each in the legacy row's field names. The assignment does not filter the list: each
-    bundle carries its own `variantGroupId` and the theme shows the assigned group.
+    As the legacy app: a shop without `ai_fbt_config` row, or with `isEnabled` false, gets
+    `{"bundles": [], "enabled": false}` and nothing else (the feature is off, so no A/B test runs
+    either). Otherwise the product's active bundles by confidence, highest first, at most
+    `AI_BUNDLES_SHOWN`; a session with an unexpired A/B assignment for the product gets only the
+    bundles of its assigned variant group, or all of them when that group has none (the theme
+    renders every bundle it receives, so this filter *is* the A/B test). Assignments are only read
+    here: the legacy endpoint never created one.
     """
-    row = await repo.fetch_ai_bundles_for_product(container.pool, shop, product_id_spellings(product_gid), session_id)
+    row = await repo.fetch_ai_bundles_for_product(
+        container.pool, shop, product_id_spellings(product_gid), session_id, AI_BUNDLES_SHOWN
+    )
     enabled = bool(row["enabled"])
-    body: dict[str, Any] = {
-        "bundles": orjson.Fragment(row["bundles_json"]) if enabled and row["bundles_json"] else [],
-        "enabled": enabled,
-    }
+    bundles = orjson.loads(row["bundles_json"]) if enabled and row["bundles_json"] else []
+    body: dict[str, Any] = {"bundles": [ai_bundle_item(b) for b in bundles], "enabled": enabled}
     if enabled and row["assigned_variant_group_id"] is not None:
         body["variantGroupId"] = row["assigned_variant_group_id"]
     return StorefrontAnswer(orjson.dumps(body), READ_SOURCE_LEGACY)

@@ -150,7 +150,9 @@ async def test_ai_bundles_write_through_to_ai_fbt_bundles(
     ai_id = bundle["metadata"]["ai_bundle_id"]
     assert bundle["legacySync"] == "synced"
     row = await ai_row(db, ai_id)
-    assert (row["shop"], row["productId"], row["bundledProductIds"]) == (shop, first, [second])
+    # Numeric ids, as the legacy generator stores them (the theme builds /products/<id>.js from them).
+    numeric = {p: p.removeprefix("gid://shopify/Product/") for p in (first, second, third)}
+    assert (row["shop"], row["productId"], row["bundledProductIds"]) == (shop, numeric[first], [numeric[second]])
     assert (row["isActive"], row["confidenceScore"], row["lift"], row["source"]) == (False, 0.7, 2.5, "AI")
     assert row["discountId"] == bundle["discounts"][0]["shopifyDiscountId"]
 
@@ -163,7 +165,7 @@ async def test_ai_bundles_write_through_to_ai_fbt_bundles(
     assert patched.status_code == 200, patched.text
     assert patched.json()["metadata"]["ai_bundle_id"] == ai_id
     row = await ai_row(db, ai_id)
-    assert (row["productId"], row["bundledProductIds"], row["isActive"]) == (third, [], True)
+    assert (row["productId"], row["bundledProductIds"], row["isActive"]) == (numeric[third], [], True)
     assert (row["bundleMetaobjectId"], row["isManualOverride"]) == (metaobject, True)
     assert await legacy_row(db, metaobject) is not None  # metaobject + discount: also in bundle_discount_id
 
@@ -189,7 +191,7 @@ async def test_ai_bundle_id_must_name_an_ai_bundle_of_the_shop(
     )
     assert adopted.status_code == 201, adopted.text
     row = await ai_row(db, existing)
-    assert (row["productId"], row["confidenceScore"]) == (product, 0.5)
+    assert (row["productId"], row["confidenceScore"]) == (product.removeprefix("gid://shopify/Product/"), 0.5)
     duplicate = await client.post(
         bundles_url(shop), json=bundle_body(metaobject=None, metadata={"source": "AI", "ai_bundle_id": existing})
     )

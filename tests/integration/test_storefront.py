@@ -211,7 +211,9 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------ app proxy auth
 
-ENDPOINTS = ["/proxy/bundles-for-product", "/proxy/v2/bundles", "/proxy/ai-bundles-for-product"]
+PROXY_PATHS = ["/bundles-for-product", "/v2/bundles", "/ai-bundles-for-product"]
+#: Every endpoint under both prefixes: the legacy App Proxy URL ends in /api/proxy_route.
+ENDPOINTS = [f"{prefix}{path}" for prefix in ("/proxy", "/api/proxy_route") for path in PROXY_PATHS]
 
 
 def _product_param(path: str, value: str) -> dict[str, str]:
@@ -851,13 +853,14 @@ async def test_ai_bundles_disabled_config(client: httpx.AsyncClient, db: asyncpg
 
 async def test_ai_bundles_enabled(client: httpx.AsyncClient, db: asyncpg.Connection, shop: str) -> None:
     n = unique_number()
+    # maxBundlesPerProduct bounds what the generator makes, not what the endpoint shows (legacy: 3).
     await db.execute('INSERT INTO ai_fbt_config (shop, "isEnabled", "maxBundlesPerProduct") VALUES ($1, true, 2)', shop)
     best = await _ai_bundle(
         db,
         shop,
         str(n),
         0.91,
-        bundled=[product(n + 1), product(n + 2)],
+        bundled=[product(n + 1), product(n + 2)],  # GIDs, as an older dual write stored them
         variant="A",
         metaobject=f"{METAOBJECT}{n}",
         discount=f"gid://shopify/DiscountAutomaticNode/{n}",
@@ -865,35 +868,37 @@ async def test_ai_bundles_enabled(client: httpx.AsyncClient, db: asyncpg.Connect
         lift=2.5,
     )
     second = await _ai_bundle(db, shop, product(n), 0.5, bundled=None, variant="B")  # stored as a GID
-    await _ai_bundle(db, shop, str(n), 0.4)  # beyond maxBundlesPerProduct
+    third = await _ai_bundle(db, shop, str(n), 0.4, bundled=[str(n + 3)])
+    await _ai_bundle(db, shop, str(n), 0.3, variant="A")  # a fourth: beyond the three shown
     await _ai_bundle(db, shop, str(n), 0.99, active=False)
     await _ai_bundle(db, new_shop(), str(n), 0.99)
     await _ai_bundle(db, shop, str(n + 1), 0.99)
 
-    expected_bundles = [
-        {
-            "id": best,
-            "productId": str(n),
-            "bundledProductIds": [product(n + 1), product(n + 2)],
-            "confidenceScore": 0.91,
-            "support": 0.125,
-            "lift": 2.5,
-            "variantGroupId": "A",
-            "discountId": f"gid://shopify/DiscountAutomaticNode/{n}",
-            "bundleMetaobjectId": f"{METAOBJECT}{n}",
-        },
-        {
-            "id": second,
-            "productId": product(n),
-            "bundledProductIds": [],
-            "confidenceScore": 0.5,
-            "support": 0.05,
-            "lift": 1.8,
-            "variantGroupId": "B",
-            "discountId": None,
-            "bundleMetaobjectId": None,
-        },
-    ]
+    expected_best = {
+        "id": best,
+        "productId": str(n),
+        "bundledProductIds": [str(n + 1), str(n + 2)],
+        "confidenceScore": 0.91,
+        "support": 0.125,
+        "lift": 2.5,
+        "variantGroupId": "A",
+        "discountId": f"gid://shopify/DiscountAutomaticNode/{n}",
+        "bundleMetaobjectId": f"{METAOBJECT}{n}",
+    }
+    expected_second = {
+        "id": second,
+        "productId": str(n),
+        "bundledProductIds": [],
+        "confidenceScore": 0.5,
+        "support": 0.05,
+        "lift": 1.8,
+        "variantGroupId": "B",
+        "discountId": None,
+        "bundleMetaobjectId": None,
+    }
+    expected_third = {**expected_second, "id": third, "bundledProductIds": [str(n + 3)], "confidenceScore": 0.4}
+    expected_third["variantGroupId"] = None
+    expected_bundles = [expected_best, expected_second, expected_third]
     for product_id in (str(n), product(n)):
         response = await proxy_get(client, "/proxy/ai-bundles-for-product", shop, {"productId": product_id})
         assert response.status_code == 200, response.text
@@ -901,24 +906,37 @@ async def test_ai_bundles_enabled(client: httpx.AsyncClient, db: asyncpg.Connect
         assert response.json() == {"bundles": expected_bundles, "enabled": True}
         AiBundlesResponse.model_validate(response.json())
 
-    # A/B: a live assignment of this session adds its variant group; expired or foreign ones do not.
+    # A/B: a session with a live assignment gets its group's bundles only (the stored product id of
+    # the assignment may be either form); a group without bundles of this product falls back to all;
+    # expired, foreign, other-product or absent assignments do not filter.
     now = utcnow()
     await db.executemany(
         """INSERT INTO ai_bundle_ab_assignments (id, shop, "sessionId", "productId", "variantGroupId", "assignedAt",
                "expiresAt") VALUES ($1, $2, $3, $4, $5, $6, $7)""",
         [
-            (new_id(), shop, "live", str(n), "B", now, now + timedelta(days=1)),
+            (new_id(), shop, "live-b", str(n), "B", now, now + timedelta(days=1)),
+            (new_id(), shop, "live-a", product(n), "A", now, now + timedelta(days=1)),
+            (new_id(), shop, "live-z", str(n), "Z", now, now + timedelta(days=1)),
+            (new_id(), shop, "other-product", str(n + 1), "B", now, now + timedelta(days=1)),
             (new_id(), shop, "expired", str(n), "A", now - timedelta(days=2), now - timedelta(seconds=5)),
             (new_id(), new_shop(), "foreign", str(n), "A", now, now + timedelta(days=1)),
         ],
     )
-    live = await proxy_get(client, "/proxy/ai-bundles-for-product", shop, {"productId": str(n), "sessionId": "live"})
-    assert live.json() == {"bundles": expected_bundles, "enabled": True, "variantGroupId": "B"}
-    for session in ("expired", "foreign", "unknown", ""):
+
+    async def for_session(session: str) -> Any:
         response = await proxy_get(
             client, "/proxy/ai-bundles-for-product", shop, {"productId": str(n), "sessionId": session}
         )
-        assert response.json() == {"bundles": expected_bundles, "enabled": True}, session
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    assert await for_session("live-b") == {"bundles": [expected_second], "enabled": True, "variantGroupId": "B"}
+    live_a = await for_session("live-a")
+    assert [b["id"] for b in live_a["bundles"]] == [best, live_a["bundles"][1]["id"]]
+    assert {b["variantGroupId"] for b in live_a["bundles"]} == {"A"} and live_a["variantGroupId"] == "A"
+    assert await for_session("live-z") == {"bundles": expected_bundles, "enabled": True, "variantGroupId": "Z"}
+    for session in ("other-product", "expired", "foreign", "unknown", ""):
+        assert await for_session(session) == {"bundles": expected_bundles, "enabled": True}, session
 
 
 async def test_ai_bundles_enabled_without_bundles(client: httpx.AsyncClient, db: asyncpg.Connection, shop: str) -> None:
