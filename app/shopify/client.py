@@ -45,6 +45,7 @@ from app.shopify.errors import (
     ShopifyUnavailable,
     ShopifyUserErrors,
     graphql_error_for,
+    problem_explanations,
 )
 from app.shopify.throttle import QueryCost, ShopThrottle, ThrottleStatus, parse_cost
 
@@ -102,7 +103,7 @@ _SINGLE_OBJECT_COST = 2
 _MUTATION_COST = 10
 
 _GID_RE = re.compile(r"gid://shopify/(?P<type>[A-Za-z]+)/(?P<id>[0-9]+)")
-_QUOTED_RE = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+_QUOTED_RE = re.compile(r"'([^']*)'|\"([^\"]*)\"|`([^`]*)`")
 
 T = TypeVar("T")
 
@@ -400,9 +401,7 @@ class ShopifyClient:
                 self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
                 self.stats.requests += 1
                 try:
-                    response = await self._http.post(
-                        url, content=body, headers=headers, timeout=self._timeout_s
-                    )
+                    response = await self._http.post(url, content=body, headers=headers, timeout=self._timeout_s)
                 except httpx.TimeoutException as exc:
                     status_key = "timeout"
                     # Connect/pool timeouts happen before the request reached Shopify.
@@ -457,18 +456,14 @@ class ShopifyClient:
         if any(_error_code(e) == THROTTLED_CODE for e in errors):
             return _Outcome("throttled", "throttled", cost=cost, retry_after=retry_after, detail="throttled")
         if status == 429:
-            return _Outcome(
-                "retry", "rate_limited", retry_after=retry_after, detail="HTTP 429", ambiguous=False
-            )
+            return _Outcome("retry", "rate_limited", retry_after=retry_after, detail="HTTP 429", ambiguous=False)
         if status >= 500:
             return _Outcome("retry", "http_5xx", cost=cost, retry_after=retry_after, detail=f"HTTP {status}")
         if not 200 <= status < 300:
             error = ShopifyGraphQLError(shop, errors, detail=f"unexpected HTTP {status}")
             return _Outcome("fatal", "http_4xx", error=error, detail=error.detail)
         if body is None:
-            return _Outcome(
-                "retry", "bad_response", detail="malformed body (not a JSON object)", malformed=True
-            )
+            return _Outcome("retry", "bad_response", detail="malformed body (not a JSON object)", malformed=True)
 
         data = body.get("data")
         if isinstance(data, dict):
@@ -699,11 +694,15 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _quoted_ids(error: ShopifyGraphQLError) -> set[str]:
-    """Ids quoted in messages such as `Invalid global id 'gid://shopify/Metaobject/x'`."""
+    """Ids quoted in messages such as `Invalid global id 'gid://shopify/Metaobject/x'`.
+
+    A variable error names them in ``extensions.problems[].explanation`` (``Invalid global id `x```).
+    """
     quoted: set[str] = set(error.ids) if isinstance(error, ShopifyInvalidId) else set()
     for err in error.errors:
-        for single, double in _QUOTED_RE.findall(str(err.get("message", ""))):
-            quoted.add(single or double)
+        for text in [str(err.get("message", "")), *problem_explanations(err)]:
+            for single, double, backtick in _QUOTED_RE.findall(text):
+                quoted.add(single or double or backtick)
     return quoted
 
 
@@ -724,11 +723,7 @@ def _parse_metaobject(node: Any) -> Metaobject | None:
     fields: dict[str, str] = {}
     raw_fields = node.get("fields")
     for entry in raw_fields if isinstance(raw_fields, list) else []:
-        if (
-            isinstance(entry, Mapping)
-            and isinstance(entry.get("key"), str)
-            and entry.get("value") is not None
-        ):
+        if isinstance(entry, Mapping) and isinstance(entry.get("key"), str) and entry.get("value") is not None:
             fields[entry["key"]] = str(entry["value"])
     return Metaobject(
         id=node["id"], handle=str(node.get("handle") or ""), type=str(node.get("type") or ""), fields=fields

@@ -130,9 +130,7 @@ class ShopifyInvalidId(ShopifyGraphQLError):
         ids: Sequence[str] = (),
     ) -> None:
         self.ids: list[str] = list(ids)
-        super().__init__(
-            shop, errors, detail or (f"invalid global id(s): {', '.join(self.ids)}" if ids else "")
-        )
+        super().__init__(shop, errors, detail or (f"invalid global id(s): {', '.join(self.ids)}" if ids else ""))
 
 
 class ShopifyUserErrors(ShopifyError):
@@ -140,9 +138,7 @@ class ShopifyUserErrors(ShopifyError):
 
     reason = REASON_SHOPIFY_USER_ERRORS
 
-    def __init__(
-        self, user_errors: Sequence[Mapping[str, Any]], *, shop: str = "", payload_key: str = ""
-    ) -> None:
+    def __init__(self, user_errors: Sequence[Mapping[str, Any]], *, shop: str = "", payload_key: str = "") -> None:
         self.user_errors: list[Mapping[str, Any]] = list(user_errors)
         self.payload_key = payload_key
         detail = "; ".join(
@@ -161,10 +157,20 @@ def graphql_error_for(shop: str, errors: Sequence[Mapping[str, Any]]) -> Shopify
 
 
 def _is_invalid_id_error(error: Mapping[str, Any]) -> bool:
+    """An invalid-id literal, or an ``INVALID_VARIABLE`` whose problems explain an invalid global id."""
     extensions = error.get("extensions")
     code = extensions.get("code") if isinstance(extensions, Mapping) else None
-    message = str(error.get("message", "")).lower()
-    return code in INVALID_ID_CODES or "invalid global id" in message
+    texts = [str(error.get("message", ""))] + [str(text) for text in problem_explanations(error)]
+    return code in INVALID_ID_CODES or any("invalid global id" in text.lower() for text in texts)
+
+
+def problem_explanations(error: Mapping[str, Any]) -> list[str]:
+    """``extensions.problems[].explanation`` of a variable error (Shopify names bad ids there)."""
+    extensions = error.get("extensions")
+    problems = extensions.get("problems") if isinstance(extensions, Mapping) else None
+    if not isinstance(problems, list):
+        return []
+    return [str(p["explanation"]) for p in problems if isinstance(p, Mapping) and "explanation" in p]
 
 
 def _first_code(errors: Sequence[Mapping[str, Any]]) -> str | None:

@@ -8,6 +8,8 @@ cost throttling, 401/402/404/423, and injected faults (5xx, 429, timeouts, malfo
 bodies) either at configurable rates or as a deterministic queue ("fail the next N requests").
 
 Layout: ``simulator_state`` holds the data model, buckets and fault settings;
+``simulator_validation`` checks each request against Shopify's published Admin schema (2025-01,
+whatever version the URL names) and answers a refused one as Shopify does;
 ``simulator_graphql`` parses and executes queries; this module holds the HTTP layer (GraphQL
 endpoint and the ``/_sim/`` control API), ``SimulatorServer`` (uvicorn in a background thread, for
 tests and benchmarks), ``SimulatorControl`` (an async client of the control API) and ``main``
@@ -47,6 +49,7 @@ from app.shopify.simulator_state import (
     SimulatorState,
     UnknownShopError,
 )
+from app.shopify.simulator_validation import check_request
 
 GRAPHQL_PATH = "/{shop}/admin/api/{version}/graphql.json"
 THROTTLE_DOCS = "https://shopify.dev/api/usage/rate-limits"
@@ -70,9 +73,7 @@ def _cost(requested: int, actual: int | None, shop: ShopState) -> JsonBody:
 
 def _throttled_body(cost: JsonBody) -> JsonBody:
     return {
-        "errors": [
-            {"message": "Throttled", "extensions": {"code": "THROTTLED", "documentation": THROTTLE_DOCS}}
-        ],
+        "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED", "documentation": THROTTLE_DOCS}}],
         "extensions": {"cost": cost},
     }
 
@@ -225,12 +226,17 @@ class SimulatorApp:
             request = None
         query = request.get("query") if isinstance(request, dict) else None
         variables = (request.get("variables") if isinstance(request, dict) else None) or {}
+        operation_name = request.get("operationName") if isinstance(request, dict) else None
         if not isinstance(query, str) or not isinstance(variables, dict):
             return _Answer(400, {"errors": {"query": "Required parameter missing or invalid"}})
+        # Shopify refuses a document or variables that do not fit its schema before running or charging.
+        refused = check_request(query, variables, operation_name if isinstance(operation_name, str) else None)
+        if refused:
+            return _Answer(200, {"errors": refused})
         try:
             operation = parse_operation(query)
-        except GraphQLSyntaxError as exc:
-            return _Answer(200, {"errors": [{"message": str(exc), "extensions": {"code": "PARSE_ERROR"}}]})
+        except GraphQLSyntaxError as exc:  # a valid document the simulator's reader cannot follow
+            return _Answer(200, {"errors": [{"message": str(exc), "extensions": {"code": "SIMULATOR_UNSUPPORTED"}}]})
         executor = Executor(state, shop)
         try:
             fields = executor.prepare(operation, variables)
@@ -513,9 +519,7 @@ class SimulatorControl:
     surface at once instead of as puzzling GraphQL answers later.
     """
 
-    def __init__(
-        self, base_url: str, client: httpx.AsyncClient | None = None, timeout_s: float = 60.0
-    ) -> None:
+    def __init__(self, base_url: str, client: httpx.AsyncClient | None = None, timeout_s: float = 60.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._own_client = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout_s)

@@ -106,26 +106,98 @@ def parse_fields(raw: Any) -> dict[str, str | None]:
     raise SimulatorInputError(f"fields must be an object or a list of {{key, value}}, got {kind}")
 
 
+@dataclass(frozen=True, slots=True)
+class FieldDefinition:
+    """One field of a metaobject definition: its Shopify type, whether it is required, its name."""
+
+    type: str
+    required: bool
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MetaobjectDefinition:
+    """A metaobject definition as Shopify enforces it on writes (types, required fields, capabilities)."""
+
+    type: str
+    fields: Mapping[str, FieldDefinition]
+    publishable: bool
+
+
+PRODUCT_BUNDLES_DEFINITION = MetaobjectDefinition(
+    type="product-bundles",
+    fields={
+        "bundle_name": FieldDefinition("single_line_text_field", True, "Bundle name"),
+        "bundle_title": FieldDefinition("single_line_text_field", True, "Bundle title"),
+        "description": FieldDefinition("multi_line_text_field", True, "Description"),
+        "created_at": FieldDefinition("date_time", True, "Created at"),
+        "discount": FieldDefinition("number_integer", True, "Discount"),
+        "products": FieldDefinition("list.product_reference", True, "Products"),
+    },
+    publishable=True,
+)
+"""The legacy app's ``product-bundles`` definition (``metaobjectDefinitionCreate`` with the publishable
+capability on); every simulated shop has it, as every shop that installed the legacy app does."""
+
+METAOBJECT_DEFINITIONS: dict[str, MetaobjectDefinition] = {PRODUCT_BUNDLES_DEFINITION.type: PRODUCT_BUNDLES_DEFINITION}
+"""Definitions enforced on GraphQL writes. Metaobjects of other types are stored as given."""
+
+STATUS_ACTIVE = "ACTIVE"
+STATUS_DRAFT = "DRAFT"
+METAOBJECT_STATUSES = frozenset({STATUS_ACTIVE, STATUS_DRAFT})
+
+
 @dataclass(slots=True)
 class Metaobject:
-    """A metaobject as the Admin API exposes it (all field values are strings or null)."""
+    """A metaobject as the Admin API exposes it (all field values are strings or null).
+
+    ``status`` is the publishable capability's status (``ACTIVE``/``DRAFT``), None for a type without
+    that capability: a ``DRAFT`` bundle is invisible to the storefront.
+    """
 
     id: str
     handle: str
     type: str
     fields: dict[str, str | None]
     updated_at: str = field(default_factory=now_iso)
+    status: str | None = None
+
+    def capabilities(self) -> dict[str, Any]:
+        publishable = {"status": self.status} if self.status is not None else None
+        return {"publishable": publishable, "onlineStore": None}
 
     def to_graphql(self) -> dict[str, Any]:
+        return {
+            "__typename": "Metaobject",
+            "id": self.id,
+            "handle": self.handle,
+            "type": self.type,
+            "fields": [{"key": k, "value": v, "type": _field_type(self.type, k)} for k, v in self.fields.items()],
+            "capabilities": self.capabilities(),
+            "updatedAt": self.updated_at,
+        }
+
+    def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "handle": self.handle,
             "type": self.type,
             "fields": [{"key": k, "value": v} for k, v in self.fields.items()],
+            "capabilities": self.capabilities(),
+            "updatedAt": self.updated_at,
         }
 
-    def to_json(self) -> dict[str, Any]:
-        return {**self.to_graphql(), "updatedAt": self.updated_at}
+
+def _field_type(type_: str, key: str) -> str | None:
+    definition = METAOBJECT_DEFINITIONS.get(type_)
+    spec = definition.fields.get(key) if definition is not None else None
+    return spec.type if spec is not None else None
+
+
+def default_status(type_: str) -> str | None:
+    """Status of a metaobject written without ``capabilities``: DRAFT when the type is publishable."""
+    definition = METAOBJECT_DEFINITIONS.get(type_)
+    return STATUS_DRAFT if definition is not None and definition.publishable else None
 
 
 @dataclass(slots=True)
@@ -142,6 +214,7 @@ class Product:
 
     def variant_graphql(self) -> dict[str, Any]:
         return {
+            "__typename": "ProductVariant",
             "id": self.variant_id,
             "price": self.price,
             "sku": self.sku,
@@ -150,6 +223,7 @@ class Product:
 
     def to_graphql(self) -> dict[str, Any]:
         return {
+            "__typename": "Product",
             "id": self.id,
             "title": self.title,
             "featuredImage": {"url": self.image_url} if self.image_url else None,
@@ -502,11 +576,13 @@ class SimulatorState:
         handle: str | None,
         fields: dict[str, str | None],
         gid: str | None = None,
+        status: str | None = None,
     ) -> Metaobject:
         """Insert (or replace, for an existing ``gid``) one metaobject, keeping handles unique per type.
 
-        Raises ``SimulatorInputError`` when the handle already belongs to another metaobject of the
-        same type, as Shopify enforces.
+        No definition is checked here: GraphQL mutations validate before calling this, and the control
+        API seeds legacy data as it really is, messy values included. Raises ``SimulatorInputError``
+        when the handle already belongs to another metaobject of the same type, as Shopify enforces.
         """
         with self.lock:
             if not type_:
@@ -523,7 +599,7 @@ class SimulatorState:
             previous = shop.metaobjects.get(gid)
             if previous is not None:
                 shop.handles.pop((previous.type, previous.handle), None)
-            mo = Metaobject(id=gid, handle=handle, type=type_, fields=fields)
+            mo = Metaobject(id=gid, handle=handle, type=type_, fields=fields, status=status)
             shop.metaobjects[gid] = mo
             shop.handles[(type_, handle)] = gid
             return mo
@@ -547,6 +623,7 @@ class SimulatorState:
                         str(handle) if handle is not None else None,
                         parse_fields(item.get("fields")),
                         str(gid) if gid is not None else None,
+                        _seed_status(type_, item),
                     )
                 )
             return created
@@ -711,6 +788,19 @@ class SimulatorState:
             return None
 
 
+def _seed_status(type_: str, item: Mapping[str, Any]) -> str | None:
+    """Status of a seeded metaobject: ``status`` if given, else ACTIVE for a publishable type.
+
+    Seeds stand for what the legacy app wrote, and it created its bundles ACTIVE.
+    """
+    status = item.get("status")
+    if status is None:
+        return STATUS_ACTIVE if default_status(type_) is not None else None
+    if status not in METAOBJECT_STATUSES:
+        raise SimulatorInputError(f"status must be one of {sorted(METAOBJECT_STATUSES)} or null")
+    return str(status)
+
+
 def _positive(payload: Mapping[str, Any], key: str) -> float:
     value = payload[key]
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -743,15 +833,21 @@ def _price(value: Any) -> str:
 __all__ = [
     "DISCOUNT_GID",
     "FAULT_KINDS",
+    "METAOBJECT_DEFINITIONS",
     "METAOBJECT_GID",
     "PLAN_RESTORE_RATES",
+    "PRODUCT_BUNDLES_DEFINITION",
     "PRODUCT_GID",
+    "STATUS_ACTIVE",
+    "STATUS_DRAFT",
     "VARIANT_GID",
     "CostBucket",
     "Discount",
     "FaultConfig",
+    "FieldDefinition",
     "InjectedFault",
     "Metaobject",
+    "MetaobjectDefinition",
     "Product",
     "ResolvedFaults",
     "ShopState",
@@ -759,6 +855,7 @@ __all__ = [
     "SimulatorState",
     "SimulatorStats",
     "UnknownShopError",
+    "default_status",
     "now_iso",
     "parse_fields",
 ]

@@ -350,9 +350,7 @@ async def test_5xx_twice_then_success(
     assert client.stats.backoff_wait_s == pytest.approx(sum(fake_time.sleeps))
 
 
-async def test_timeout_then_success(
-    respx_mock: respx.MockRouter, make_client: Callable[..., ShopifyClient]
-) -> None:
+async def test_timeout_then_success(respx_mock: respx.MockRouter, make_client: Callable[..., ShopifyClient]) -> None:
     route = respx_mock.post(url()).mock(side_effect=[httpx.ReadTimeout("slow"), ok({"x": 1})])
     client = make_client()
     assert await client.graphql(SHOP, "{x}", estimated_cost=10) == {"x": 1}
@@ -514,9 +512,7 @@ def _rejecting(bad: set[str], quote: bool) -> Callable[[httpx.Request], httpx.Re
             message = f"Invalid global id '{offending[0]}'" if quote else "Invalid global id"
             return httpx.Response(
                 200,
-                json={
-                    "errors": [{"message": message, "extensions": {"code": "argumentLiteralsIncompatible"}}]
-                },
+                json={"errors": [{"message": message, "extensions": {"code": "argumentLiteralsIncompatible"}}]},
             )
         return inner(request)
 
@@ -545,6 +541,39 @@ async def test_rejected_id_named_in_message_is_dropped_directly(
 ) -> None:
     bad = mo_gid(3)
     route = respx_mock.post(url()).mock(side_effect=_rejecting({bad}, quote=True))
+    ids = [mo_gid(n) for n in range(1, 9)]
+
+    result = await make_client().fetch_metaobjects_detailed(SHOP, ids)
+
+    assert route.call_count == 2
+    assert result.invalid == [bad]
+    assert result.nodes[mo_gid(1)] is not None
+
+
+async def test_rejected_id_named_in_an_invalid_variable_error_is_dropped_directly(
+    respx_mock: respx.MockRouter, make_client: Callable[..., ShopifyClient]
+) -> None:
+    """Shopify coerces `$ids` and names the bad one in `extensions.problems` (code INVALID_VARIABLE)."""
+    bad = mo_gid(3)
+    inner = nodes_side_effect()
+
+    def effect(request: httpx.Request) -> httpx.Response:
+        ids = body_of(request)["variables"]["ids"]
+        if bad not in ids:
+            return inner(request)
+        explanation = f"Invalid global id `{bad}`"
+        error = {
+            "message": f"Variable $ids of type [ID!]! was provided invalid value for {ids.index(bad)} ({explanation})",
+            "locations": [{"line": 1, "column": 19}],
+            "extensions": {
+                "code": "INVALID_VARIABLE",
+                "value": ids,
+                "problems": [{"path": [ids.index(bad)], "explanation": explanation}],
+            },
+        }
+        return httpx.Response(200, json={"errors": [error]})
+
+    route = respx_mock.post(url()).mock(side_effect=effect)
     ids = [mo_gid(n) for n in range(1, 9)]
 
     result = await make_client().fetch_metaobjects_detailed(SHOP, ids)
@@ -588,9 +617,7 @@ async def test_graphql_error_without_data_is_not_retried(
     route = respx_mock.post(url()).mock(
         return_value=httpx.Response(
             200,
-            json={
-                "errors": [{"message": "Field 'x' doesn't exist", "extensions": {"code": "undefinedField"}}]
-            },
+            json={"errors": [{"message": "Field 'x' doesn't exist", "extensions": {"code": "undefinedField"}}]},
         )
     )
     with pytest.raises(ShopifyGraphQLError) as info:
@@ -738,9 +765,7 @@ async def test_mutation_user_errors_raise(
 async def test_non_idempotent_mutation_is_not_retried_after_ambiguous_timeout(
     respx_mock: respx.MockRouter, make_client: Callable[..., ShopifyClient]
 ) -> None:
-    route = respx_mock.post(url()).mock(
-        side_effect=[httpx.ReadTimeout("slow"), ok({"m": {"userErrors": []}})]
-    )
+    route = respx_mock.post(url()).mock(side_effect=[httpx.ReadTimeout("slow"), ok({"m": {"userErrors": []}})])
     with pytest.raises(ShopifyUnavailable):
         await make_client().mutate(SHOP, "mutation {...}", None, "m", idempotent=False)
     assert route.call_count == 1

@@ -1,0 +1,1 @@
+"""Development-only tools: never imported by the service in production, never copied into the image."""
