@@ -478,39 +478,55 @@ def verify(service: Server, bare: Server, paths: Sequence[str], sample: int) -> 
 # ------------------------------------------------------------------------------------ profile
 
 
-PROFILE_BUCKETS: tuple[tuple[str, str], ...] = (
-    ("OpenTelemetry", r"opentelemetry"),
-    ("pricing (app/services/pricing.py)", r"app/services/pricing\.py"),
-    ("logging (app.core.logging, stdlib logging)", r"app/core/logging\.py|/logging/__init__\.py"),
-    ("FastAPI routing + dependencies", r"fastapi/(routing|dependencies)|starlette/routing\.py"),
-    ("asyncpg (client side)", r"asyncpg/"),
-    ("app proxy signature", r"app/core/security\.py"),
-    ("uvicorn / HTTP protocol", r"uvicorn/"),
-    ("middleware (app/core)", r"app/core/(middleware|http_metrics)\.py"),
-)
+#: Layers of a request, by the file of a frame (py-spy prints paths relative to site-packages).
+#: A sample is charged to the innermost frame that belongs to a layer, so the shares add up.
+PROFILE_LAYERS: tuple[tuple[str, str], ...] = (
+    ("OpenTelemetry (SDK, instrumentation, FastAPI native telemetry)",
+     r"^(opentelemetry|trace/|metrics/_internal|_decorator\.py|attributes/|_semconv|asgi/__init__|fastapi/telemetry)"),
+    ("pricing (app/services/pricing.py)", r"^app/services/pricing\.py"),
+    ("storefront rendering (app/services/storefront.py, orjson)", r"^app/services/storefront\.py"),
+    ("access log + logging (app/core/logging.py, stdlib logging)", r"^(app/core/logging\.py|logging/)"),
+    ("HTTP metrics middleware (app/core/http_metrics.py)", r"^app/core/http_metrics\.py"),
+    ("app middleware + auth (app/core/middleware.py, security.py, auth.py)",
+     r"^(app/core/(middleware|security|auth)\.py|app/api/deps\.py|urllib/)"),
+    ("FastAPI / Starlette routing, dependencies, responses", r"^(fastapi/|starlette/)"),
+    ("asyncpg client (protocol, pool)", r"^asyncpg/"),
+    ("uvicorn + httptools (HTTP parsing, transport)", r"^uvicorn/"),
+    ("app code (other)", r"^app/"),
+    ("asyncio event loop", r"^asyncio/"),
+)  # fmt: skip
+_FRAME_FILE = re.compile(r"\(([^():]+)(?::\d+)?\)$")
 
 
 def summarize_profile(raw: Path, top: int = 25) -> dict[str, Any]:
-    """Inclusive share of samples per bucket and the top self frames, from py-spy's collapsed stacks."""
+    """Share of samples per layer (innermost matching frame) and top self frames, from collapsed stacks."""
     total = 0
-    buckets = {name: 0 for name, _ in PROFILE_BUCKETS}
+    layers: dict[str, int] = {name: 0 for name, _ in PROFILE_LAYERS}
+    layers["other"] = 0
     self_frames: dict[str, int] = {}
+    compiled = [(name, re.compile(pattern)) for name, pattern in PROFILE_LAYERS]
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
         total += count
-        for name, pattern in PROFILE_BUCKETS:
-            if re.search(pattern, stack):
-                buckets[name] += count
-        leaf = stack.rsplit(";", 1)[-1]
-        self_frames[leaf] = self_frames.get(leaf, 0) + count
-    share = {name: round(100 * n / max(total, 1), 1) for name, n in buckets.items()}
+        frames = stack.split(";")
+        charged = "other"
+        for frame in reversed(frames):
+            match = _FRAME_FILE.search(frame)
+            path = match.group(1) if match else ""
+            layer = next((name for name, pattern in compiled if pattern.search(path)), None)
+            if layer is not None:
+                charged = layer
+                break
+        layers[charged] += count
+        self_frames[frames[-1]] = self_frames.get(frames[-1], 0) + count
+    share = {name: round(100 * n / max(total, 1), 1) for name, n in sorted(layers.items(), key=lambda kv: -kv[1])}
     leaves = sorted(self_frames.items(), key=lambda kv: -kv[1])[:top]
     return {
         "samples": total,
-        "inclusive_percent": share,
+        "layer_percent": share,
         "top_self": [(frame, round(100 * n / max(total, 1), 1)) for frame, n in leaves],
     }
 
@@ -762,8 +778,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report["table"])
     if report.get("profile"):
         p = report["profile"]
-        print(f"\nprofile of the service ({p['samples']} py-spy samples, raw stacks: {p['raw']}), inclusive %:")
-        for name, pct in p["inclusive_percent"].items():
+        print(f"\nprofile of the service ({p['samples']} py-spy samples, raw stacks: {p['raw']}), by layer:")
+        for name, pct in p["layer_percent"].items():
             print(f"  {pct:5.1f}%  {name}")
         print("top self frames:")
         for frame, pct in p["top_self"][:15]:
