@@ -707,8 +707,8 @@ async def _demo_seed(args: argparse.Namespace) -> int:
     import httpx
 
     from app.core.db import connect
-    from app.services.demo import seed_demo
-    from app.shopify.simulator import SimulatorControl
+    from devtools.demo_data import seed_demo
+    from devtools.shopify_simulator import SimulatorControl
 
     url = await asyncio.to_thread(_db_url)
     conn = await connect(url)

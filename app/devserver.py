@@ -24,8 +24,8 @@ from app.core.db import (
     stop_embedded_database,
 )
 from app.core.migrations import upgrade
-from app.services.demo import seed_demo
-from app.shopify.simulator import SimulatorControl, SimulatorServer
+from devtools.demo_data import seed_demo
+from devtools.shopify_simulator import SimulatorControl, SimulatorServer
 
 
 async def _seed(url: str, simulator_url: str) -> None:

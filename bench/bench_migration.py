@@ -57,9 +57,9 @@ import asyncpg  # noqa: E402
 from app.core.config import Settings  # noqa: E402
 from app.core.db import asyncpg_connect_kwargs, with_database  # noqa: E402
 from app.core.migrations import upgrade_async  # noqa: E402
-from app.shopify.simulator import SimulatorControl, SimulatorServer  # noqa: E402
-from app.shopify.simulator_state import DEFAULT_MAXIMUM_AVAILABLE, PLAN_RESTORE_RATES  # noqa: E402
 from bench.plan_literal import MigrationStats, migrate_bundles  # noqa: E402
+from devtools.shopify_simulator import SimulatorControl, SimulatorServer  # noqa: E402
+from devtools.shopify_simulator.state import DEFAULT_MAXIMUM_AVAILABLE, PLAN_RESTORE_RATES  # noqa: E402
 from tests.legacy_fixtures import seed_bulk_manual_bundles  # noqa: E402
 
 HOST = "127.0.0.1"

@@ -43,7 +43,7 @@ async def db(db_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 @pytest.fixture(scope="session")
 def simulator() -> Iterator[Any]:
-    from app.shopify.simulator import SimulatorServer
+    from devtools.shopify_simulator import SimulatorServer
 
     with SimulatorServer() as sim:
         yield sim
@@ -52,7 +52,7 @@ def simulator() -> Iterator[Any]:
 @pytest.fixture
 async def sim(simulator: Any) -> AsyncIterator[Any]:
     """Control client of the simulator; faults are cleared after each test."""
-    from app.shopify.simulator import SimulatorControl
+    from devtools.shopify_simulator import SimulatorControl
 
     control = SimulatorControl(simulator.base_url)
     yield control

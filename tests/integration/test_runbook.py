@@ -39,10 +39,10 @@ from app.core.config import get_settings
 from app.core.db import create_pool
 from app.core.migrations import head_revision
 from app.services import migration_jobs
-from app.services.demo import DEMO_SHOPS
 from app.services.flags import stage_of
 from app.services.job_worker import JobWorker
 from app.services.rollout import ARCHIVED_LEGACY_TABLES, BASELINE_REVISION, legacy_table_locations
+from devtools.demo_data import DEMO_SHOPS
 from tests import pg
 from tests.legacy_fixtures import shopify_client
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.shopify.simulator import SimulatorControl, SimulatorServer
+from devtools.shopify_simulator import SimulatorControl, SimulatorServer
 
 SHOP = "alpha.myshopify.com"
 TOKEN = "shpat_alpha"

@@ -37,8 +37,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from app.core.migrations import upgrade_async
 from app.core.time import utcnow
 from app.main import create_app
-from app.services.demo import DEMO_SHOPS, seed_demo
-from app.shopify.simulator import SimulatorControl
+from devtools.demo_data import DEMO_SHOPS, seed_demo
+from devtools.shopify_simulator import SimulatorControl
 from tests import pg
 from tests.conftest import ADMIN_TOKEN, make_settings
 

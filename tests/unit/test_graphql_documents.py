@@ -24,7 +24,7 @@ import pytest
 from graphql import GraphQLSyntaxError, OperationDefinitionNode, parse
 
 import app
-from app.shopify.simulator_validation import check_request
+from devtools.shopify_simulator.validation import check_request
 
 ROOT = Path(app.__file__).resolve().parent
 METAOBJECT = "gid://shopify/Metaobject/"
@@ -106,10 +106,6 @@ VARIABLES: dict[str, list[dict[str, Any]]] = {
     ],
 }
 
-_SKIPPED_MODULES = ("app.shopify.simulator",)
-"""The simulator (development only) answers documents; it sends none."""
-
-
 def _operation(text: str) -> OperationDefinitionNode | None:
     stripped = text.lstrip()
     if not stripped.startswith(("query", "mutation", "{")):
@@ -126,8 +122,6 @@ def collect_documents() -> dict[str, str]:
     """``module.CONSTANT`` -> document, for every module-level GraphQL operation string in ``app``."""
     documents: dict[str, str] = {}
     for info in pkgutil.walk_packages(app.__path__, "app."):
-        if info.name.startswith(_SKIPPED_MODULES):
-            continue
         module = importlib.import_module(info.name)
         for name, value in vars(module).items():
             if isinstance(value, str) and not name.startswith("__") and _operation(value) is not None:

@@ -7,13 +7,13 @@ mutations) over real HTTP, including the behaviour clients must survive: per-sho
 cost throttling, 401/402/404/423, and injected faults (5xx, 429, timeouts, malformed or partial
 bodies) either at configurable rates or as a deterministic queue ("fail the next N requests").
 
-Layout: ``simulator_state`` holds the data model, buckets and fault settings;
-``simulator_validation`` checks each request against Shopify's published Admin schema (2025-01,
+Layout: ``state`` holds the data model, buckets and fault settings;
+``validation`` checks each request against Shopify's published Admin schema (2025-01,
 whatever version the URL names) and answers a refused one as Shopify does;
-``simulator_graphql`` parses and executes queries; this module holds the HTTP layer (GraphQL
+``executor`` parses and executes queries; this module holds the HTTP layer (GraphQL
 endpoint and the ``/_sim/`` control API), ``SimulatorServer`` (uvicorn in a background thread, for
 tests and benchmarks), ``SimulatorControl`` (an async client of the control API) and ``main``
-(``python -m app.shopify.simulator --port 8081``).
+(``python -m devtools.shopify_simulator --port 8081``).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.shopify.simulator_graphql import Executor, GraphQLRequestError, GraphQLSyntaxError, parse_operation
-from app.shopify.simulator_state import (
+from devtools.shopify_simulator.executor import Executor, GraphQLRequestError, GraphQLSyntaxError, parse_operation
+from devtools.shopify_simulator.state import (
     METAOBJECT_GID,
     InjectedFault,
     ResolvedFaults,
@@ -49,7 +49,7 @@ from app.shopify.simulator_state import (
     SimulatorState,
     UnknownShopError,
 )
-from app.shopify.simulator_validation import check_request
+from devtools.shopify_simulator.validation import check_request
 
 GRAPHQL_PATH = "/{shop}/admin/api/{version}/graphql.json"
 THROTTLE_DOCS = "https://shopify.dev/api/usage/rate-limits"
@@ -673,7 +673,7 @@ class SimulatorControl:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the simulator in the foreground: ``python -m app.shopify.simulator --port 8081``.
+    """Run the simulator in the foreground: ``python -m devtools.shopify_simulator --port 8081``.
 
     ``--shop NAME=TOKEN`` (repeatable) registers shops up front, handy for ``make run``.
     """

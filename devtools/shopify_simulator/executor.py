@@ -1,6 +1,6 @@
 """The GraphQL side of the Shopify Admin simulator: a tiny parser and an executor for a fixed subset.
 
-Requests reach this module only after ``simulator_validation`` has checked the document and its
+Requests reach this module only after ``validation`` has checked the document and its
 variables against Shopify's Admin schema. The parser here reads only as much of a document as the
 executor needs: the root fields of the first operation, their aliases and arguments (literals and
 ``$variables``, including inline lists and objects) and the raw text of each root field's selection
@@ -49,7 +49,7 @@ from graphql import (
     parse,
 )
 
-from app.shopify.simulator_state import (
+from devtools.shopify_simulator.state import (
     DISCOUNT_GID,
     METAOBJECT_DEFINITIONS,
     Discount,
@@ -61,7 +61,7 @@ from app.shopify.simulator_state import (
     default_status,
     now_iso,
 )
-from app.shopify.simulator_validation import simulator_schema
+from devtools.shopify_simulator.validation import simulator_schema
 
 MAX_INPUT_SIZE = 250
 """Shopify's maximum length of list arguments such as ``nodes(ids:)``."""

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from app.core.time import utcnow
-from app.shopify.simulator import SimulatorControl
+from devtools.shopify_simulator import SimulatorControl
 
 DEMO_SHOPS = (
     "demo-outdoor.myshopify.com",
