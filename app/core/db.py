@@ -7,20 +7,27 @@ embedded PostgreSQL (development and tests on a fresh machine).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import signal
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import asyncpg
+import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.core.config import Settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def to_plain_url(url: str) -> str:
@@ -84,6 +91,52 @@ def ensure_embedded_database(settings: Settings) -> str:
     return with_database(admin_url.replace("postgresql://postgres:@", "postgresql://postgres@"), name)
 
 
+_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    # The connection died under an operation, or was handed back broken: "cannot switch to state
+    # 15; another operation is in progress", "connection has been released back to the pool".
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, pg_terminate_backend
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    asyncpg.exceptions.CannotConnectNowError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+    sqlalchemy.exc.DisconnectionError,
+    sqlalchemy.exc.TimeoutError,  # the ORM pool had no connection to give in time
+)
+
+
+#: Exception classes that may mean "database unavailable" (DBAPIError only when it wraps one).
+DB_FAULT_CLASSES: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    ConnectionError,
+    TimeoutError,
+    sqlalchemy.exc.DisconnectionError,
+    sqlalchemy.exc.TimeoutError,
+    sqlalchemy.exc.DBAPIError,
+)
+
+
+def is_db_unavailable(exc: BaseException) -> bool:
+    """The database, or our connection to it, is gone or saturated: a 503 the client may retry.
+
+    The one list every layer consults (transaction runner, reads, the last-resort handler), so a
+    connection fault is never a 500, whichever driver layer reported it.
+    """
+    if isinstance(exc, _UNAVAILABLE_ERRORS):
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        return exc.connection_invalidated or (exc.orig is not None and is_db_unavailable(exc.orig))
+    cause = exc.__cause__
+    return isinstance(cause, _UNAVAILABLE_ERRORS)
+
+
 def embedded_pgdata(settings: Settings) -> Path:
     return Path(settings.data_dir).resolve() / "pgdata"
 
@@ -144,13 +197,133 @@ async def connect(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(**asyncpg_connect_kwargs(url))
 
 
+def is_stale_connection(exc: BaseException) -> bool:
+    """The pooled connection was unusable before the statement was sent, so a retry is safe.
+
+    asyncpg raises these before writing to the socket: the protocol is still consuming the FATAL
+    error of a terminated connection ("cannot switch to state N; another operation (2) is in
+    progress"), or the connection is already known closed.
+    """
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
+
+
+class _ExpiringAcquireContext(asyncpg.pool.PoolAcquireContext):
+    """`async with pool.acquire()` that expires the pool when its block failed on a dead connection.
+
+    Whatever code holds the connection (the transaction runner, the flag store, the job engine), a
+    connection fault inside the block means its idle neighbours are likely dead too: the next
+    acquire of each then reconnects instead of handing out a corpse.
+    """
+
+    __slots__ = ()
+
+    async def __aexit__(self, *exc: object) -> None:
+        exc_val = exc[1] if len(exc) > 1 else None
+        if isinstance(exc_val, BaseException) and is_db_unavailable(exc_val):
+            await self.pool.expire_connections()
+        await super().__aexit__(*exc)
+
+
+class ResilientPool(asyncpg.Pool):
+    """An asyncpg pool whose one-statement helpers survive connections that died while pooled.
+
+    After a server restart or `pg_terminate_backend`, every idle connection is dead but looks
+    alive until used. A statement that fails on one before anything was sent expires the whole
+    pool (its neighbours died with it) and runs once more on a fresh connection, instead of
+    answering 503 for a database that is back.
+    """
+
+    def acquire(self, *, timeout: float | None = None) -> asyncpg.pool.PoolAcquireContext:
+        return _ExpiringAcquireContext(self, timeout)
+
+    async def _once_more_if_stale(self, op: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await op()
+        except Exception as exc:
+            if not is_stale_connection(exc):
+                raise
+            await self.expire_connections()
+            return await op()
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:  # noqa: ASYNC109 (asyncpg's signature)
+        return await self._once_more_if_stale(lambda: super(ResilientPool, self).execute(query, *args, timeout=timeout))
+
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None, record_class: Any = None) -> Any:  # noqa: ASYNC109 (asyncpg's signature)
+        return await self._once_more_if_stale(
+            lambda: super(ResilientPool, self).fetch(query, *args, timeout=timeout, record_class=record_class)
+        )
+
+    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None, record_class: Any = None) -> Any:  # noqa: ASYNC109 (asyncpg's signature)
+        return await self._once_more_if_stale(
+            lambda: super(ResilientPool, self).fetchrow(query, *args, timeout=timeout, record_class=record_class)
+        )
+
+    async def fetchval(self, query: str, *args: Any, column: int = 0, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (asyncpg's signature)
+        return await self._once_more_if_stale(
+            lambda: super(ResilientPool, self).fetchval(query, *args, column=column, timeout=timeout)
+        )
+
+
+@asynccontextmanager
+async def transaction(
+    pool: asyncpg.Pool,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109 (the pool acquire timeout, as asyncpg names it)
+    attempts: int = 3,
+) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
+    """A pooled connection inside one transaction: committed when the block ends, rolled back when
+    it raises. The one way this service opens a transaction on a pool.
+
+    A connection that fails already at BEGIN was dead in the pool (a restart or a terminated
+    backend): nothing ran, so another connection is tried. A connection lost later is closed rather
+    than pooled again, since asyncpg may otherwise hand it out half-broken.
+    """
+    for attempt in range(1, attempts + 1):
+        acquired = pool.acquire(timeout=timeout)
+        conn = await acquired.__aenter__()
+        tx = conn.transaction()
+        try:
+            await tx.start()
+        except BaseException as exc:
+            await acquired.__aexit__(type(exc), exc, exc.__traceback__)
+            if attempt < attempts and isinstance(exc, Exception) and is_db_unavailable(exc):
+                continue
+            raise
+        break
+    try:
+        yield conn
+        await tx.commit()
+    except BaseException as exc:
+        # A connection lost mid-statement is already detached from its proxy (asyncpg releases it
+        # on close), so every call on it may itself fail: the first error is the answer.
+        with contextlib.suppress(Exception):
+            await tx.rollback()
+        if isinstance(exc, asyncio.CancelledError) or is_db_unavailable(exc):
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
+        await acquired.__aexit__(type(exc), exc, exc.__traceback__)
+        raise
+    await acquired.__aexit__(None, None, None)
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """Raw asyncpg pool for the hot storefront path, where the ORM costs 10x (issue 3)."""
-    pool = await asyncpg.create_pool(
+    """Raw asyncpg pool for the hot storefront path and the bundle services (the ORM costs 10x)."""
+    pool = ResilientPool(
         min_size=min_size,
         max_size=max_size,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
+        connect=None,
+        setup=None,
+        init=None,
+        reset=None,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         server_settings={"application_name": "shopibundle-raw"},
         **asyncpg_connect_kwargs(url),
     )
-    assert pool is not None
+    await pool
     return pool

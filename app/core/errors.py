@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from app.core.db import DB_FAULT_CLASSES, is_db_unavailable
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -135,6 +137,18 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(
             exc.status_code, str(exc.detail), str(exc.detail), headers=getattr(exc, "headers", None)
         )
+
+    async def _database_fault(request: Request, exc: Exception) -> Response:
+        if not is_db_unavailable(exc):
+            return await _unexpected(request, exc)
+        # A connection fault that no service mapped: still the database's, never the client's.
+        log.warning("database unavailable on %s %s: %r", request.method, request.url.path, exc)
+        return domain_error_response(NotReady("The database is unavailable; retry the request.", retryable=True))
+
+    # Registered per class (not only under `Exception`) so that they are answered by the exception
+    # middleware like any domain error, rather than by the server-error layer, which re-raises.
+    for error_class in DB_FAULT_CLASSES:
+        app.add_exception_handler(error_class, _database_fault)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

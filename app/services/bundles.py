@@ -65,6 +65,7 @@ from typing import Any, Literal, TypeVar
 import asyncpg
 
 from app.core.container import Container
+from app.core.db import is_db_unavailable, transaction
 from app.core.errors import Conflict, DomainError, NotFound, NotReady, PreconditionFailed, ValidationFailed
 from app.core.ids import new_id
 from app.core.metrics import DUAL_WRITES
@@ -97,6 +98,7 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 #: Waiting longer than this for a pooled connection means the database is saturated: 503.
 DB_ACQUIRE_TIMEOUT_S = 10.0
 TX_ATTEMPTS = 3
+READ_ATTEMPTS = 2
 #: Test-only hook: `container.extras[FAULT_HOOK](shop, backend_pid)` runs after the V2 writes and
 #: before the legacy writes, inside the transaction (to kill the connection mid-transaction).
 FAULT_HOOK = "fault_after_v2_write"
@@ -202,42 +204,35 @@ def to_out(full: dict[str, Any], legacy_sync: LegacySync | None = None) -> Bundl
     return BundleOut.model_validate(data)
 
 
-def is_db_unavailable(exc: BaseException) -> bool:
-    """The database (or our connection to it) is gone or saturated: a 503, retryable by the client."""
-    return isinstance(
-        exc,
-        asyncpg.PostgresConnectionError
-        | asyncpg.InterfaceError
-        | asyncpg.exceptions.OperatorInterventionError
-        | asyncpg.exceptions.InsufficientResourcesError
-        | ConnectionError
-        | OSError
-        | TimeoutError,
-    )
-
-
 def db_unavailable() -> NotReady:
     return NotReady("The database is unavailable; nothing was changed. Retry the request.", retryable=True)
 
 
 async def run_read(container: Container, fn: Callable[[Executor], Awaitable[T]]) -> T:
-    """Run read queries on a pooled connection, mapping a lost database to 503."""
-    try:
-        async with container.pool.acquire(timeout=DB_ACQUIRE_TIMEOUT_S) as conn:
-            return await fn(conn)
-    except DomainError:
-        raise
-    except Exception as exc:
-        if is_db_unavailable(exc):
-            raise db_unavailable() from exc
-        raise
+    """Run read queries on a pooled connection, mapping a lost database to 503.
+
+    Reads change nothing, so one that failed on a dead pooled connection is tried once more on a
+    fresh connection before the client is told to retry.
+    """
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        try:
+            async with container.pool.acquire(timeout=DB_ACQUIRE_TIMEOUT_S) as conn:
+                return await fn(conn)
+        except DomainError:
+            raise
+        except Exception as exc:
+            if not is_db_unavailable(exc):
+                raise
+            if attempt == READ_ATTEMPTS:
+                raise db_unavailable() from exc
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def run_transaction(container: Container, fn: Callable[[Executor], Awaitable[T]]) -> T:
     """Run `fn` in one transaction; retry deadlocks; map database failures to problems (never 500)."""
     for attempt in range(1, TX_ATTEMPTS + 1):
         try:
-            async with container.pool.acquire(timeout=DB_ACQUIRE_TIMEOUT_S) as conn, conn.transaction():
+            async with transaction(container.pool, timeout=DB_ACQUIRE_TIMEOUT_S) as conn:
                 return await fn(conn)
         except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
             if attempt == TX_ATTEMPTS:

@@ -54,7 +54,7 @@ import asyncpg
 
 from app.core.config import FLAG_NAMES, Settings
 from app.core.container import Container
-from app.core.db import asyncpg_connect_kwargs
+from app.core.db import asyncpg_connect_kwargs, transaction
 from app.core.errors import NotFound, NotReady, ValidationFailed
 from app.core.metrics import FLAG_EVALUATIONS
 from app.core.time import utcnow
@@ -357,7 +357,7 @@ class FlagStore:
     async def _seed(self) -> None:
         """Create missing rows with the defaults; the replica that actually inserts one audits it."""
         now = utcnow()
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with transaction(self.pool) as conn:
             for name in FLAG_NAMES:
                 values = DEFAULT_STATES[name].values()
                 if await repo.insert_missing(conn, name, values, updated_at=now, updated_by=SYSTEM_ACTOR):
@@ -549,7 +549,7 @@ async def _write(
     store: FlagStore, changes: Mapping[str, Change], *, actor: str, reason: str, skip_unchanged: bool
 ) -> list[FlagState]:
     """`write_flags_in_transaction` in a transaction of its own, then applied to the local snapshot."""
-    async with store.pool.acquire() as conn, conn.transaction():
+    async with transaction(store.pool) as conn:
         writes = await write_flags_in_transaction(
             conn, changes, actor=actor, reason=reason, skip_unchanged=skip_unchanged
         )
