@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
-import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -154,13 +153,11 @@ def add_worker(sub: Subparsers) -> None:
 
 
 async def _worker_container(settings: Settings) -> Any:
-    """The service's container without its HTTP side. The worker serves no requests, so when no
-    ADMIN_API_TOKEN is configured a random one satisfies the container's production check."""
+    """The service's container without its HTTP side: it serves no requests, so it needs none of
+    the inbound credentials."""
     from app.core.container import build_container
 
-    if not settings.admin_api_token and not settings.embedded:
-        settings = settings.model_copy(update={"admin_api_token": secrets.token_urlsafe(32)})
-    return await build_container(settings)
+    return await build_container(settings, serves_requests=False)
 
 
 async def _worker(args: argparse.Namespace) -> int:

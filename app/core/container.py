@@ -119,9 +119,18 @@ def _ui_cookie_key(admin_tokens: dict[str, str]) -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-async def build_container(settings: Settings) -> Container:
-    api_key, api_secret = resolve_app_credentials(settings)
-    admin_tokens = resolve_admin_tokens(settings)
+async def build_container(settings: Settings, *, serves_requests: bool = True) -> Container:
+    """Everything a replica holds. `serves_requests=False` (CLI, a separate worker) needs no inbound
+    credentials: missing ones are replaced by random values that authenticate nothing."""
+    if serves_requests:
+        api_key, api_secret = resolve_app_credentials(settings)
+        admin_tokens = resolve_admin_tokens(settings)
+    else:
+        api_key = settings.shopify_api_key or secrets.token_urlsafe(16)
+        api_secret = settings.shopify_api_secret or secrets.token_urlsafe(32)
+        admin_tokens = parse_admin_tokens(settings.admin_api_token, settings.admin_api_tokens) or {
+            "admin": secrets.token_urlsafe(32)
+        }
     authenticator = Authenticator(
         admin_tokens,
         api_key=api_key,
