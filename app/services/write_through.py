@@ -234,8 +234,17 @@ def handle_for(shop: str, *parts: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _not_found(exc: ShopifyUserErrors) -> bool:
-    return any(str(e.get("code") or "").upper() == "NOT_FOUND" for e in exc.user_errors)
+def _metaobject_gone(exc: ShopifyUserErrors) -> bool:
+    """`MetaobjectUserErrorCode.RECORD_NOT_FOUND`: the metaobject no longer exists."""
+    return any(str(e.get("code") or "").upper() == "RECORD_NOT_FOUND" for e in exc.user_errors)
+
+
+def _discount_gone(exc: ShopifyUserErrors) -> bool:
+    """`DiscountErrorCode` has no not-found code: Shopify reports an unknown id as INVALID on `id`."""
+    return any(
+        str(e.get("code") or "").upper() == "INVALID" and list(e.get("field") or []) == ["id"]
+        for e in exc.user_errors
+    )
 
 
 async def update_metaobject(
@@ -263,7 +272,7 @@ async def delete_metaobject(shopify: ShopifyClient, shop: str, gid: str) -> None
     try:
         await shopify.mutate(shop, METAOBJECT_DELETE, {"id": gid}, "metaobjectDelete")
     except ShopifyUserErrors as exc:
-        if not _not_found(exc):
+        if not _metaobject_gone(exc):
             raise
 
 
@@ -290,7 +299,7 @@ async def delete_discount(shopify: ShopifyClient, shop: str, gid: str) -> None:
     try:
         await shopify.mutate(shop, DISCOUNT_DELETE, {"id": gid}, "discountAutomaticDelete")
     except ShopifyUserErrors as exc:
-        if not _not_found(exc):
+        if not _discount_gone(exc):
             raise
 
 

@@ -348,6 +348,10 @@ def gid_type(value: Any) -> str | None:
     return m.group(1) if m else None
 
 
+#: `DiscountErrorCode` has no NOT_FOUND: an unknown discount id is reported as INVALID on `id`.
+DISCOUNT_MISSING_CODE = "INVALID"
+
+
 def _user_error(field: list[str], message: str, code: str) -> dict[str, Any]:
     return {"field": field, "message": message, "code": code}
 
@@ -736,7 +740,7 @@ class Executor:
         if discount is None:
             return {
                 "automaticDiscountNode": None,
-                "userErrors": [_user_error(["id"], "Discount does not exist", "NOT_FOUND")],
+                "userErrors": [_user_error(["id"], "Discount does not exist", DISCOUNT_MISSING_CODE)],
             }, MUTATION_COST
         patch = dict(f.args["automaticBasicDiscount"])
         errors = self._discount_errors(patch, creating=False)
@@ -755,7 +759,7 @@ class Executor:
         if self.shop.discounts.pop(gid, None) is None:
             return {
                 "deletedAutomaticDiscountId": None,
-                "userErrors": [_user_error(["id"], "Discount does not exist", "NOT_FOUND")],
+                "userErrors": [_user_error(["id"], "Discount does not exist", DISCOUNT_MISSING_CODE)],
             }, MUTATION_COST
         return {"deletedAutomaticDiscountId": gid, "userErrors": []}, MUTATION_COST
 

@@ -21,6 +21,7 @@ import pytest
 
 from app.core.db import create_pool
 from app.repos import outbox as repo
+from app.services import write_through as wt
 from app.services.outbox import OutboxDispatcher
 from tests.integration.bundle_helpers import (
     bundle_body,
@@ -150,6 +151,24 @@ async def test_shopify_outage_grows_the_outbox_then_it_drains_with_every_metaobj
         assert (stored[metaobject]["bundle_name"], stored[metaobject]["description"]) == (f"Renamed {i}", f"d{i}")
 
 
+async def test_deleting_a_bundle_whose_shopify_objects_are_already_gone_completes(
+    app_factory: Any, sim: Any, shop: str, db: asyncpg.Connection
+) -> None:
+    """Shopify answers RECORD_NOT_FOUND (metaobject) and INVALID on `id` (discount: its error codes
+    have no not-found) for objects already deleted: a redelivered delete is done, not dead."""
+    await register_shop(sim, db, shop)
+    async with wt_client(app_factory) as client:
+        created = (await client.post(bundles_url(shop), json=wt_body())).json()
+        [discount] = created["discounts"]
+        assert await sim.delete_metaobject(shop, created["shopifyMetaobjectId"])
+        await wt.delete_discount(container_of(client).shopify, shop, discount["shopifyDiscountId"])
+        assert await sim.list_discounts(shop) == []
+        assert (await client.delete(bundles_url(shop, created["id"]))).status_code == 204
+        await wait_drained(client, shop, timeout_s=15)
+        stats = await outbox_stats(client, shop)
+        assert stats["deadLetters"] == 0 and stats["pending"] == 0, stats
+
+
 async def test_permanent_failures_dead_letter_and_reconciliation_resolves_them(
     app_factory: Any, sim: Any, shop: str, db: asyncpg.Connection
 ) -> None:
@@ -165,7 +184,8 @@ async def test_permanent_failures_dead_letter_and_reconciliation_resolves_them(
         assert await eventually(dead, 10)
         stats = await outbox_stats(client, shop)
         [letter] = stats["dead"]
-        assert letter["bundleId"] == created["id"] and letter["attempts"] == 3 and "NOT_FOUND" in letter["lastError"]
+        assert letter["bundleId"] == created["id"] and letter["attempts"] == 3
+        assert "RECORD_NOT_FOUND" in letter["lastError"]
         assert stats["pending"] == 0
 
         report = await reconcile(client, shop)

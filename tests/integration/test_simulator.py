@@ -782,7 +782,9 @@ async def test_discount_mutations(sim: SimulatorServer, control: SimulatorContro
     unknown = "gid://shopify/DiscountAutomaticNode/999999"
     missing = (await gql(client, sim, DISCOUNT_UPDATE, {"id": unknown, "d": discount_input("x", 0.1)})).json()
     assert missing["data"]["discountAutomaticBasicUpdate"]["automaticDiscountNode"] is None
-    assert missing["data"]["discountAutomaticBasicUpdate"]["userErrors"][0]["code"] == "NOT_FOUND"
+    # DiscountErrorCode (2025-01 schema) has no NOT_FOUND; an unknown id is INVALID on `id`.
+    assert missing["data"]["discountAutomaticBasicUpdate"]["userErrors"][0]["code"] == "INVALID"
+    assert missing["data"]["discountAutomaticBasicUpdate"]["userErrors"][0]["field"] == ["id"]
 
     invalid = (await gql(client, sim, DISCOUNT_CREATE, {"d": discount_input("", 1.5)})).json()
     codes = {e["code"] for e in invalid["data"]["discountAutomaticBasicCreate"]["userErrors"]}
@@ -793,7 +795,7 @@ async def test_discount_mutations(sim: SimulatorServer, control: SimulatorContro
     assert await control.list_discounts(SHOP) == []
     again = (await gql(client, sim, DISCOUNT_DELETE, {"id": discount_id})).json()["data"]["discountAutomaticDelete"]
     assert again["deletedAutomaticDiscountId"] is None
-    assert again["userErrors"][0]["code"] == "NOT_FOUND"
+    assert (again["userErrors"][0]["code"], again["userErrors"][0]["field"]) == ("INVALID", ["id"])
 
 
 # -- control API ---------------------------------------------------------------------------------
