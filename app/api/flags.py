@@ -1,4 +1,4 @@
-"""`/admin/flags` and `/admin/migration-stage`: thin HTTP over `app.services.flags`.
+"""`/admin/flags` and `/admin/migration-stage`: thin HTTP over `app.services.flags` and `app.services.rollout`.
 
 Everything requires the internal token (AdminDep); its actor (`X-Actor`, default "admin") is
 what the audit log records as `changedBy`.
@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import AdminDep, FlagsDep
+from app.api.deps import AdminDep, ContainerDep, FlagsDep
 from app.api.openapi_docs import (
     ADMIN_AUTH,
     ADMIN_ERRORS,
@@ -38,6 +38,8 @@ from app.models.flag_api import (
     MigrationStageUpdate,
 )
 from app.services import flags as service
+from app.services import rollout
+from app.services.rollout import ARCHIVED_LEGACY_TABLES
 
 router = APIRouter(tags=["flags"], responses=UNEXPECTED_ERROR)
 
@@ -57,6 +59,18 @@ _INVALID_BODY = problem(
         422,
         "The request has invalid fields.",
         errors=[{"field": "body.reason", "message": "Value error, must not be blank", "type": "value_error"}],
+    ),
+)
+
+_ARCHIVED = problem(
+    409,
+    "The change would read or write the legacy tables, which the Phase 5 cleanup archived: restore them first",
+    archived=problem_example(
+        409,
+        "Flag DUAL_WRITE on (dual writes go to the legacy tables) needs the legacy tables, but bundle_discount_id, "
+        "auto_bundle_rules, auto_bundle_data are archived (schema `archive`, Phase 5 cleanup). Move them back first: "
+        "`shopibundle cleanup restore --reason ...` or POST /admin/cleanup/restore.",
+        archivedTables=list(ARCHIVED_LEGACY_TABLES),
     ),
 )
 
@@ -114,6 +128,7 @@ async def get_flag(name: str, _: AdminDep, store: FlagsDep) -> FlagOut:
         **BODY_ERRORS,
         **_INVALID_BODY,
         **_NOT_FOUND,
+        **_ARCHIVED,
         **_NOT_READY,
     },
 )
@@ -177,11 +192,14 @@ async def get_migration_stage(_: AdminDep, store: FlagsDep) -> MigrationStageOut
         **ADMIN_ERRORS,
         **BODY_ERRORS,
         **_INVALID_BODY,
+        **_ARCHIVED,
         **_NOT_READY,
     },
 )
-async def put_migration_stage(body: MigrationStageUpdate, actor: AdminDep, store: FlagsDep) -> MigrationStageOut:
-    result = await service.set_migration_stage(
-        store, body.stage, actor=actor, reason=body.reason, sample_rate=body.sampleRate
+async def put_migration_stage(
+    body: MigrationStageUpdate, actor: AdminDep, container: ContainerDep, store: FlagsDep
+) -> MigrationStageOut:
+    result = await rollout.set_stage(
+        container.pool, body.stage, actor=actor, reason=body.reason, sample_rate=body.sampleRate, store=store
     )
     return MigrationStageOut.model_validate(result)

@@ -59,6 +59,7 @@ from app.core.errors import NotFound, NotReady, ValidationFailed
 from app.core.metrics import FLAG_EVALUATIONS
 from app.core.time import utcnow
 from app.repos import flags as repo
+from app.services.legacy_guard import require_legacy_tables
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,6 @@ __all__ = [
     "list_flags",
     "migration_stage",
     "rollout_bucket",
-    "set_migration_stage",
     "stage_of",
     "start_flags",
     "stop_flags",
@@ -508,6 +508,19 @@ class FlagWrite:
     new: FlagState
 
 
+def legacy_tables_need(state: FlagState) -> str | None:
+    """Why this flag state makes some shop read or write the archivable legacy tables (None: it does not)."""
+    if state.name == Flag.DUAL_WRITE and (
+        state.enabled or state.rollout_percent > 0 or any(state.shop_overrides.values())
+    ):
+        return "DUAL_WRITE on (dual writes go to the legacy tables)"
+    if state.name == Flag.V2_BUNDLE_ENGINE and not (
+        (state.enabled or state.rollout_percent >= 100) and all(state.shop_overrides.values())
+    ):
+        return "V2_BUNDLE_ENGINE off (reads come from the legacy tables)"
+    return None
+
+
 async def write_flags_in_transaction(
     conn: repo.Conn, changes: Mapping[str, Change], *, actor: str, reason: str, skip_unchanged: bool = True
 ) -> list[FlagWrite]:
@@ -515,6 +528,8 @@ async def write_flags_in_transaction(
 
     The one implementation of a flag write: the admin API uses it through `_write`, the rollout
     service inside its own transaction (a flag change and a table move commit together or not at all).
+    A value that would read or write the legacy tables (`legacy_tables_need`) is refused with a 409
+    while Phase 5 has them archived; the check runs after the row lock, so it cannot race a cleanup.
     Rows are locked in `FLAG_NAMES` order so two concurrent multi-flag writes cannot deadlock, and
     each `change` computes the new values from the locked row, so omitted fields keep what is stored
     now rather than what this replica last saw. NOTIFY is delivered at commit.
@@ -530,6 +545,9 @@ async def write_flags_in_transaction(
         new_values = change(old)
         if skip_unchanged and row is not None and new_values == old.values():
             continue
+        need = legacy_tables_need(FlagState.from_row({"name": name, **new_values}))
+        if need is not None:
+            await require_legacy_tables(conn, f"Flag {need}")
         new_row = await repo.upsert(conn, name, new_values, updated_at=now, updated_by=actor)
         await repo.insert_audit(
             conn,
@@ -728,23 +746,3 @@ def stage_values(stage: Stage, old: FlagState, sample_rate: float | None) -> dic
 def migration_stage(store: FlagStore) -> dict[str, Any]:
     states = store.states()
     return {"stage": stage_of({s.name: s for s in states}), "flags": [flag_view(store, s) for s in states]}
-
-
-async def set_migration_stage(
-    store: FlagStore, stage: Stage, *, actor: str, reason: str, sample_rate: float | None = None
-) -> dict[str, Any]:
-    """Move every flag to `stage` in one transaction; unchanged flags are neither written nor audited."""
-    if stage not in STAGE_TABLE:
-        raise ValidationFailed(f"Unknown stage {stage!r}.", errors=[{"field": "body.stage", "message": "unknown"}])
-
-    def change(old: FlagState) -> dict[str, Any]:
-        return stage_values(stage, old, sample_rate)
-
-    await _write(
-        store,
-        dict.fromkeys(FLAG_NAMES, change),
-        actor=actor,
-        reason=f"migration stage → {stage}: {reason}",
-        skip_unchanged=True,
-    )
-    return migration_stage(store)

@@ -37,8 +37,8 @@ from app.core.ids import new_id
 from app.models.job_api import FailureOut, FailurePage, JobOut, JobPage, JobStats, ShopStats
 from app.repos import jobs as repo
 from app.services import migration_items
+from app.services.legacy_guard import require_legacy_tables
 from app.services.migration_items import ITEM_KINDS_BY_JOB_KIND, ItemKind, ItemOutcome, PlannedItem
-from app.services.rollout import require_legacy_tables
 
 log = logging.getLogger(__name__)
 

@@ -76,12 +76,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
-import orjson
 
 from app.core.config import FLAG_NAMES, Settings, get_settings
 from app.core.db import asyncpg_connect_kwargs
@@ -90,8 +89,13 @@ from app.core.migrations import current_revision, downgrade
 from app.core.time import utcnow
 from app.repos import flags as flag_repo
 from app.repos import jobs as jobs_repo
+from app.repos import legacy_tables as tables_repo
+from app.repos.flags import Conn
+from app.repos.legacy_tables import ARCHIVE_SCHEMA, ARCHIVED_LEGACY_TABLES, LIVE_SCHEMA, Location
 from app.services import flags as flag_service
 from app.services.flags import DEFAULT_STATES, Flag, FlagState, FlagStore, Stage, write_flags_in_transaction
+from app.services.legacy_guard import LegacyTablesArchived, require_legacy_tables
+from app.services.validation import build_validation_report
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +117,6 @@ __all__ = [
     "set_stage",
 ]
 
-ARCHIVE_SCHEMA = "archive"
-LIVE_SCHEMA = "public"
-#: Migrated legacy tables that Phase 5 moves to the archive schema (never dropped).
-ARCHIVED_LEGACY_TABLES: tuple[str, ...] = ("bundle_discount_id", "auto_bundle_rules", "auto_bundle_data")
 #: Legacy tables Phase 5 leaves in `public`, and why.
 KEPT_LEGACY_TABLES: Mapping[str, str] = {
     "session": "offline access tokens: every Shopify call reads them",
@@ -144,130 +144,18 @@ SERVICE_BACKUP_TABLES: tuple[str, ...] = (
     "sb_shadow_mismatches",
     "sb_outbox",
 )
-#: Transaction-scoped advisory lock serialising rollbacks, cleanups and restores.
-ROLLOUT_LOCK_KEY = 0x5B_10B5_0002
-
-Location = Literal["public", "archive", "both", "missing"]
-Conn = Any  # asyncpg.Connection or a pooled connection proxy
-
-
-class LegacyTablesArchived(Conflict):
-    """409: the operation needs legacy tables that Phase 5 moved to the archive schema."""
-
-    def __init__(self, tables: Sequence[str], action: str) -> None:
-        names = ", ".join(tables)
-        super().__init__(
-            f"{action} needs the legacy tables, but {names} {'is' if len(tables) == 1 else 'are'} archived "
-            f"(schema `{ARCHIVE_SCHEMA}`, Phase 5 cleanup). Move them back first: "
-            "`shopibundle cleanup restore --reason ...` or POST /admin/cleanup/restore.",
-            archivedTables=list(tables),
-        )
-
-
 class ConfirmationRequired(BadRequest):
     """A destructive operation was asked for without its explicit confirmation."""
 
 
-# ===================================================================================== table state
-
-_LOCATIONS_SQL = """
-SELECT t.name,
-       EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-               WHERE n.nspname = $2 AND c.relname = t.name AND c.relkind IN ('r', 'p')) AS in_live,
-       EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-               WHERE n.nspname = $3 AND c.relname = t.name AND c.relkind IN ('r', 'p')) AS in_archive
-FROM unnest($1::text[]) WITH ORDINALITY AS t(name, position)
-ORDER BY t.position
-"""
-
-
-async def legacy_table_locations(conn: Conn, tables: Sequence[str] = ARCHIVED_LEGACY_TABLES) -> dict[str, Location]:
-    """Where each archivable legacy table is: `public`, `archive`, `both` (needs a person) or `missing`.
-
-    Read from the catalog rather than with `to_regclass('public.x')`, which would depend on the
-    archive schema existing and on the session's search_path. One cheap round trip.
-    """
-    rows = await conn.fetch(_LOCATIONS_SQL, list(tables), LIVE_SCHEMA, ARCHIVE_SCHEMA)
-    out: dict[str, Location] = {}
-    for row in rows:
-        live, archived = bool(row["in_live"]), bool(row["in_archive"])
-        out[row["name"]] = "both" if live and archived else "public" if live else "archive" if archived else "missing"
-    return out
-
-
-async def require_legacy_tables(conn: Conn, action: str) -> None:
-    """Raise `LegacyTablesArchived` (409) unless every archivable legacy table is in `public`.
-
-    Called first by everything that reads them in bulk (validation report, job planning), so an
-    archived table is a clear conflict with the way out, not a 500 from "relation does not exist".
-    """
-    locations = await legacy_table_locations(conn)
-    archived = [name for name, where in locations.items() if where == "archive"]
-    if archived:
-        raise LegacyTablesArchived(archived, action)
-    missing = [name for name, where in locations.items() if where == "missing"]
-    if missing:
-        raise Conflict(
-            f"{action} needs the legacy tables, but {', '.join(missing)} exist in no schema (neither public nor "
-            f"{ARCHIVE_SCHEMA}): restore them from a backup.",
-            missingTables=missing,
-        )
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-async def _comment(conn: Conn, schema: str, table: str, value: Mapping[str, Any] | None) -> None:
-    """Table comments carry the archive bookkeeping (JSON), so it travels with the table itself."""
-    literal = "NULL"
-    if value is not None:
-        literal = await conn.fetchval("SELECT quote_literal($1::text)", orjson.dumps(value).decode())
-    await conn.execute(f"COMMENT ON TABLE {_quote_ident(schema)}.{_quote_ident(table)} IS {literal}")
-
-
-async def _read_comment(conn: Conn, schema: str, table: str) -> dict[str, Any] | None:
-    raw = await conn.fetchval(
-        "SELECT obj_description(c.oid, 'pg_class') FROM pg_catalog.pg_class c "
-        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
-        schema,
-        table,
-    )
-    if not raw:
-        return None
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-async def _count(conn: Conn, schema: str, table: str) -> int:
-    return int(await conn.fetchval(f"SELECT count(*) FROM {_quote_ident(schema)}.{_quote_ident(table)}"))
-
-
-async def _move_tables(
-    conn: Conn, tables: Sequence[str], source: str, target: str, comment: Mapping[str, Any] | None
-) -> list[dict[str, Any]]:
-    """`ALTER TABLE source.t SET SCHEMA target` for each table, in the caller's transaction."""
-    moved = []
-    for table in tables:
-        rows = await _count(conn, source, table)
-        await conn.execute(
-            f"ALTER TABLE {_quote_ident(source)}.{_quote_ident(table)} SET SCHEMA {_quote_ident(target)}"
-        )
-        await _comment(conn, target, table, comment)
-        moved.append({"table": table, "fromSchema": source, "toSchema": target, "rows": rows})
-    return moved
+async def legacy_table_locations(conn: Conn) -> dict[str, Location]:
+    """Where each archivable legacy table is: `public`, `archive`, `both` (needs a person) or `missing`."""
+    return await tables_repo.locations(conn)
 
 
 # ========================================================================================== flags
 
 FlagChange = Callable[[FlagState], dict[str, Any]]
-
-
-async def _lock(conn: Conn) -> None:
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", ROLLOUT_LOCK_KEY)
 
 
 async def _write_flags(
@@ -305,7 +193,7 @@ def _dual_write_on(old: FlagState) -> dict[str, Any]:
 
 async def _require_service_schema(conn: Conn) -> None:
     """A clear 409 instead of "relation does not exist" on a database without the service's tables."""
-    if not await _table_exists(conn, "sb_feature_flags"):
+    if not await tables_repo.table_exists(conn, "sb_feature_flags"):
         raise Conflict(
             "The service's tables are not in this database (after a full rollback, or never upgraded): "
             "run `shopibundle db upgrade` first."
@@ -406,7 +294,7 @@ async def set_stage(
     if sample_rate is not None and not 0 < sample_rate <= 1:
         raise ValidationFailed("sampleRate must be in (0, 1].", errors=[{"field": "sampleRate", "message": "range"}])
     async with pool.acquire() as conn, conn.transaction():
-        await _lock(conn)
+        await tables_repo.lock_rollout(conn)
         if stage != "complete":
             await require_legacy_tables(conn, f"Stage {stage} (it reads or writes the legacy tables)")
         written = await _write_stage(
@@ -438,7 +326,7 @@ async def immediate_rollback(
     reason = _require_reason(reason)
     env_override = _env_source(store, settings)
     async with pool.acquire() as conn, conn.transaction():
-        await _lock(conn)
+        await tables_repo.lock_rollout(conn)
         await require_legacy_tables(conn, "An immediate rollback (reads from the legacy tables)")
         before = await _stored_states(conn)
         written = await _write_stage(
@@ -447,7 +335,7 @@ async def immediate_rollback(
             actor=actor,
             reason=f"immediate rollback → {IMMEDIATE_ROLLBACK_STAGE}: {reason}",
         )
-        stale = await _read_comment(conn, LIVE_SCHEMA, ARCHIVED_LEGACY_TABLES[0])
+        stale = await tables_repo.read_comment(conn, LIVE_SCHEMA, ARCHIVED_LEGACY_TABLES[0])
     warnings = _env_warnings(env_override, flag_service.STAGE_TABLE[IMMEDIATE_ROLLBACK_STAGE])
     if not _was_fully_on(before[Flag.DUAL_WRITE].values()):
         warnings.append(
@@ -484,16 +372,8 @@ def _validation_summary(report: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _unfinished_jobs(conn: Conn) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        'SELECT id, kind, status FROM sb_migration_jobs WHERE status = ANY($1::text[]) ORDER BY "createdAt"',
-        ["queued", "running", "paused", "cancelling"],
-    )
-    return [dict(r) for r in rows]
-
-
 async def _require_no_unfinished_jobs(conn: Conn) -> None:
-    jobs = await _unfinished_jobs(conn)
+    jobs = await tables_repo.unfinished_jobs(conn)
     if jobs:
         listed = ", ".join(f"{j['id']} ({j['kind']}, {j['status']})" for j in jobs[:5])
         raise Conflict(
@@ -532,8 +412,6 @@ async def phase5_cleanup(
 
     `force` skips the validation and "reads already on V2" preconditions, never the others.
     """
-    from app.services.validation import build_validation_report  # validation imports this module
-
     reason = _require_reason(reason)
     env_override = _env_source(store, settings)
     action = "Phase 5 cleanup"
@@ -558,7 +436,7 @@ async def phase5_cleanup(
             )
     # 1. Stop dual writes (and make sure reads are on V2) everywhere, before any table moves.
     async with pool.acquire() as conn, conn.transaction():
-        await _lock(conn)
+        await tables_repo.lock_rollout(conn)
         written = await _write_stage(conn, "complete", actor=actor, reason=f"phase 5 cleanup → complete: {reason}")
     if store is not None:
         await _flags_view(pool, store, settings)
@@ -568,21 +446,21 @@ async def phase5_cleanup(
     archived_at = utcnow().isoformat(timespec="milliseconds") + "Z"
     try:
         async with pool.acquire() as conn, conn.transaction():
-            await _lock(conn)
+            await tables_repo.lock_rollout(conn)
             await jobs_repo.lock_job_creation(conn)
-            await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            await tables_repo.set_lock_timeout(conn, LOCK_TIMEOUT)
             _require_all_public(await legacy_table_locations(conn), action)
             await _require_no_unfinished_jobs(conn)
             # FOR SHARE: a flag write (FOR UPDATE) now waits for this commit, so DUAL_WRITE cannot come back
             # on while the tables move; a change made during the wait above is caught here.
-            await conn.execute("SELECT 1 FROM sb_feature_flags FOR SHARE")
+            await tables_repo.lock_flags_for_share(conn)
             if flag_service.stage_of(await _stored_states(conn)) != "complete":
                 raise Conflict(
                     "The flags left the `complete` stage while the cleanup waited for replicas; nothing was archived. "
                     "Check the flag audit log (`GET /admin/flags/audit`) and re-run the cleanup.",
                 )
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(ARCHIVE_SCHEMA)}")
-            moved = await _move_tables(
+            await tables_repo.create_schema(conn, ARCHIVE_SCHEMA)
+            moved = await tables_repo.move_tables(
                 conn,
                 ARCHIVED_LEGACY_TABLES,
                 LIVE_SCHEMA,
@@ -627,8 +505,8 @@ async def restore_from_archive(
     env_override = _env_source(store, settings)
     try:
         async with pool.acquire() as conn, conn.transaction():
-            await _lock(conn)
-            await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            await tables_repo.lock_rollout(conn)
+            await tables_repo.set_lock_timeout(conn, LOCK_TIMEOUT)
             locations = await legacy_table_locations(conn)
             both = [t for t, where in locations.items() if where == "both"]
             if both:
@@ -640,7 +518,7 @@ async def restore_from_archive(
             to_restore = [t for t, where in locations.items() if where == "archive"]
             if not to_restore:
                 raise Conflict("Nothing to restore: the legacy tables are not archived.", legacyTables=locations)
-            marks = [await _read_comment(conn, ARCHIVE_SCHEMA, t) for t in to_restore]
+            marks = [await tables_repo.read_comment(conn, ARCHIVE_SCHEMA, t) for t in to_restore]
             archived_at_text = min((m["archivedAt"] for m in marks if m and m.get("archivedAt")), default=None)
             restored_at = utcnow().isoformat(timespec="milliseconds") + "Z"
             note = {
@@ -649,7 +527,7 @@ async def restore_from_archive(
                 "restoredBy": actor,
                 "note": "V2 writes between archivedAt and restoredAt are not in this table (dual write was off)",
             }
-            moved = await _move_tables(
+            moved = await tables_repo.move_tables(
                 conn, to_restore, ARCHIVE_SCHEMA, LIVE_SCHEMA, note if archived_at_text else None
             )
             written = await _write_flags(
@@ -661,7 +539,7 @@ async def restore_from_archive(
             changed = 0
             if archived_at_text:
                 since = datetime.fromisoformat(archived_at_text.rstrip("Z"))
-                changed = int(await conn.fetchval('SELECT count(*) FROM "Bundle" WHERE "updatedAt" >= $1', since))
+                changed = await tables_repo.count_bundles_changed_since(conn, since)
     except asyncpg.LockNotAvailableError as exc:
         raise Conflict(f"Could not lock the archived tables within {LOCK_TIMEOUT}; nothing moved. Retry.") from exc
     warnings = _env_warnings(env_override, {Flag.DUAL_WRITE: True})
@@ -687,39 +565,6 @@ async def restore_from_archive(
 
 
 # ================================================================================== full rollback
-
-
-async def _table_exists(conn: Conn, name: str) -> bool:
-    return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{LIVE_SCHEMA}.{_quote_ident(name)}"))
-
-
-async def _backup_service_tables(conn: Conn) -> list[dict[str, Any]]:
-    """`<table>_backup` copies of the service tables holding history (Alembic's downgrade drops them).
-
-    Same convention as revision 0002's backups: an earlier copy is renamed `<name>_<stamp>`."""
-    stamp = await conn.fetchval("SELECT to_char(clock_timestamp(), 'YYYYMMDDHH24MISS')")
-    made = []
-    for table in SERVICE_BACKUP_TABLES:
-        if not await _table_exists(conn, table):
-            continue
-        rows = await _count(conn, LIVE_SCHEMA, table)
-        if rows == 0:
-            continue
-        backup = f"{table}_backup"
-        if await _table_exists(conn, backup):
-            await conn.execute(f"ALTER TABLE {_quote_ident(backup)} RENAME TO {_quote_ident(f'{backup}_{stamp}')}")
-        await conn.execute(f"CREATE TABLE {_quote_ident(backup)} AS SELECT * FROM {_quote_ident(table)}")
-        made.append({"table": backup, "source": table, "rows": rows})
-    return made
-
-
-async def _current_backups(conn: Conn) -> list[dict[str, Any]]:
-    names = await conn.fetch(
-        "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = $1 AND tablename LIKE '%\\_backup' "
-        "ORDER BY tablename",
-        LIVE_SCHEMA,
-    )
-    return [{"table": r["tablename"], "rows": await _count(conn, LIVE_SCHEMA, r["tablename"])} for r in names]
 
 
 async def full_rollback(
@@ -757,16 +602,16 @@ async def full_rollback(
                 "restoredTables": [],
                 "changedFlags": [],
                 "serviceBackups": [],
-                "backups": await _current_backups(conn),
+                "backups": await tables_repo.current_backups(conn),
                 "warnings": ["Nothing to roll back: the database is not past the legacy baseline."],
             }
-        has_flags = await _table_exists(conn, "sb_feature_flags")
+        has_flags = await tables_repo.table_exists(conn, "sb_feature_flags")
         async with conn.transaction():
-            await _lock(conn)
+            await tables_repo.lock_rollout(conn)
             locations = await legacy_table_locations(conn)
             archived = [t for t, where in locations.items() if where == "archive"]
             if archived:  # the legacy app needs them where Prisma put them
-                restored = await _move_tables(conn, archived, ARCHIVE_SCHEMA, LIVE_SCHEMA, None)
+                restored = await tables_repo.move_tables(conn, archived, ARCHIVE_SCHEMA, LIVE_SCHEMA, None)
                 warnings.append(
                     "The legacy tables were archived and are back in public; V2 writes made while they were archived "
                     "are only in the V2 backups."
@@ -781,9 +626,9 @@ async def full_rollback(
         if has_flags:
             await asyncio.sleep(propagation_wait_s)  # replicas still running stop reading V2 first
         async with conn.transaction():
-            service_backups = await _backup_service_tables(conn)
-            if await _table_exists(conn, "sb_outbox"):
-                pending = int(await conn.fetchval("SELECT count(*) FROM sb_outbox WHERE status = 'pending'"))
+            service_backups = await tables_repo.backup_tables(conn, SERVICE_BACKUP_TABLES)
+            if await tables_repo.table_exists(conn, "sb_outbox"):
+                pending = await tables_repo.count_pending_outbox(conn)
                 if pending:
                     warnings.append(
                         f"{pending} outbox row(s) were still pending: those Shopify changes were never made "
@@ -796,7 +641,7 @@ async def full_rollback(
     conn = await asyncpg.connect(**kwargs)
     try:
         to_revision = await current_revision(conn)
-        backups = await _current_backups(conn)
+        backups = await tables_repo.current_backups(conn)
     finally:
         await conn.close()
     warnings.append(

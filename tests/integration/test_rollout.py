@@ -414,3 +414,47 @@ async def test_full_rollback_via_the_cli_keeps_backups_and_upgrade_works_again(
             assert await conn.fetchval("SELECT count(*) FROM bundle_v2_backup") == 1, "backups survive the upgrade"
         finally:
             await conn.close()
+
+
+async def test_http_stage_and_flag_writes_refuse_while_archived(simulator: Any) -> None:
+    """`PUT /admin/migration-stage` is the CLI's `set_stage` (advisory lock, archive guard), and a flag
+    write that would read or write the archived legacy tables is refused the same way: 409, flags as
+    they were, and the V2 bundle API keeps answering (no `relation does not exist`)."""
+    shop = new_shop("ar")
+    async with fresh_database() as url:
+        async with service_on(url, simulator) as client:
+            live = await client.put("/admin/migration-stage", json={"stage": "live", "reason": "phase 4"})
+            assert live.status_code == 200 and live.json()["stage"] == "live", live.text
+            cleaned = await client.post("/admin/cleanup", json={"reason": "phase 5"})
+            assert cleaned.status_code == 200 and cleaned.json()["stage"] == "complete", cleaned.text
+            before = await _flags(client)
+
+            for stage in ("off", "dualwrite", "shadow", "live", "rampdown"):
+                refused = await client.put("/admin/migration-stage", json={"stage": stage, "reason": "try"})
+                assert refused.status_code == 409, (stage, refused.text)
+                assert refused.headers["content-type"].startswith(PROBLEM)
+                assert refused.json()["archivedTables"] == list(ARCHIVED_LEGACY_TABLES)
+            for name, values in (
+                ("DUAL_WRITE", {"enabled": True}),
+                ("DUAL_WRITE", {"enabled": False, "rolloutPercent": 10}),
+                ("DUAL_WRITE", {"enabled": False, "shopOverrides": {shop: True}}),
+                ("V2_BUNDLE_ENGINE", {"enabled": False, "rolloutPercent": 50}),
+                ("V2_BUNDLE_ENGINE", {"enabled": True, "shopOverrides": {shop: False}}),
+            ):
+                refused = await client.put(f"/admin/flags/{name}", json={**values, "reason": "try"})
+                assert refused.status_code == 409, (name, values, refused.text)
+                assert refused.json()["archivedTables"] == list(ARCHIVED_LEGACY_TABLES)
+            assert await _flags(client) == before, "nothing written"
+            stage = await client.get("/admin/migration-stage")
+            assert stage.json()["stage"] == "complete"
+
+            # Writes that keep away from the legacy tables still go through.
+            same = await client.put("/admin/migration-stage", json={"stage": "complete", "reason": "again"})
+            assert same.status_code == 200, same.text
+            pricing = await client.put("/admin/flags/V2_PRICING_ENGINE", json={"enabled": True, "reason": "ok"})
+            assert pricing.status_code == 200, pricing.text
+
+            created = await client.post(bundles_url(shop), json=bundle_body())
+            assert created.status_code == 201, created.text
+            listed = await client.get(bundles_url(shop))
+            assert listed.status_code == 200 and len(listed.json()["items"]) == 1, listed.text
