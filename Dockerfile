@@ -28,17 +28,17 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /srv
-# Dependencies first: this layer is rebuilt only when pyproject.toml changes.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install --upgrade pip \
-    && pip install -r /tmp/requirements.txt
+# Dependencies first, exactly as locked (versions and hashes, the build backend included; `make
+# lock` regenerates requirements/lock.txt): this layer is rebuilt only when the lock changes, and a
+# build next year installs what was tested.
+COPY requirements/lock.txt ./requirements/lock.txt
+RUN pip install --require-hashes -r requirements/lock.txt
 
 COPY alembic.ini ./
 COPY alembic ./alembic
 COPY app ./app
-RUN pip install --no-deps -e . \
+COPY pyproject.toml ./
+RUN pip install --no-deps --no-build-isolation -e . \
     && python -m compileall -q app alembic \
     && shopibundle --help > /dev/null
 

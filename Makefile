@@ -8,15 +8,32 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck openapi bench bench-migration bench-storefront wrk clean
+.PHONY: install lock audit run test lint typecheck openapi bench bench-migration bench-storefront wrk clean
 
-$(STAMP): pyproject.toml
+# Installs exactly what requirements/dev-lock.txt pins (every package with its hashes, the build
+# backend included), then the project itself without resolving anything: a fresh machine next year
+# gets what was tested. Plain pip, so nothing but Python is needed first. `make lock` moves the pins.
+$(STAMP): pyproject.toml requirements/dev-lock.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev-lock.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Regenerate the locks from pyproject.toml (keeps current pins where they still fit; move them with
+# `make lock LOCK_FLAGS=--upgrade` or `LOCK_FLAGS='--upgrade-package NAME'`). The runtime lock
+# (the Docker image) is constrained by the dev lock, so both pin the same versions.
+LOCK_FLAGS ?=
+LOCK_COMPILE = $(BIN)/python -m uv pip compile pyproject.toml requirements/build.in --generate-hashes \
+	--universal --python-version 3.11 --custom-compile-command "make lock" --quiet
+lock: install
+	$(LOCK_COMPILE) --extra dev $(LOCK_FLAGS) -o requirements/dev-lock.txt
+	$(LOCK_COMPILE) -c requirements/dev-lock.txt -o requirements/lock.txt
+
+# Known vulnerabilities in the locked dependencies (pip-audit; fails when none of the data answers).
+audit: install
+	$(BIN)/python requirements/audit.py
 
 run: install
 	$(BIN)/python -m app.devserver

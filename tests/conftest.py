@@ -4,6 +4,7 @@ and the service itself (lifespan and all) behind an httpx client.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,6 +23,55 @@ from tests import pg
 ADMIN_TOKEN = "test-admin-token"
 API_KEY = "test-api-key"
 API_SECRET = "test-api-secret"
+#: Named admin tokens: the audit actor is the name of the token a request authenticated with.
+ACTORS = ("tests", "alice@example.com", "bob", "oncall", "ops@example.com")
+ACTOR_TOKENS = {name: f"token-of-{name}" for name in ACTORS}
+
+
+def as_actor(name: str) -> dict[str, str]:
+    """Headers that authenticate as the named admin token `name` (one of ACTORS)."""
+    return {"Authorization": f"Bearer {ACTOR_TOKENS[name]}"}
+
+
+class SecretWatch(logging.Handler):
+    """Every log record of the whole run, checked for the secrets the tests use.
+
+    Tokens, the app secret and Shopify access tokens must never reach a log line, whatever logged
+    it (the service, uvicorn, httpx, asyncpg), including exception text and tracebacks.
+    """
+
+    #: JWT header prefix: `{"alg":` base64url-encoded; session tokens start with it.
+    JWT_PREFIX = "eyJhbGciOi"
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.secrets = secrets
+        self.leaks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # a record whose args do not fit its format: check the parts
+            text = f"{record.msg} {record.args}"
+        if record.exc_info and record.exc_info[1] is not None:
+            text += " " + logging.Formatter().formatException(record.exc_info)
+        for secret in (*self.secrets, self.JWT_PREFIX):
+            if secret in text:
+                self.leaks.append(f"{record.name}: {secret[:6]}… in {text[:200]!r}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secrets_never_logged() -> Iterator[SecretWatch]:
+    from tests.integration.bundle_helpers import SHOP_TOKEN
+
+    watch = SecretWatch((ADMIN_TOKEN, API_SECRET, SHOP_TOKEN, *ACTOR_TOKENS.values()))
+    root = logging.getLogger()
+    root.addHandler(watch)
+    try:
+        yield watch
+    finally:
+        root.removeHandler(watch)
+    assert not watch.leaks, "secrets reached the logs:\n" + "\n".join(watch.leaks[:20])
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +123,7 @@ def make_settings(db_url: str, simulator: Any, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "DATABASE_URL": db_url,
         "ADMIN_API_TOKEN": ADMIN_TOKEN,
+        "ADMIN_API_TOKENS": ",".join(f"{name}:{token}" for name, token in ACTOR_TOKENS.items()),
         "SHOPIFY_API_KEY": API_KEY,
         "SHOPIFY_API_SECRET": API_SECRET,
         "SHOPIFY_ADMIN_URL_TEMPLATE": simulator.url_template,

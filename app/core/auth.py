@@ -25,7 +25,7 @@ from app.core.security import (
 
 #: Path families and the credential each one takes. `/admin/ui` logs in with a cookie of its own.
 PROXY_PREFIXES = ("/proxy/", "/api/proxy_route/")
-_ADMIN_PREFIX = "/admin/"
+ADMIN_PREFIX = "/admin/"
 _UI_PREFIX = "/admin/ui"
 _MERCHANT_PREFIX = "/api/v2/"
 
@@ -103,7 +103,7 @@ def bearer_token(authorization: str | None) -> str | None:
 
 def requires_credentials(path: str) -> bool:
     """True for every path whose routes authenticate (everything but health, metrics, docs, ui)."""
-    if path.startswith(_ADMIN_PREFIX):
+    if path.startswith(ADMIN_PREFIX):
         return not path.startswith(_UI_PREFIX)
     return path.startswith(_MERCHANT_PREFIX) or path.startswith(PROXY_PREFIXES)
 
@@ -122,7 +122,7 @@ def authenticate(
     if path.startswith(PROXY_PREFIXES):
         identity = authenticator.proxy(query_items)
     else:
-        identity = authenticator.bearer(authorization, admin_only=path.startswith(_ADMIN_PREFIX))
+        identity = authenticator.bearer(authorization, admin_only=path.startswith(ADMIN_PREFIX))
     scope[_SCOPE_KEY] = identity
     return identity
 

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
         alias="ADMIN_API_TOKENS",
         description="Named internal tokens, `name:token,...`; the name is the audit actor.",
     )
+    admin_rate_limit_per_s: float = Field(
+        default=50.0,
+        alias="ADMIN_RATE_LIMIT_PER_S",
+        description="Sustained /admin/* requests per second per admin token (per replica).",
+    )
+    admin_rate_limit_burst: int = Field(default=300, alias="ADMIN_RATE_LIMIT_BURST")
     shopify_api_key: str | None = Field(
         default=None, alias="SHOPIFY_API_KEY", description="Required outside embedded development mode."
     )

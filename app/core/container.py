@@ -22,6 +22,7 @@ from app.core.config import Settings
 from app.core.db import create_engine, create_pool, create_sessionmaker, resolve_database_url
 from app.core.metrics import SHOPIFY_CALLS, SHOPIFY_THROTTLE_WAIT
 from app.core.migrations import upgrade_async
+from app.core.rate_limit import TokenBucketLimiter
 from app.repos.sessions import get_offline_token
 from app.shopify.client import ShopifyClient
 
@@ -36,6 +37,7 @@ class Container:
     #: any one of them also ends the cookie sessions.
     ui_cookie_key: str
     authenticator: Authenticator
+    admin_rate_limiter: TokenBucketLimiter
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     pool: asyncpg.Pool
@@ -110,7 +112,8 @@ def resolve_admin_token(settings: Settings) -> str:
     token = secrets.token_urlsafe(32)
     path.write_text(token)
     path.chmod(0o600)
-    log.warning("embedded development mode: generated ADMIN_API_TOKEN=%s (stored in %s)", token, path)
+    # The token itself is never logged: `make run` prints it once on the terminal.
+    log.warning("embedded development mode: generated an ADMIN_API_TOKEN, stored in %s", path)
     return token
 
 
@@ -170,6 +173,7 @@ async def build_container(settings: Settings, *, serves_requests: bool = True) -
         database_url=url,
         ui_cookie_key=_ui_cookie_key(admin_tokens),
         authenticator=authenticator,
+        admin_rate_limiter=TokenBucketLimiter(settings.admin_rate_limit_per_s, settings.admin_rate_limit_burst),
         engine=engine,
         sessionmaker=create_sessionmaker(engine),
         pool=pool,

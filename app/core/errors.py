@@ -6,6 +6,7 @@ Services raise these; nothing else in the code decides HTTP status codes for fai
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import orjson
@@ -63,6 +64,14 @@ class PreconditionFailed(DomainError):
 
 class PayloadTooLarge(DomainError):
     status, title, type_slug = 413, "Payload too large", "payload-too-large"
+
+
+class TooManyRequests(DomainError):
+    status, title, type_slug = 429, "Too many requests", "too-many-requests"
+
+    def __init__(self, detail: str = "", *, retry_after_s: float = 1.0, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after_s = max(1, math.ceil(retry_after_s))
 
 
 class ValidationFailed(DomainError):

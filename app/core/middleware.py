@@ -11,11 +11,12 @@ from urllib.parse import parse_qsl
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.auth import authenticate, requires_credentials
+from app.core.auth import ADMIN_PREFIX, authenticate, requires_credentials
 from app.core.errors import (
     DomainError,
     NotReady,
     PayloadTooLarge,
+    TooManyRequests,
     ValidationFailed,
     domain_error_response,
     problem_response,
@@ -200,12 +201,18 @@ class RequestGuardMiddleware:
                     if name == b"authorization":
                         authorization = value.decode("latin-1")
                         break
-                authenticate(
+                identity = authenticate(
                     container.authenticator,
                     scope,
                     authorization,
                     parse_qsl(query_string.decode("latin-1"), keep_blank_values=True),
                 )
+                if identity.kind == "admin" and path.startswith(ADMIN_PREFIX):
+                    wait = container.admin_rate_limiter.take(identity.actor)
+                    if wait is not None:
+                        raise TooManyRequests(
+                            "Too many requests with this admin token; slow down.", retry_after_s=wait
+                        )
             field = "path" if "\x00" in path else nul_in_query(query_string)
             if field:
                 raise ValidationFailed(_NUL_MESSAGE, errors=[{"field": field, "message": _NUL_MESSAGE}])

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from app.services.flags import LISTENER_APPLICATION_NAME, STAGE_TABLE, STAGES
-from tests.conftest import AppFactory, new_shop
+from tests.conftest import AppFactory, as_actor, new_shop
 
 FLAGS = ("V2_BUNDLE_ENGINE", "V2_PRICING_ENGINE", "DUAL_WRITE", "SHADOW_READS")
 SETTABLE = ("enabled", "rolloutPercent", "shopOverrides", "sampleRate")
@@ -41,7 +41,7 @@ async def _restore_flags(client: httpx.AsyncClient) -> AsyncIterator[None]:
             response = await client.put(
                 f"/admin/flags/{name}",
                 json={**{k: old[k] for k in SETTABLE}, "reason": "test teardown: restore"},
-                headers={"X-Actor": "tests"},
+                headers=as_actor("tests"),
             )
             assert response.status_code == 200, response.text
 
@@ -53,7 +53,7 @@ async def _evaluate(c: httpx.AsyncClient, name: str, shop: str | None) -> dict[s
 
 
 async def _put(c: httpx.AsyncClient, name: str, body: dict[str, Any], actor: str = "tests") -> dict[str, Any]:
-    response = await c.put(f"/admin/flags/{name}", json=body, headers={"X-Actor": actor})
+    response = await c.put(f"/admin/flags/{name}", json=body, headers=as_actor(actor))
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -382,7 +382,7 @@ async def test_migration_stage_round_trip(
             last_id = await db.fetchval("SELECT coalesce(max(id), 0) FROM sb_feature_flag_audit")
             before = await _flags(client)
             response = await client.put(
-                "/admin/migration-stage", json={"stage": stage, "reason": "round trip"}, headers={"X-Actor": "bob"}
+                "/admin/migration-stage", json={"stage": stage, "reason": "round trip"}, headers=as_actor("bob")
             )
             assert response.status_code == 200, response.text
             assert response.json()["stage"] == stage

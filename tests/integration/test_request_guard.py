@@ -14,7 +14,7 @@ import pytest
 from app.core.config import Settings
 from app.core.container import resolve_app_credentials
 from app.main import create_app
-from tests.conftest import ADMIN_TOKEN, AppFactory, make_settings
+from tests.conftest import ADMIN_TOKEN, AppFactory, as_actor, make_settings
 from tests.integration.bundle_helpers import bundle_body, bundles_url
 from tests.integration.test_storefront import signed
 
@@ -143,3 +143,31 @@ async def test_named_admin_tokens_authenticate(app_factory: AppFactory) -> None:
             assert response.status_code == 200, token
         response = await c.get("/admin/flags", headers={"Authorization": "Bearer carol-token"})
         assert response.status_code == 401
+
+
+# ------------------------------------------------------------ identity and admin rate limiting
+
+
+async def test_the_audit_actor_is_the_token_name_not_a_header(client: httpx.AsyncClient) -> None:
+    response = await client.put(
+        "/admin/flags/SHADOW_READS",
+        json={"enabled": True, "sampleRate": 0.25, "reason": "who did this"},
+        headers={**as_actor("alice@example.com"), "X-Actor": "mallory"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["updatedBy"] == "alice@example.com"
+    audit = (await client.get("/admin/flags/audit", params={"flag": "SHADOW_READS", "limit": 1})).json()
+    assert audit["items"][0]["changedBy"] == "alice@example.com"
+
+
+async def test_admin_requests_are_rate_limited_per_token(app_factory: AppFactory) -> None:
+    async with app_factory(ADMIN_RATE_LIMIT_PER_S=1.0, ADMIN_RATE_LIMIT_BURST=3) as c:
+        statuses = [(await c.get("/admin/flags", headers=as_actor("bob"))).status_code for _ in range(5)]
+        assert statuses[:3] == [200, 200, 200]
+        assert statuses[3:] == [429, 429]
+        limited = await c.get("/admin/flags", headers=as_actor("bob"))
+        assert limited.headers["content-type"].startswith("application/problem+json")
+        assert int(limited.headers["retry-after"]) >= 1
+        # Another token has its own bucket; the storefront and health are not admin traffic.
+        assert (await c.get("/admin/flags", headers=as_actor("oncall"))).status_code == 200
+        assert (await c.get("/healthz")).status_code == 200

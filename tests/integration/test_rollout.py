@@ -34,7 +34,7 @@ from app.services import migration_jobs, rollout
 from app.services.rollout import ARCHIVED_LEGACY_TABLES, BASELINE_REVISION, LegacyTablesArchived
 from app.services.validation import build_validation_report
 from tests import pg
-from tests.conftest import ADMIN_TOKEN, AppFactory, make_settings, new_shop
+from tests.conftest import ADMIN_TOKEN, AppFactory, as_actor, make_settings, new_shop
 from tests.integration.bundle_helpers import (
     bundle_body,
     bundles_url,
@@ -74,7 +74,7 @@ async def _restore(c: httpx.AsyncClient, before: dict[str, dict[str, Any]]) -> N
             response = await c.put(
                 f"/admin/flags/{name}",
                 json={**{k: old[k] for k in SETTABLE}, "reason": "test teardown: restore"},
-                headers={"X-Actor": "tests"},
+                headers=as_actor("tests"),
             )
             assert response.status_code == 200, response.text
 
@@ -117,7 +117,7 @@ async def test_immediate_rollback_reaches_a_second_instance_within_one_second(
 
             started = time.monotonic()
             response = await first.post(
-                "/admin/rollback", json={"reason": "incident 42"}, headers={"X-Actor": "oncall"}
+                "/admin/rollback", json={"reason": "incident 42"}, headers=as_actor("oncall")
             )
             assert response.status_code == 200, response.text
             body = response.json()

@@ -23,7 +23,7 @@ import pytest
 from asyncpg.prepared_stmt import PreparedStatement
 
 from app.core.security import sign_app_proxy_params
-from tests.conftest import API_SECRET
+from tests.conftest import API_SECRET, as_actor
 
 _recording: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("round_trips", default=None)
 _inside: contextvars.ContextVar[bool] = contextvars.ContextVar("round_trip_inside", default=False)
@@ -89,7 +89,7 @@ async def shop_flags(client: httpx.AsyncClient, shop: str, **values: bool) -> As
             "shopOverrides": {**state["shopOverrides"], shop: value},
             "reason": "round-trip test",
         }
-        response = await client.put(f"/admin/flags/{name}", json=body, headers={"X-Actor": "tests"})
+        response = await client.put(f"/admin/flags/{name}", json=body, headers=as_actor("tests"))
         assert response.status_code == 200, response.text
     try:
         yield
@@ -101,7 +101,7 @@ async def shop_flags(client: httpx.AsyncClient, shop: str, **values: bool) -> As
             response = await client.put(
                 f"/admin/flags/{name}",
                 json={**body, "shopOverrides": current, "reason": "round-trip test: restore"},
-                headers={"X-Actor": "tests"},
+                headers=as_actor("tests"),
             )
             assert response.status_code == 200, response.text
 

@@ -40,7 +40,7 @@ from app.main import create_app
 from devtools.demo_data import DEMO_SHOPS, seed_demo
 from devtools.shopify_simulator import SimulatorControl
 from tests import pg
-from tests.conftest import ADMIN_TOKEN, make_settings
+from tests.conftest import ADMIN_TOKEN, as_actor, make_settings
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "status-page.png"
@@ -281,7 +281,7 @@ async def test_status_page_in_chromium(chromium: str, page_db: str, simulator: A
             answer = await api.put(
                 "/admin/migration-stage",
                 json={"stage": "shadow", "reason": "start comparing reads"},
-                headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Actor": "ops@example.com"},
+                headers=as_actor("ops@example.com"),
             )
             assert answer.status_code == 200, answer.text
 

@@ -210,3 +210,47 @@ def test_compose_takes_secrets_from_the_environment(compose: dict[str, Any]) -> 
         if "@" in url:
             password = url.split("://", 1)[1].split("@", 1)[0].partition(":")[2]
             assert password.startswith("${"), f"{name}: DATABASE_URL carries a literal password"
+
+
+def pip_installs(parsed: list[tuple[str, str]]) -> list[str]:
+    """Every `pip install ...` command of the Dockerfile's RUN instructions (split on && and ;)."""
+    commands = []
+    for keyword, rest in parsed:
+        if keyword == "RUN":
+            for part in re.split(r"&&|;", rest):
+                if re.search(r"\bpip3?\s+install\b", part):
+                    commands.append(" ".join(part.split()))
+    return commands
+
+
+def test_image_installs_the_hashed_lock(parsed: list[tuple[str, str]]) -> None:
+    """The image installs exactly requirements/lock.txt (hashes required), then the project without
+    resolving anything: no pip call may pull an unpinned package (not even pip itself)."""
+    build = stages(parsed)[0]
+    copied = [rest for keyword, rest in build if keyword == "COPY"]
+    assert any("requirements/lock.txt" in rest.split()[0] for rest in copied), "the build stage copies the lock"
+    installs = pip_installs(build)
+    assert any("--require-hashes" in c and "-r requirements/lock.txt" in c for c in installs), installs
+    for command in installs:
+        locked = "--require-hashes" in command and re.search(r"-r\s+requirements/lock\.txt", command)
+        project_only = "--no-deps" in command and "--no-build-isolation" in command
+        assert locked or project_only, f"an unlocked install in the image: {command}"
+        assert "--upgrade" not in command and "-U " not in command, command
+    assert not pip_installs([(k, r) for stage in stages(parsed)[1:] for k, r in stage]), "runtime stage installs"
+
+
+def test_lock_check_catches_an_unlocked_install() -> None:
+    bad = instructions(
+        "FROM python:3.11-slim AS build\n"
+        "COPY requirements/lock.txt ./requirements/lock.txt\n"
+        "RUN pip install --require-hashes -r requirements/lock.txt && pip install --upgrade pip\n"
+        "RUN pip install -e .\n"
+    )
+    installs = pip_installs(bad)
+    assert installs == [
+        "pip install --require-hashes -r requirements/lock.txt",
+        "pip install --upgrade pip",
+        "pip install -e .",
+    ]
+    with pytest.raises(AssertionError):
+        test_image_installs_the_hashed_lock(bad)
