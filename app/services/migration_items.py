@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from app.core.db import is_db_unavailable
 from app.core.ids import new_id
 from app.core.metrics import JOB_ITEMS
 from app.core.time import utcnow
@@ -232,7 +233,9 @@ def _classify_unexpected(exc: BaseException) -> tuple[str, bool]:
         return REASON_INVALID_LEGACY_DATA, False
     if isinstance(exc, asyncpg.DataError):
         return REASON_INVALID_LEGACY_DATA, False  # e.g. a value out of a column's range
-    if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | OSError | asyncio.TimeoutError):
+    # The shared list: a connection terminated under the item (e.g. asyncpg's InternalClientError
+    # "cannot switch to state") is a transient database fault, retried later, not an internal error.
+    if is_db_unavailable(exc):
         return REASON_DATABASE_UNAVAILABLE, True
     if isinstance(exc, asyncpg.PostgresError):
         return REASON_DATABASE_UNAVAILABLE, True
