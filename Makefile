@@ -39,7 +39,7 @@ run: install
 	$(BIN)/python -m app.devserver
 
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not chaos"
 
 lint: install
 	$(BIN)/ruff check app tests bench alembic
@@ -64,6 +64,16 @@ bench-storefront: install wrk
 
 # `make bench`: the storefront targets (service vs bare app, wrk, ~4 minutes). bench-migration is separate.
 bench: bench-storefront
+
+# `make chaos`: the long reliability runs (docs/reliability.md). Tests marked `chaos` (exit 5 = none
+# collected is fine), the fault run with two replicas (CHAOS_SECONDS, default 60) and the soak
+# (SOAK_SECONDS, default 600). Each writes JSON under tests/chaos/results/ and fails on a failed check.
+CHAOS_SECONDS ?= 60
+SOAK_SECONDS ?= 600
+chaos: install wrk
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m chaos; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+	$(BIN)/python tests/chaos/run_chaos.py --duration $(CHAOS_SECONDS)
+	$(BIN)/python tests/chaos/run_soak.py --duration $(SOAK_SECONDS)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
