@@ -66,7 +66,8 @@ from app.models.bundle_api import (
 from app.repos import bundles as repo
 from app.repos import shadow as shadow_repo
 from app.repos.bundles import Executor
-from app.services.bundles import check_ref, db_unavailable, etag_of, flag_enabled, is_db_unavailable, run_read, to_out
+from app.services import flags
+from app.services.bundles import check_ref, db_unavailable, etag_of, is_db_unavailable, run_read, to_out
 from app.services.legacy_metaobject import legacy_description, legacy_percent_text, legacy_product_ids
 from app.services.legacy_parsing import METAOBJECT_GID_PREFIX, InvalidLegacyData, normalize_product_gid
 from app.services.legacy_reader import LegacyBundleView, get_legacy_reader
@@ -347,7 +348,7 @@ async def _legacy_list(container: Container, shop: str, query: _ListQuery) -> tu
 
 
 def read_source(container: Container, shop: str) -> ReadSource:
-    return "v2" if flag_enabled(container, "V2_BUNDLE_ENGINE", shop) else "legacy"
+    return "v2" if flags.is_on(container, "V2_BUNDLE_ENGINE", shop) else "legacy"
 
 
 async def get_bundle(container: Container, shop: str, bundle_ref: str) -> ReadResult:
@@ -474,11 +475,10 @@ def get_shadow_runner(container: Container) -> ShadowRunner:
 
 
 def _shadow_sampled(container: Container, shop: str) -> bool:
-    if not flag_enabled(container, "SHADOW_READS", shop):
+    if not flags.is_on(container, "SHADOW_READS", shop):
         return False
-    flags = container.flags
     try:
-        rate = float(flags.sample_rate("SHADOW_READS", shop)) if flags is not None else 0.0
+        rate = flags.shadow_rate(container, shop)
     except Exception:  # a broken flag store must not break reads
         log.warning("SHADOW_READS sample rate unavailable", exc_info=True)
         return False

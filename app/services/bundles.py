@@ -85,7 +85,10 @@ from app.repos import bundles as repo
 from app.repos import idempotency as idem_repo
 from app.repos import legacy_bundles as legacy_repo
 from app.repos.bundles import Executor
-from app.services import write_through  # issue 5: Shopify write-through hooks (create / update / delete)
+from app.services import (
+    flags,
+    write_through,  # issue 5: Shopify write-through hooks (create / update / delete)
+)
 from app.services.legacy_parsing import METAOBJECT_GID_PREFIX, storefront_product_id
 from app.services.slugs import slug_candidates, slugify
 
@@ -147,18 +150,6 @@ class WriteResult:
 # --------------------------------------------------------------------------------------------
 # Shared helpers (also used by the read path)
 # --------------------------------------------------------------------------------------------
-
-
-def flag_enabled(container: Container, name: str, shop: str) -> bool:
-    """Per-shop flag value from the in-memory flag store.
-
-    Before the store is attached (early start-up, unit tests) the documented defaults apply:
-    DUAL_WRITE on, everything else off.
-    """
-    flags = container.flags
-    if flags is None:
-        return name == "DUAL_WRITE"
-    return bool(flags.is_enabled(name, shop))
 
 
 def bundle_location(shop: str, bundle_id: str) -> str:
@@ -651,7 +642,7 @@ async def create_bundle(
     )
     if errors:
         raise ValidationFailed("The request has invalid fields.", errors=errors)
-    dual = flag_enabled(container, "DUAL_WRITE", shop)
+    dual = flags.is_on(container, "DUAL_WRITE", shop)
     request_hash = _request_hash(body)
     bundle_id = new_id()
     # --- issue 5 (write-through): create the Shopify metaobject + discount first; compensated below ---
@@ -767,7 +758,7 @@ async def update_bundle(
     )
     if errors:
         raise ValidationFailed("The request has invalid fields.", errors=errors)
-    dual = flag_enabled(container, "DUAL_WRITE", shop)
+    dual = flags.is_on(container, "DUAL_WRITE", shop)
 
     async def work(conn: Executor) -> tuple[dict[str, Any], LegacySync]:
         current = await repo.lock_bundle(conn, shop, bundle_ref)
@@ -860,7 +851,7 @@ async def update_bundle(
 async def delete_bundle(container: Container, shop: str, bundle_ref: str, if_match: str | None = None) -> None:
     """Delete by V2 id or metaobject GID (children cascade); the legacy rows go in the same transaction."""
     check_ref(bundle_ref)
-    dual = flag_enabled(container, "DUAL_WRITE", shop)
+    dual = flags.is_on(container, "DUAL_WRITE", shop)
 
     async def work(conn: Executor) -> Literal["ok", "disabled"]:
         current = await repo.lock_bundle(conn, shop, bundle_ref)

@@ -74,8 +74,10 @@ __all__ = [
     "audit_page",
     "evaluate_flag",
     "evaluate_state",
+    "flag_on",
     "flag_view",
     "get_flag",
+    "is_on",
     "list_flags",
     "migration_stage",
     "rollout_bucket",
@@ -445,6 +447,29 @@ class FlagStore:
             self._listening.clear()
             if conn is not None and not conn.is_closed():
                 conn.terminate()
+
+
+def flag_on(store: FlagStore | None, settings: Settings, name: str, shop: str | None) -> bool:
+    """THE flag lookup of the request and background paths: the replica's snapshot, or, while none
+    is loaded (early start-up, a CLI process that did not start one), the documented defaults
+    (`DEFAULT_STATES`: DUAL_WRITE on, everything else off; docs/feature-flags.md) with the
+    `FEATURE_FLAG_<NAME>` kill switch still applied."""
+    if store is not None:
+        return store.is_enabled(name, shop)
+    return evaluate_state(DEFAULT_STATES[name], shop, settings.flag_env_override(name)).value
+
+
+def is_on(container: Container, name: str, shop: str | None) -> bool:
+    """`flag_on` for the container's store."""
+    return flag_on(container.flags, container.settings, name, shop)
+
+
+def shadow_rate(container: Container, shop: str) -> float:
+    """Fraction of reads to shadow for `shop`; without a loaded snapshot the default's `sampleRate`, 0."""
+    store = container.flags
+    if store is None:
+        return 0.0
+    return store.sample_rate(Flag.SHADOW_READS, shop)
 
 
 async def start_flags(container: Container) -> FlagStore:

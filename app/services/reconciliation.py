@@ -42,6 +42,7 @@ from app.core.errors import DomainError
 from app.core.time import utcnow
 from app.repos import bundles as bundle_repo
 from app.repos import outbox as outbox_repo
+from app.services import flags
 from app.services import write_through as wt
 from app.services.legacy_metaobject import publishable_status
 from app.services.legacy_parsing import (
@@ -243,8 +244,7 @@ def _rules_with_percent(rules: Sequence[Mapping[str, Any]], percent: Decimal) ->
 
 
 def _winner(container: Container, shop: str) -> Winner:
-    flags = container.flags
-    return "v2" if flags is not None and flags.is_enabled("V2_BUNDLE_ENGINE", shop) else "legacy"
+    return "v2" if flags.is_on(container, "V2_BUNDLE_ENGINE", shop) else "legacy"
 
 
 async def reconcile(

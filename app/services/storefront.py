@@ -44,6 +44,7 @@ from app.core.container import Container
 from app.core.errors import DomainError, ValidationFailed
 from app.core.time import utcnow
 from app.repos import storefront as repo
+from app.services import flags
 from app.services.legacy_parsing import InvalidLegacyData, decimal_to_json, storefront_product_id
 from app.services.legacy_reader import LegacyBundleView, get_legacy_reader
 from app.services.pricing import (
@@ -66,7 +67,6 @@ __all__ = [
     "ai_bundle_item",
     "ai_bundles_for_product",
     "bundles_for_product",
-    "flag_enabled",
     "format_money",
     "inventory_view",
     "legacy_discount_percent",
@@ -148,12 +148,6 @@ def normalize_session_id(raw: str | None) -> str | None:
     return text
 
 
-def flag_enabled(container: Container, name: str, shop: str) -> bool:
-    """The flag for this shop; before the flag store is wired in, every flag reads as off (legacy)."""
-    flags = container.flags
-    return bool(flags.is_enabled(name, shop)) if flags is not None else False
-
-
 # --------------------------------------------------------------------------------------------
 # Legacy array: /proxy/bundles-for-product
 # --------------------------------------------------------------------------------------------
@@ -207,7 +201,7 @@ def _shown_by_legacy_endpoint(view: LegacyBundleView) -> bool:
 
 async def bundles_for_product(container: Container, shop: str, product_gid: str) -> StorefrontAnswer:
     """The legacy array for `product_gid` in `shop`, from the store `V2_BUNDLE_ENGINE` selects."""
-    if flag_enabled(container, "V2_BUNDLE_ENGINE", shop):
+    if flags.is_on(container, "V2_BUNDLE_ENGINE", shop):
         rows = await repo.fetch_legacy_shape_for_product(container.pool, shop, product_gid)
         return StorefrontAnswer(orjson.dumps([legacy_item_from_v2(r) for r in rows]), READ_SOURCE_V2)
     try:
@@ -341,7 +335,7 @@ def render_v2_bundles(rows: Iterable[asyncpg.Record], *, v2_pricing: bool, now: 
 
 async def v2_bundles_for_product(container: Container, shop: str, product_gid: str) -> StorefrontAnswer:
     """ACTIVE V2 bundles of `shop` containing `product_gid`, priced per `V2_PRICING_ENGINE`."""
-    v2_pricing = flag_enabled(container, "V2_PRICING_ENGINE", shop)
+    v2_pricing = flags.is_on(container, "V2_PRICING_ENGINE", shop)
     rows = await repo.fetch_v2_bundles_for_product(container.pool, shop, product_gid)
     return StorefrontAnswer(render_v2_bundles(rows, v2_pricing=v2_pricing, now=utcnow()), READ_SOURCE_V2)
 

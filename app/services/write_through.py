@@ -49,7 +49,7 @@ from app.core.ids import new_id
 from app.core.metrics import WRITE_THROUGH_APPROXIMATIONS
 from app.repos import outbox as outbox_repo
 from app.repos.bundles import Executor
-from app.services import legacy_metaobject
+from app.services import flags, legacy_metaobject
 from app.services.legacy_metaobject import Approximation, PublishableStatus, publishable_status
 from app.shopify.client import ShopifyClient, is_gid
 from app.shopify.errors import ShopifyError, ShopifyUnavailable, ShopifyUserErrors
@@ -126,11 +126,10 @@ class ShopifyErrorProblem(DomainError):
 
 
 def write_through_enabled(container: Container, shop: str) -> bool:
-    """`SHOPIFY_WRITE_THROUGH` and `DUAL_WRITE` for the shop (flag defaults as in services.bundles)."""
+    """`SHOPIFY_WRITE_THROUGH` and `DUAL_WRITE` for the shop."""
     if not getattr(container.settings, "shopify_write_through", False):
         return False
-    flags = container.flags
-    return True if flags is None else bool(flags.is_enabled("DUAL_WRITE", shop))
+    return flags.is_on(container, "DUAL_WRITE", shop)
 
 
 def is_manual(metadata: Any) -> bool:
