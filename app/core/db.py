@@ -24,6 +24,7 @@ import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.core.config import Settings
+from app.core.metrics import DB_POOL_ACQUIRE_WAIT
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,14 @@ class _ExpiringAcquireContext(asyncpg.pool.PoolAcquireContext):
     """
 
     __slots__ = ()
+
+    async def __aenter__(self) -> Any:
+        # Pool saturation shows here first: the soak reports this wait (sb_db_pool_acquire_wait_seconds).
+        started = time.perf_counter()
+        try:
+            return await super().__aenter__()
+        finally:
+            DB_POOL_ACQUIRE_WAIT.record(time.perf_counter() - started)
 
     async def __aexit__(self, *exc: object) -> None:
         exc_val = exc[1] if len(exc) > 1 else None

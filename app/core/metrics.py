@@ -36,6 +36,12 @@ HTTP_LATENCY = meter.create_histogram(
     description="HTTP latency by route",
     explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
 )
+DB_POOL_ACQUIRE_WAIT = meter.create_histogram(
+    "sb_db_pool_acquire_wait_seconds",
+    unit="s",
+    description="Time spent waiting for a connection of the raw asyncpg pool (connecting included)",
+    explicit_bucket_boundaries_advisory=[0.0001, 0.0005, *SECONDS_BUCKETS],
+)
 DUAL_WRITES = meter.create_counter(
     "sb_dual_writes", description="Dual-write outcomes: ok, conflict, not_representable, rolled_back"
 )
