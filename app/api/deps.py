@@ -42,11 +42,12 @@ def _identity(request: Request, container: Container) -> Identity:
 
 
 async def require_admin(request: Request, container: ContainerDep) -> str:
-    """Internal token. Returns the actor name for audit logs."""
+    """Internal token. Returns the actor for audit logs: the authenticated token's name
+    (`ADMIN_API_TOKENS=name:token`), never a header the caller could set to anything."""
     identity = _identity(request, container)
     if identity.kind != "admin":
         raise Unauthorized("Invalid token.")
-    return request.headers.get("x-actor") or identity.actor
+    return identity.actor
 
 
 AdminDep = Annotated[str, Depends(require_admin)]
