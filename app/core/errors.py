@@ -82,6 +82,18 @@ class NotReady(DomainError):
     status, title, type_slug = 503, "Service not ready", "not-ready"
 
 
+class ShopifyUnavailableProblem(DomainError):
+    """503: Shopify did not answer (the client's retries exhausted); what needed it was not done."""
+
+    status, title, type_slug = 503, "Shopify unavailable", "shopify-unavailable"
+
+
+class ShopifyErrorProblem(DomainError):
+    """502: Shopify refused (userErrors, no or revoked offline token, shop frozen or gone)."""
+
+    status, title, type_slug = 502, "Shopify error", "shopify-error"
+
+
 def problem_response(
     status: int,
     title: str,

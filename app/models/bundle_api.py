@@ -17,12 +17,13 @@ merchant's bundle with the wrong quantity.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from app.core.time import naive_utc
 from app.services.legacy_metaobject import Approximation
 from app.services.legacy_parsing import InvalidLegacyData, normalize_product_gid, normalize_variant_gid
 
@@ -103,8 +104,7 @@ def _metaobject_gid(value: str) -> str:
 
 def _naive_utc(value: datetime) -> datetime:
     """TIMESTAMP(3) without zone, UTC by convention (schema.md); a zone-less input is taken as UTC."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
+    value = naive_utc(value)
     return value.replace(microsecond=(value.microsecond // 1000) * 1000)
 
 

@@ -49,9 +49,9 @@ from decimal import Decimal
 from typing import Any
 
 from app.core.container import Container
-from app.core.errors import DomainError, NotFound, ValidationFailed
+from app.core.errors import DomainError, NotFound, ShopifyErrorProblem, ShopifyUnavailableProblem, ValidationFailed
 from app.core.metrics import SHADOW_COMPARISONS, SHADOW_MISMATCHES
-from app.core.time import utcnow
+from app.core.time import as_utc, naive_utc, utcnow
 from app.models.bundle_api import (
     BundleOut,
     BundlePage,
@@ -96,14 +96,6 @@ def _register_series() -> None:
 
 
 _register_series()
-
-
-class ShopifyUnavailableProblem(DomainError):
-    status, title, type_slug = 503, "Shopify unavailable", "shopify-unavailable"
-
-
-class ShopifyErrorProblem(DomainError):
-    status, title, type_slug = 502, "Shopify error", "shopify-error"
 
 
 @dataclass(slots=True)
@@ -189,12 +181,6 @@ async def _guard_legacy(action: Awaitable[Any]) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def view_to_out(view: LegacyBundleView) -> BundleOut:
     """A legacy bundle in the V2 shape, built like the plan's migration would build its V2 rows."""
     rules: list[PricingRuleOut] = []
@@ -220,8 +206,8 @@ def view_to_out(view: LegacyBundleView) -> BundleOut:
         pricingRules=rules,
         discounts=discounts,
         inventory=InventoryOut(),
-        createdAt=_aware(view.created_at),
-        updatedAt=_aware(view.updated_at),
+        createdAt=as_utc(view.created_at),
+        updatedAt=as_utc(view.updated_at),
     )
 
 
@@ -299,7 +285,7 @@ async def _v2_list(container: Container, shop: str, query: _ListQuery) -> tuple[
     if query.after is not None:
         if query.after[0] is None:
             raise ValidationFailed("Invalid cursor.", errors=[{"field": "query.cursor", "message": "malformed"}])
-        after = (query.after[0].replace(tzinfo=None), query.after[1])
+        after = (naive_utc(query.after[0]), query.after[1])
 
     async def q(conn: Executor) -> tuple[list[BundleOut], bool]:
         ids = await repo.list_page(
@@ -335,7 +321,7 @@ async def _legacy_list(container: Container, shop: str, query: _ListQuery) -> tu
         outs = [o for o in outs if any(c.shopifyProductId == query.product_id for c in o.components)]
     outs.sort(key=_sort_key, reverse=True)
     if query.after is not None:
-        boundary = (_aware(query.after[0]) or _OLDEST, query.after[1])
+        boundary = (as_utc(query.after[0]) or _OLDEST, query.after[1])
         outs = [o for o in outs if _sort_key(o) < boundary]
     page = outs[: query.limit]
     last_key = page[-1].id if page else None
@@ -407,11 +393,11 @@ async def list_shadow_mismatches(
         at, key = decode_cursor(cursor, "shadow")
         if at is None or not isinstance(key, int):
             raise ValidationFailed("Invalid cursor.", errors=[{"field": "query.cursor", "message": "malformed"}])
-        after = (at.replace(tzinfo=None), key)
+        after = (naive_utc(at), key)
     rows = await run_read(
         container, lambda conn: shadow_repo.list_mismatches(conn, shop=shop, after=after, limit=limit + 1)
     )
-    items = [ShadowMismatchOut(**{**r, "createdAt": _aware(r["createdAt"])}) for r in rows[:limit]]
+    items = [ShadowMismatchOut(**{**r, "createdAt": as_utc(r["createdAt"])}) for r in rows[:limit]]
     next_cursor = None
     if len(rows) > limit and items:
         next_cursor = encode_cursor("shadow", rows[limit - 1]["createdAt"], int(rows[limit - 1]["id"]))

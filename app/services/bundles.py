@@ -59,7 +59,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 import asyncpg
@@ -69,7 +69,7 @@ from app.core.db import is_db_unavailable, transaction
 from app.core.errors import Conflict, DomainError, NotFound, NotReady, PreconditionFailed, ValidationFailed
 from app.core.ids import new_id
 from app.core.metrics import DUAL_WRITES
-from app.core.time import utcnow
+from app.core.time import as_utc, utcnow
 from app.models.bundle_api import (
     BundleCreate,
     BundleOut,
@@ -171,22 +171,18 @@ def etag_matches(if_match: str, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == wanted for tag in value.split(",") if tag.strip())
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    return None if value is None else value.replace(tzinfo=UTC)
-
-
 def to_out(full: dict[str, Any], legacy_sync: LegacySync | None = None) -> BundleOut:
     """A bundle row with its children (repos.bundles.fetch_full) as the API shape."""
     data = dict(full)
     for key in ("createdAt", "updatedAt", "publishedAt"):
-        data[key] = _aware(data.get(key))
+        data[key] = as_utc(data.get(key))
     data["images"] = list(data.get("images") or [])
     data["tags"] = list(data.get("tags") or [])
     rules = []
     for rule in data.get("pricingRules") or []:
         rule = dict(rule)
-        rule["startsAt"] = _aware(rule.get("startsAt"))
-        rule["endsAt"] = _aware(rule.get("endsAt"))
+        rule["startsAt"] = as_utc(rule.get("startsAt"))
+        rule["endsAt"] = as_utc(rule.get("endsAt"))
         rules.append(rule)
     data["pricingRules"] = rules
     inventory = data.get("inventory")

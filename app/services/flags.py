@@ -44,7 +44,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
 from types import MappingProxyType
@@ -57,7 +57,7 @@ from app.core.container import Container
 from app.core.db import asyncpg_connect_kwargs, transaction
 from app.core.errors import NotFound, NotReady, ValidationFailed
 from app.core.metrics import FLAG_EVALUATIONS
-from app.core.time import utcnow
+from app.core.time import as_utc, utcnow
 from app.repos import flags as repo
 from app.services.legacy_guard import require_legacy_tables
 
@@ -488,20 +488,13 @@ async def stop_flags(container: Container) -> None:
 # ======================================================================================= admin views
 
 
-def _as_utc(value: datetime | None) -> datetime | None:
-    """Stored naive UTC → aware UTC, so clients see an unambiguous timestamp."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 def flag_view(store: FlagStore, state: FlagState) -> dict[str, Any]:
     """The API shape of one flag (camelCase), including the replica's environment override."""
     return {
         "name": state.name,
         **state.values(),
         "envOverride": store.env_override(state.name),
-        "updatedAt": _as_utc(state.updated_at),
+        "updatedAt": as_utc(state.updated_at),
         "updatedBy": state.updated_by,
     }
 
@@ -662,7 +655,7 @@ async def audit_page(store: FlagStore, *, limit: int, cursor: str | None, flag: 
     rows = await repo.list_audit(store.pool, limit=limit + 1, before_id=before, flag_name=flag)
     items = rows[:limit]
     for item in items:
-        item["changedAt"] = _as_utc(item["changedAt"])
+        item["changedAt"] = as_utc(item["changedAt"])
     next_cursor = _encode_cursor(items[-1]["id"]) if len(rows) > limit else None
     return {"items": items, "nextCursor": next_cursor}
 

@@ -29,9 +29,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Literal
+
+from app.core.time import as_utc
+
+#: The legacy app's metaobject definition type, which the storefront's theme script reads.
+BUNDLE_METAOBJECT_TYPE = "product-bundles"
 
 __all__ = [
     "APPROXIMATION_REASONS",
@@ -111,8 +116,7 @@ def publishable_status(status: Any) -> PublishableStatus:
 
 def iso_datetime(value: datetime) -> str:
     """`date_time`: ISO-8601 in UTC with milliseconds (`2026-01-15T10:30:00.123Z`); naive means UTC."""
-    moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return as_utc(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def legacy_metaobject_fields(

@@ -17,10 +17,12 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
+
+from app.core.time import naive_utc
 
 __all__ = [
     "AUTO_GENERATED_BUNDLE_ID",
@@ -86,6 +88,16 @@ def _clean(value: str | None) -> str | None:
         return None
     text = str(value).strip()
     return text or None
+
+
+def _bounded_int(digits: str, limit: int = _INT32_MAX) -> int | None:
+    """`digits` (ASCII 0-9) as an int, or None above `limit`. Checked on the text first: legacy
+    values can hold thousands of digits, and `int()` refuses text past 4,300 of them."""
+    significant = digits.lstrip("0")
+    if len(significant) > len(str(limit)):
+        return None
+    number = int(significant or "0")
+    return number if number <= limit else None
 
 
 def _signed_decimal(text: str, field: str, what: str) -> Decimal:
@@ -165,11 +177,11 @@ def parse_int_string(value: str | None, field: str = "minProducts", min_value: i
     match = re.fullmatch(r"([0-9]+)(?:\.0*)?", text)
     if match is None:
         raise InvalidLegacyData(field, f"not an integer: {value!r}")
-    number = int(match.group(1))
+    number = _bounded_int(match.group(1))
+    if number is None:
+        raise InvalidLegacyData(field, f"too large: {value!r}")
     if number < min_value:
         raise InvalidLegacyData(field, f"must be >= {min_value}: {value!r}")
-    if number > _INT32_MAX:
-        raise InvalidLegacyData(field, f"too large: {value!r}")
     return number
 
 
@@ -189,9 +201,10 @@ def parse_iso_datetime(value: str | None) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    return parsed
+    try:
+        return naive_utc(parsed)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable instant
+        return None
 
 
 def decimal_to_json(value: Decimal) -> str:
@@ -214,9 +227,11 @@ def _normalize_gid(value: Any, prefix: str, field: str, what: str) -> str:
         number = text[len(prefix) :] if text.startswith(prefix) else text
     else:
         raise InvalidLegacyData(field, f"{what} id must be a GID or a number, got {value!r}")
-    if not _DIGITS.fullmatch(number) or int(number) == 0:
+    # Canonical digits without int(): an id is opaque text to us, and int() refuses very long text.
+    canonical = number.lstrip("0") if _DIGITS.fullmatch(number) else ""
+    if not canonical:
         raise InvalidLegacyData(field, f"not a {what} id: {value!r}")
-    return f"{prefix}{int(number)}"
+    return f"{prefix}{canonical}"
 
 
 def normalize_product_gid(value: Any, field: str = "products") -> str:
@@ -261,7 +276,10 @@ def _parse_quantity(raw: Any, index: int) -> int:
     elif isinstance(raw, int):
         quantity = raw
     elif isinstance(raw, str) and _DIGITS.fullmatch(raw.strip()):
-        quantity = int(raw.strip())
+        bounded = _bounded_int(raw.strip())
+        if bounded is None:
+            raise InvalidLegacyData("products", f"{where} is too large: {raw[:40]!r}")
+        quantity = bounded
     else:
         raise InvalidLegacyData("products", f"{where} is not an integer: {raw!r}")
     if quantity < 1:

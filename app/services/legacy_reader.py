@@ -45,6 +45,7 @@ import asyncpg
 
 from app.core.container import Container
 from app.repos import legacy_bundles as legacy_repo
+from app.services.legacy_metaobject import BUNDLE_METAOBJECT_TYPE
 from app.services.legacy_parsing import (
     InvalidLegacyData,
     LegacyRowKind,
@@ -60,7 +61,6 @@ from app.shopify.errors import ShopifyUnavailable
 log = logging.getLogger(__name__)
 
 EXTRAS_KEY = "legacy_reader"
-BUNDLE_METAOBJECT_TYPE = "product-bundles"
 AI_BUNDLE_TITLE = "Frequently Bought Together"
 
 ProductRef = tuple[str, str | None, int]

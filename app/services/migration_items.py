@@ -46,6 +46,7 @@ from app.core.ids import new_id
 from app.core.metrics import JOB_ITEMS
 from app.core.time import utcnow
 from app.repos import migration as repo
+from app.services.legacy_metaobject import BUNDLE_METAOBJECT_TYPE
 from app.services.legacy_parsing import (
     INVALID_LEGACY_DATA_REASON,
     InvalidLegacyData,
@@ -96,7 +97,6 @@ SKIP_AI_BUNDLE_METAOBJECT = "ai_bundle_metaobject"
 # rule, migrated once, from the copy (repo._COPY_OF_DATA_SQL says how the copy is recognised).
 SKIP_DUPLICATE_OF_RULE = "duplicate_of_rule"
 
-BUNDLE_METAOBJECT_TYPE = "product-bundles"
 AUTO_BUNDLE_DATA_PREFIX = "auto_bundle_data:"
 AI_BUNDLE_NAME_PREFIX = "AI Bundle - "
 AI_BUNDLE_TITLE = "Frequently Bought Together"

@@ -34,6 +34,7 @@ import orjson
 
 from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.ids import new_id
+from app.core.time import as_utc
 from app.models.job_api import FailureOut, FailurePage, JobOut, JobPage, JobStats, ShopStats
 from app.repos import jobs as repo
 from app.services import migration_items
@@ -81,7 +82,7 @@ def overlapping_kinds(kind: str) -> list[str]:
 
 
 def _epoch(value: datetime | None) -> float | None:
-    return None if value is None else value.replace(tzinfo=UTC).timestamp()
+    return None if value is None else as_utc(value).timestamp()
 
 
 def compute_progress(total: int, processed: int, *, finished: bool) -> float:
@@ -119,10 +120,6 @@ def compute_eta(total: int, processed: int, rate: float, status: str) -> float |
     if status != "running" or rate <= 0:
         return None
     return remaining / rate
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    return None if value is None else value.replace(tzinfo=UTC)
 
 
 def job_out(row: dict[str, Any]) -> JobOut:
@@ -169,10 +166,10 @@ def job_out(row: dict[str, Any]) -> JobOut:
         ratePerSecond=round(rate, 3),
         etaSeconds=None if eta is None else round(eta, 1),
         perShop=per_shop,
-        createdAt=cast(datetime, _aware(row["createdAt"])),
-        startedAt=_aware(row["startedAt"]),
-        finishedAt=_aware(row["finishedAt"]),
-        updatedAt=cast(datetime, _aware(row["updatedAt"])),
+        createdAt=cast(datetime, as_utc(row["createdAt"])),
+        startedAt=as_utc(row["startedAt"]),
+        finishedAt=as_utc(row["finishedAt"]),
+        updatedAt=cast(datetime, as_utc(row["updatedAt"])),
         lastError=row["lastError"],
         statusUrl=url,
         failuresUrl=f"{url}/failures",
@@ -495,7 +492,7 @@ async def list_failures(
             reason=r["reason"],
             detail=r["detail"],
             attempts=r["attempts"],
-            lastAttemptAt=_aware(r["lastAttemptAt"]),
+            lastAttemptAt=as_utc(r["lastAttemptAt"]),
         )
         for r in page
     ]

@@ -35,8 +35,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+
+from app.core.time import naive_utc
 
 __all__ = [
     "APPLICABLE_RULE_TYPES",
@@ -141,20 +143,13 @@ def _unit_prices(components: Sequence[PricedComponent]) -> list[tuple[Decimal, i
     return lines
 
 
-def _as_naive_utc(moment: datetime) -> datetime:
-    """Rows store naive UTC (TIMESTAMP(3)); an aware `now` is converted so the two compare."""
-    if moment.tzinfo is None:
-        return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
-
-
 def is_rule_active(
     rule: PricingRule,
     now: datetime,
     applicable_rule_types: Collection[str] = APPLICABLE_RULE_TYPES,
 ) -> bool:
     """True when `rule` may price the bundle at `now` (see the module docstring)."""
-    return _applies(rule, _as_naive_utc(now), applicable_rule_types)
+    return _applies(rule, naive_utc(now), applicable_rule_types)
 
 
 def _applies(rule: PricingRule, current: datetime, applicable_rule_types: Collection[str]) -> bool:
@@ -163,9 +158,9 @@ def _applies(rule: PricingRule, current: datetime, applicable_rule_types: Collec
         return False
     if rule.rule_type not in applicable_rule_types or rule.discount_type not in DISCOUNT_TYPES:
         return False
-    if rule.starts_at is not None and current < _as_naive_utc(rule.starts_at):
+    if rule.starts_at is not None and current < naive_utc(rule.starts_at):
         return False
-    if rule.ends_at is not None and current >= _as_naive_utc(rule.ends_at):
+    if rule.ends_at is not None and current >= naive_utc(rule.ends_at):
         return False
     return rule.usage_limit is None or rule.usage_count < rule.usage_limit
 
@@ -215,7 +210,7 @@ def price_bundle(
     original = quantize_money(sum((unit * quantity for unit, quantity in lines), ZERO))
 
     best: tuple[int, Decimal, PricingRule] | None = None
-    current = _as_naive_utc(now)
+    current = naive_utc(now)
     for rule in rules:
         if not _applies(rule, current, applicable_rule_types):
             continue

@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from app.core.container import Container
+from app.core.time import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +77,6 @@ _JOB_BADGES = {
     "failed": "bad",
     "cancelled": "muted",
 }
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def _job_view(job: Any) -> dict[str, Any]:
@@ -150,7 +145,7 @@ async def _flags(container: Container) -> dict[str, Any]:
         stage = flag_service.stage_of({s.name: s for s in store.states()})
         audit = await flag_repo.list_audit(container.pool, limit=AUDIT_ENTRIES, before_id=None, flag_name=None)
         for entry in audit:
-            entry["changedAt"] = _utc(entry["changedAt"])
+            entry["changedAt"] = as_utc(entry["changedAt"])
     else:
         flags = flag_service.list_flags(store)
         stage = flag_service.migration_stage(store).get("stage")
@@ -210,7 +205,7 @@ async def _shadow(container: Container) -> dict[str, Any]:
     latest = []
     for row in latest_rows:
         item = dict(row)
-        item["createdAt"] = _utc(item["createdAt"])
+        item["createdAt"] = as_utc(item["createdAt"])
         item["fields"] = list(item["fields"] or [])
         latest.append(item)
     return {
@@ -408,7 +403,7 @@ def _render_flags(section: SectionResult, now: datetime) -> str:
         f"<td class=num>{len(f.get('shopOverrides') or {})}</td>"
         f"<td class=num>{_e(f.get('sampleRate'))}</td>"
         f"<td>{_onoff(f.get('envOverride'))}</td>"
-        f"<td>{_e(f.get('updatedBy'))} {_ago(_utc(f.get('updatedAt')), now)}</td></tr>"
+        f"<td>{_e(f.get('updatedBy'))} {_ago(as_utc(f.get('updatedAt')), now)}</td></tr>"
         for f in data["flags"]
     )
     flags_table = (

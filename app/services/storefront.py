@@ -41,7 +41,7 @@ import asyncpg
 import orjson
 
 from app.core.container import Container
-from app.core.errors import DomainError, ValidationFailed
+from app.core.errors import ShopifyErrorProblem, ShopifyUnavailableProblem, ValidationFailed
 from app.core.time import utcnow
 from app.repos import storefront as repo
 from app.services import flags
@@ -61,9 +61,9 @@ __all__ = [
     "AI_BUNDLES_SHOWN",
     "READ_SOURCE_LEGACY",
     "READ_SOURCE_V2",
+    "ShopifyErrorProblem",
+    "ShopifyUnavailableProblem",
     "StorefrontAnswer",
-    "StorefrontShopifyError",
-    "StorefrontShopifyUnavailable",
     "ai_bundle_item",
     "ai_bundles_for_product",
     "bundles_for_product",
@@ -85,18 +85,6 @@ PRODUCT_GID_PREFIX = "gid://shopify/Product/"
 _NUMERIC_ID = re.compile(r"^[0-9]{1,20}$")
 _PRODUCT_GID = re.compile(r"^gid://shopify/Product/([0-9]{1,20})$")
 _MAX_SESSION_ID = 256
-
-
-class StorefrontShopifyUnavailable(DomainError):
-    """The legacy path needs Shopify (the metaobjects) and it did not answer, with nothing cached."""
-
-    status, title, type_slug = 503, "Shopify unavailable", "shopify-unavailable"
-
-
-class StorefrontShopifyError(DomainError):
-    """Shopify refused the legacy read (no offline token, token revoked, shop frozen or gone)."""
-
-    status, title, type_slug = 502, "Shopify error", "shopify-error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,11 +195,11 @@ async def bundles_for_product(container: Container, shop: str, product_gid: str)
     try:
         views = await get_legacy_reader(container).for_product(shop, product_gid)
     except ShopifyUnavailable as exc:
-        raise StorefrontShopifyUnavailable(
+        raise ShopifyUnavailableProblem(
             "Shopify did not answer; the shop's bundles cannot be read right now. Retry later.", reason=exc.reason
         ) from exc
     except ShopifyError as exc:
-        raise StorefrontShopifyError("Shopify refused to read the shop's bundles.", reason=exc.reason) from exc
+        raise ShopifyErrorProblem("Shopify refused to read the shop's bundles.", reason=exc.reason) from exc
     items = [legacy_item_from_view(v) for v in views if _shown_by_legacy_endpoint(v)]
     return StorefrontAnswer(orjson.dumps(items), READ_SOURCE_LEGACY)
 

@@ -44,13 +44,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from app.core.container import Container
-from app.core.errors import DomainError
+from app.core.errors import DomainError, ShopifyErrorProblem, ShopifyUnavailableProblem
 from app.core.ids import new_id
 from app.core.metrics import WRITE_THROUGH_APPROXIMATIONS
+from app.core.time import as_utc
 from app.repos import outbox as outbox_repo
 from app.repos.bundles import Executor
 from app.services import flags, legacy_metaobject
-from app.services.legacy_metaobject import Approximation, PublishableStatus, publishable_status
+from app.services.legacy_metaobject import BUNDLE_METAOBJECT_TYPE, Approximation, PublishableStatus, publishable_status
 from app.shopify.client import ShopifyClient, is_gid
 from app.shopify.errors import ShopifyError, ShopifyUnavailable, ShopifyUserErrors
 
@@ -59,7 +60,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BUNDLE_METAOBJECT_TYPE = "product-bundles"
 HANDLE_PREFIX = "sb-"
 DISCOUNT_GID_TYPE = "DiscountAutomaticNode"
 _USER_ERRORS = "userErrors { field message code }"
@@ -106,18 +106,6 @@ DISCOUNT_NODES = """query BundleDiscounts($ids: [ID!]!) {
     }
   }
 }"""
-
-
-class ShopifyUnavailableProblem(DomainError):
-    """503: Shopify did not answer, so the bundle could not be written through; nothing was kept."""
-
-    status, title, type_slug = 503, "Shopify unavailable", "shopify-unavailable"
-
-
-class ShopifyErrorProblem(DomainError):
-    """502: Shopify refused the write (userErrors, revoked token, frozen shop); nothing was kept."""
-
-    status, title, type_slug = 502, "Shopify error", "shopify-error"
 
 
 # --------------------------------------------------------------------------------------------
@@ -456,7 +444,7 @@ async def _completed_key(container: Container, shop: str, key: str) -> bool:
     if stored is None or not stored["responseStatus"]:
         return False
     created = stored["createdAt"]
-    return created is None or created.replace(tzinfo=UTC) >= datetime.now(UTC) - IDEMPOTENCY_TTL
+    return created is None or as_utc(created) >= datetime.now(UTC) - IDEMPOTENCY_TTL
 
 
 async def before_create(
@@ -597,7 +585,7 @@ def _instant(value: Any) -> datetime | None:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return as_utc(moment)
 
 
 async def compensate(
