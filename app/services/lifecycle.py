@@ -13,6 +13,7 @@ import contextlib
 import logging
 
 from app.core.container import Container
+from app.core.db import is_db_unavailable
 from app.core.migrations import current_revision, head_revision
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,22 @@ async def _start_when_schema_current(container: Container) -> None:
 
 
 async def start(container: Container) -> None:
-    if await _schema_is_current(container):
+    try:
+        current = await _schema_is_current(container)
+    except Exception as exc:
+        # A connection cut during start-up (a restart, a terminated backend) must not stop the
+        # replica: it serves health and starts its background services once the database answers.
+        if not is_db_unavailable(exc):
+            raise
+        log.warning("schema check failed at start-up (%s): background services start once the database answers", exc)
+        current = None
+    if current:
         await _start_services(container)
         return
-    log.warning("schema is behind head %s: serving health only until `shopibundle db upgrade` runs", head_revision())
+    if current is False:
+        log.warning(
+            "schema is behind head %s: serving health only until `shopibundle db upgrade` runs", head_revision()
+        )
     container.extras["deferred_start"] = asyncio.create_task(_start_when_schema_current(container))
 
 
