@@ -178,7 +178,7 @@ async def create_bundle(
     headers = {"Location": bundles.bundle_location(shop, result.bundle_id), "ETag": result.etag}
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return _json(result.status, result.body, headers)
+    return _json(201 if result.created else 200, result.body, headers)
 
 
 @router.get(

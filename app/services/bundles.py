@@ -128,6 +128,10 @@ def _register_series() -> None:
 _register_series()
 
 
+#: `responseStatus` an idempotency record keeps for a completed create (the column is the API's status).
+IDEMPOTENT_CREATED = 201
+
+
 class MetaobjectConflict(Conflict):
     """409 `metaobject already bundled`: counted as a dual-write conflict."""
 
@@ -138,9 +142,10 @@ class _KeyTaken(Exception):
 
 @dataclass(slots=True)
 class WriteResult:
-    """What the router sends back: status, JSON-ready body and the headers derived from it."""
+    """A write's outcome: the JSON-ready bundle, its ETag, whether this write created it (a replay
+    tells what the first request did) and whether it is a replay. The router picks the status."""
 
-    status: int
+    created: bool
     body: dict[str, Any]
     bundle_id: str
     etag: str
@@ -697,7 +702,7 @@ async def create_bundle(
         if shopify_side is not None:  # write-through: what the bundle's metaobject could not say
             out["legacyApproximations"] = list(shopify_side.approximations)
         if idempotency_key is not None:
-            await idem_repo.complete(conn, shop, idempotency_key, 201, out, bundle_id)
+            await idem_repo.complete(conn, shop, idempotency_key, IDEMPOTENT_CREATED, out, bundle_id)
         return out, sync
 
     try:
@@ -711,7 +716,7 @@ async def create_bundle(
         raise
     if dual:
         _count("create", "ok" if sync == "synced" else sync)
-    return WriteResult(201, out, out["id"], etag_of(out))
+    return WriteResult(True, out, out["id"], etag_of(out))
 
 
 async def _replay(container: Container, shop: str, key: str, request_hash: str) -> WriteResult:
@@ -724,7 +729,9 @@ async def _replay(container: Container, shop: str, key: str, request_hash: str) 
             errors=[_error("header.Idempotency-Key", "already used with a different request body")],
         )
     body = stored["responseBody"]
-    return WriteResult(int(stored["responseStatus"]), body, str(body.get("id")), etag_of(body), replayed=True)
+    return WriteResult(
+        int(stored["responseStatus"]) == IDEMPOTENT_CREATED, body, str(body.get("id")), etag_of(body), replayed=True
+    )
 
 
 def _merged_inventory(current: dict[str, Any] | None, patch: dict[str, Any]) -> dict[str, Any]:
@@ -841,7 +848,7 @@ async def update_bundle(
     out, sync = await _observe("update", dual, run_transaction(container, work))
     if dual:
         _count("update", "ok" if sync == "synced" else sync)
-    return WriteResult(200, out, out["id"], etag_of(out))
+    return WriteResult(False, out, out["id"], etag_of(out))
 
 
 async def delete_bundle(container: Container, shop: str, bundle_ref: str, if_match: str | None = None) -> None:
