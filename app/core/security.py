@@ -213,9 +213,15 @@ class SessionTokenClaims:
 def _numeric_claim(claims: Mapping[str, Any], name: str) -> float:
     value = claims.get(name)
     # bool is an int subclass; `"exp": true` must not read as 1970-01-01T00:00:01.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidSessionToken(f"claim {name} is not a number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # JSON integers have no size limit; one past float's range is no time
+        raise InvalidSessionToken(f"claim {name} is not a number") from None
+    if not math.isfinite(number):
+        raise InvalidSessionToken(f"claim {name} is not a number")
+    return number
 
 
 def _optional_str_claim(claims: Mapping[str, Any], name: str) -> str | None:
