@@ -64,6 +64,21 @@ OUTBOX_LAG = meter.create_gauge(
     "sb_outbox_lag_seconds", unit="s", description="Age of the oldest undelivered outbox row"
 )
 
+# In-process read caches (app/core/read_cache.py). Each cache tallies in plain ints on its hot path
+# and hands the tally over here from its listener's heartbeat (one SDK call per outcome and tick).
+READ_CACHE_LOOKUPS = meter.create_counter(
+    "sb_read_cache_lookups", description="Read-cache look-ups by cache and outcome: hit, miss, expired"
+)
+READ_CACHE_STORES = meter.create_counter(
+    "sb_read_cache_stores",
+    description="Read-cache stores by cache and outcome: stored, or stale (a write was notified meanwhile)",
+)
+READ_CACHE_INVALIDATIONS = meter.create_counter(
+    "sb_read_cache_invalidations",
+    description="Read-cache invalidations by cache and scope (partition, all) and reason",
+)
+READ_CACHE_ENTRIES = meter.create_gauge("sb_read_cache_entries", description="Entries held by a read cache")
+
 
 def prometheus_text() -> bytes:
     from prometheus_client import REGISTRY, generate_latest
