@@ -35,7 +35,7 @@ import random
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -172,6 +172,20 @@ class ReadCache(Generic[V]):
             self._count(("stores", "evicted", ""))
         self._count(("stores", "stored", ""))
         return True
+
+    async def get_or_compute(
+        self, partition: str, key: Hashable, compute: Callable[[], Awaitable[tuple[V, float | None]]]
+    ) -> V:
+        """The stored answer, else `compute()` → (answer, valid_until) stored under the contract
+        above (token taken before computing). The computed answer is returned even when it is
+        not stored: it is as fresh as an uncached read."""
+        hit = self.get(partition, key)
+        if hit is not None:
+            return hit
+        token = self.token(partition)
+        value, valid_until = await compute()
+        self.put(partition, key, value, token, valid_until=valid_until)
+        return value
 
     # --------------------------------------------------------------------------- invalidation
 

@@ -151,3 +151,24 @@ def test_listener_payloads_invalidate_a_shop_all_shops_or_nothing() -> None:
     cache.put("s1", "p", "s1", cache.token("s1"))
     listener._on_termination(None)  # the connection died: stop serving, forget everything
     assert not cache.serving and len(cache) == 0
+
+
+async def test_get_or_compute_stores_unless_invalidated_meanwhile() -> None:
+    cache, _, wall = make_cache()
+    calls = []
+
+    async def compute() -> tuple[str, float | None]:
+        calls.append(1)
+        return f"answer {len(calls)}", wall.now + 10
+
+    assert await cache.get_or_compute("s1", "p", compute) == "answer 1"
+    assert await cache.get_or_compute("s1", "p", compute) == "answer 1"  # a hit
+    assert len(calls) == 1
+
+    async def racing_compute() -> tuple[str, float | None]:
+        cache.invalidate("s1")  # the write's notification arrives while the answer is computed
+        return "computed from the old snapshot", None
+
+    cache.invalidate("s1")
+    assert await cache.get_or_compute("s1", "p", racing_compute) == "computed from the old snapshot"
+    assert cache.get("s1", "p") is None  # returned to its caller, never stored
