@@ -108,11 +108,11 @@ class Harness:
         return f"http://{HOST}:{replica.port}{path}"
 
     async def send(
-        self, method: str, path: str, *, replica: Process | None = None, **kwargs: Any
+        self, method: str, path: str, *, replica: Process | None = None, budget_s: float = OP_BUDGET_S, **kwargs: Any
     ) -> tuple[httpx.Response | None, int]:
         """One logical request, retried (same headers, same body) on 503 or a dropped connection
         until it has another answer; returns it and how many attempts went before it."""
-        deadline = time.monotonic() + OP_BUDGET_S
+        deadline = time.monotonic() + budget_s
         attempts = 0
         while time.monotonic() < deadline:
             target = replica or random.choice(self.replicas)
@@ -296,7 +296,7 @@ async def readiness_after(replicas: list[Process], since: float, budget_s: float
 
 
 async def flag_value_on(h: Harness, replica: Process, shop: str) -> bool | None:
-    response, _ = await h.send("GET", f"/admin/flags/{FLAG}/evaluate?shop={shop}", replica=replica)
+    response, _ = await h.send("GET", f"/admin/flags/{FLAG}/evaluate?shop={shop}", replica=replica, budget_s=10)
     return None if response is None or response.status_code != 200 else bool(response.json()["value"])
 
 
