@@ -111,9 +111,11 @@ class ReadCache(Generic[V]):
         self._epoch = 0
         self._generations: dict[str, int] = {}
         self._tally: dict[tuple[str, str, str], int] = {}
+        # Cumulative look-up outcomes (tests read them); `flush_metrics` hands over the increments.
         self.hits = 0
         self.misses = 0
         self.expired = 0
+        self._flushed = (0, 0, 0)
 
     # ------------------------------------------------------------------------------- hot path
 
@@ -220,10 +222,11 @@ class ReadCache(Generic[V]):
     def flush_metrics(self) -> None:
         """Hand the tallies to the OpenTelemetry instruments (called from the listener's tick)."""
         attrs = {"cache": self.name}
-        for outcome, count in (("hit", self.hits), ("miss", self.misses), ("expired", self.expired)):
-            if count:
-                READ_CACHE_LOOKUPS.add(count, {**attrs, "outcome": outcome})
-        self.hits = self.misses = self.expired = 0
+        current = (self.hits, self.misses, self.expired)
+        for outcome, now, before in zip(("hit", "miss", "expired"), current, self._flushed, strict=True):
+            if now > before:
+                READ_CACHE_LOOKUPS.add(now - before, {**attrs, "outcome": outcome})
+        self._flushed = current
         tally, self._tally = self._tally, {}
         for (instrument, first, second), count in tally.items():
             if instrument == "stores":
