@@ -241,7 +241,9 @@ async def soak(
     write_max = calibration.done / (time.monotonic() - started)
     read_rate = LOAD_SHARE * READ_SHARE * read_max["rps"]
     write_rate = LOAD_SHARE * (1 - READ_SHARE) * write_max
-    delay_ms = WRK_CONNECTIONS / read_rate * 1000 - read_max["lat_p50_us"] / 1000
+    # Latency at 70% is a few ms, at saturation (the calibration's p50) far more: leaving it out of
+    # the pause errs below the target rather than above it (the first soak ran at 0.81 that way).
+    delay_ms = WRK_CONNECTIONS / read_rate * 1000
     results["capacity"] = {
         "reads_rps": read_max["rps"],
         "reads_p99_ms": read_max["lat_p99_us"] / 1000,
