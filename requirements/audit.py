@@ -100,16 +100,25 @@ def main() -> int:
                 found.append(f"{name}=={version}: {vuln.get('id')} (fixed in: {fixed})")
     if found:
         print("KNOWN VULNERABILITIES in the locked dependencies:", *found, sep="\n  ", file=sys.stderr)
-        print("Update the pin (make lock LOCK_FLAGS='--upgrade-package NAME') or, when no fix exists and it does"
-              " not apply, add it to IGNORED in requirements/audit.py with its reason.", file=sys.stderr)
+        print(
+            "Update the pin (make lock LOCK_FLAGS='--upgrade-package NAME') or, when no fix exists and it does"
+            " not apply, add it to IGNORED in requirements/audit.py with its reason.",
+            file=sys.stderr,
+        )
         return 1
     if audited == 0:
-        print(f"AUDIT FAILED: no vulnerability data could be reached for any of the {len(locked)} locked"
-              " packages; nothing was audited.", file=sys.stderr)
+        print(
+            f"AUDIT FAILED: no vulnerability data could be reached for any of the {len(locked)} locked"
+            " packages; nothing was audited.",
+            file=sys.stderr,
+        )
         return 2
     if unaudited:
-        print(f"NOT AUDITED ({len(unaudited)}: the per-release vulnerability data did not answer and the pin is"
-              f" not the latest release): {', '.join(unaudited)}", file=sys.stderr)
+        print(
+            f"NOT AUDITED ({len(unaudited)}: the per-release vulnerability data did not answer and the pin is"
+            f" not the latest release): {', '.join(unaudited)}",
+            file=sys.stderr,
+        )
     print(f"audit: {audited} of {len(locked)} locked packages audited, no known vulnerabilities")
     return 0
 

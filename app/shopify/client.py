@@ -640,6 +640,10 @@ class ShopifyClient:
         )
         payload = answer.data.get(payload_key)
         if not isinstance(payload, dict):
+            if any(_error_code(e) in RETRYABLE_GRAPHQL_CODES for e in answer.errors):
+                # Shopify failed on its side at this mutation (INTERNAL_SERVER_ERROR at its path):
+                # transient like a 5xx, so the outbox retries it later instead of dead-lettering it.
+                raise ShopifyBadResponse(shop, f"mutation {payload_key!r} failed: {_messages(answer.errors)}")
             if answer.errors:
                 raise graphql_error_for(shop, answer.errors)
             raise ShopifyBadResponse(shop, f"mutation payload {payload_key!r} missing")

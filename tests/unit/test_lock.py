@@ -68,9 +68,11 @@ def test_lock_satisfies_pyproject(project: dict[str, Any], lock: Path, groups: l
     entries = lock_entries(lock)
     wanted = list(project["build-system"]["requires"])
     for group in groups:
-        wanted += project["project"]["dependencies"] if group == "dependencies" else project["project"][
-            "optional-dependencies"
-        ][group]
+        wanted += (
+            project["project"]["dependencies"]
+            if group == "dependencies"
+            else project["project"]["optional-dependencies"][group]
+        )
     missing = []
     for spec in wanted:
         requirement = Requirement(spec)
