@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import inspect
 import signal
 import sys
@@ -34,10 +35,34 @@ from contextlib import asynccontextmanager
 from typing import Any, TextIO
 
 import asyncpg
+import httpx
 import orjson
+import uvicorn
 
 from app.core.config import Settings, get_settings
+from app.core.container import build_container
+from app.core.db import asyncpg_connect_kwargs, connect, create_pool, resolve_database_url
 from app.core.errors import DomainError
+from app.core.logging import configure_logging
+from app.core.migrations import current_revision, downgrade, head_revision, upgrade
+from app.core.security import is_valid_shop
+from app.models.job_api import CreateJobIn
+from app.services import migration_jobs, reconciliation
+from app.services.flags import STAGES, start_flags, stop_flags
+from app.services.job_worker import JobWorker
+from app.services.outbox import outbox_stats, run_standalone
+from app.services.rollout import (
+    ConfirmationRequired,
+    full_rollback,
+    immediate_rollback,
+    phase5_cleanup,
+    render_flags,
+    render_validation,
+    restore_from_archive,
+    rollout_status,
+    set_stage,
+)
+from app.services.validation import build_validation_report
 
 Subparsers = Any  # argparse._SubParsersAction, private in typeshed
 Handler = Callable[[argparse.Namespace], "int | Awaitable[int]"]
@@ -61,7 +86,6 @@ def _settings() -> Settings:
 
 
 def _configure_logging(settings: Settings) -> None:
-    from app.core.logging import configure_logging
 
     configure_logging(settings)
 
@@ -69,7 +93,6 @@ def _configure_logging(settings: Settings) -> None:
 @asynccontextmanager
 async def _pool(settings: Settings) -> AsyncIterator[asyncpg.Pool[Any]]:
     """A small asyncpg pool on DATABASE_URL (or the embedded development database)."""
-    from app.core.db import create_pool, resolve_database_url
 
     url = await asyncio.to_thread(resolve_database_url, settings)
     pool = await create_pool(url, max_size=3)
@@ -131,7 +154,6 @@ def add_serve(sub: Subparsers) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
 
     _configure_logging(_settings())
     uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers, access_log=False, log_config=None)
@@ -155,13 +177,11 @@ def add_worker(sub: Subparsers) -> None:
 async def _worker_container(settings: Settings) -> Any:
     """The service's container without its HTTP side: it serves no requests, so it needs none of
     the inbound credentials."""
-    from app.core.container import build_container
 
     return await build_container(settings, serves_requests=False)
 
 
 async def _worker(args: argparse.Namespace) -> int:
-    from app.services.job_worker import JobWorker
 
     settings = _settings()
     _configure_logging(settings)
@@ -199,28 +219,23 @@ def add_db(sub: Subparsers) -> None:
 
 
 def _db_url() -> str:
-    from app.core.db import resolve_database_url
 
     return resolve_database_url(_settings())
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from app.core.migrations import upgrade
 
     upgrade(_db_url(), args.revision)
     return 0
 
 
 def _db_downgrade(args: argparse.Namespace) -> int:
-    from app.core.migrations import downgrade
 
     downgrade(_db_url(), args.revision)
     return 0
 
 
 async def _db_current(args: argparse.Namespace) -> int:
-    from app.core.db import asyncpg_connect_kwargs
-    from app.core.migrations import current_revision, head_revision
 
     url = await asyncio.to_thread(_db_url)
     kwargs: dict[str, Any] = asyncpg_connect_kwargs(url)
@@ -285,8 +300,6 @@ def _fail(exc: DomainError, as_json: bool) -> int:
 
 
 async def _migrate_start(args: argparse.Namespace) -> int:
-    from app.models.job_api import CreateJobIn
-    from app.services import migration_jobs
 
     try:
         body = CreateJobIn(
@@ -322,7 +335,6 @@ async def _migrate_start(args: argparse.Namespace) -> int:
 
 
 async def _migrate_status(args: argparse.Namespace) -> int:
-    from app.services import migration_jobs
 
     async with _pool(_settings()) as pool:
         try:
@@ -353,7 +365,6 @@ async def _migrate_status(args: argparse.Namespace) -> int:
 
 async def _watch(pool: asyncpg.Pool[Any], job_id: str, interval: float) -> int:
     """Redraw one progress line each interval (a new line each time when not on a terminal)."""
-    from app.services import migration_jobs
 
     tty = sys.stdout.isatty()
     last = ""
@@ -384,7 +395,6 @@ async def _migrate_watch(args: argparse.Namespace) -> int:
 
 
 async def _migrate_action(args: argparse.Namespace) -> int:
-    from app.services import migration_jobs
 
     settings = _settings()
     async with _pool(settings) as pool:
@@ -418,8 +428,6 @@ def add_reconcile(sub: Subparsers) -> None:
 
 
 async def _reconcile(args: argparse.Namespace) -> int:
-    from app.services import reconciliation
-    from app.services.flags import start_flags, stop_flags
 
     settings = _settings()
     _configure_logging(settings)
@@ -451,7 +459,6 @@ def add_outbox(sub: Subparsers) -> None:
 
 
 async def _outbox_stats(args: argparse.Namespace) -> int:
-    from app.services.outbox import outbox_stats
 
     container = await _worker_container(_settings())
     try:
@@ -462,7 +469,6 @@ async def _outbox_stats(args: argparse.Namespace) -> int:
 
 
 async def _outbox_run(args: argparse.Namespace) -> int:
-    from app.services.outbox import run_standalone
 
     return await run_standalone(args.concurrency)
 
@@ -474,7 +480,6 @@ def _actor(args: argparse.Namespace) -> str:
     """Who the flag audit log names: --actor, else `cli:<login user>`."""
     if getattr(args, "actor", None):
         return str(args.actor)
-    import getpass
 
     try:
         return f"cli:{getpass.getuser()}"
@@ -484,7 +489,6 @@ def _actor(args: argparse.Namespace) -> str:
 
 def _print_rollout(result: dict[str, Any], as_json: bool, headline: str) -> None:
     """A rollout result: JSON, or a headline, the stage and flag table, and the warnings."""
-    from app.services.rollout import render_flags
 
     if as_json:
         _print_json(result)
@@ -504,9 +508,6 @@ def add_validate(sub: Subparsers) -> None:
 
 
 async def _validate(args: argparse.Namespace) -> int:
-    from app.core.security import is_valid_shop
-    from app.services.rollout import render_validation
-    from app.services.validation import build_validation_report
 
     if args.shop is not None and not is_valid_shop(args.shop):
         print(f"error: invalid shop domain {args.shop!r}", file=sys.stderr)
@@ -528,7 +529,6 @@ async def _validate(args: argparse.Namespace) -> int:
 
 @register
 def add_stage(sub: Subparsers) -> None:
-    from app.services.flags import STAGES
 
     p = sub.add_parser("stage", help="migration stage: get (default) | set STAGE --reason R")
     ssub = p.add_subparsers(dest="stage_command")
@@ -546,7 +546,6 @@ def add_stage(sub: Subparsers) -> None:
 
 
 async def _stage_get(args: argparse.Namespace) -> int:
-    from app.services.rollout import render_flags, rollout_status
 
     settings = _settings()
     async with _pool(settings) as pool:
@@ -563,7 +562,6 @@ async def _stage_get(args: argparse.Namespace) -> int:
 
 
 async def _stage_set(args: argparse.Namespace) -> int:
-    from app.services.rollout import set_stage
 
     settings = _settings()
     async with _pool(settings) as pool:
@@ -603,7 +601,6 @@ def add_rollback(sub: Subparsers) -> None:
 
 
 async def _rollback_immediate(args: argparse.Namespace) -> int:
-    from app.services.rollout import immediate_rollback
 
     settings = _settings()
     async with _pool(settings) as pool:
@@ -617,7 +614,6 @@ async def _rollback_immediate(args: argparse.Namespace) -> int:
 
 
 async def _rollback_full(args: argparse.Namespace) -> int:
-    from app.services.rollout import ConfirmationRequired, full_rollback
 
     url = await asyncio.to_thread(_db_url)
     try:
@@ -657,7 +653,6 @@ def add_cleanup(sub: Subparsers) -> None:
 
 
 async def _cleanup(args: argparse.Namespace) -> int:
-    from app.services.rollout import phase5_cleanup
 
     if not args.reason:
         print("error: cleanup needs --reason", file=sys.stderr)
@@ -676,7 +671,6 @@ async def _cleanup(args: argparse.Namespace) -> int:
 
 
 async def _cleanup_restore(args: argparse.Namespace) -> int:
-    from app.services.rollout import restore_from_archive
 
     settings = _settings()
     async with _pool(settings) as pool:
@@ -701,9 +695,7 @@ def add_demo(sub: Subparsers) -> None:
 
 
 async def _demo_seed(args: argparse.Namespace) -> int:
-    import httpx
-
-    from app.core.db import connect
+    # Development tools, absent from the image: imported only when the demo command runs.
     from devtools.demo_data import seed_demo
     from devtools.shopify_simulator import SimulatorControl
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import yaml
 
+from app.main import create_app
+
 
 def openapi_document() -> dict[str, Any]:
-    from app.main import create_app
 
     return create_app().openapi()
 

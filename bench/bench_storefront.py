@@ -483,7 +483,7 @@ def verify(service: Server, bare: Server, paths: Sequence[str], sample: int) -> 
 PROFILE_LAYERS: tuple[tuple[str, str], ...] = (
     ("OpenTelemetry (SDK, instrumentation, FastAPI native telemetry)",
      r"^(opentelemetry|trace/|metrics/_internal|_decorator\.py|attributes/|_semconv|asgi/__init__|fastapi/telemetry)"),
-    ("pricing (app/services/pricing.py)", r"^app/services/pricing\.py"),
+    ("pricing (app/rules/pricing.py)", r"^app/rules/pricing\.py"),
     ("storefront rendering (app/services/storefront.py, orjson)", r"^app/services/storefront\.py"),
     ("access log + logging (app/core/logging.py, stdlib logging)", r"^(app/core/logging\.py|logging/)"),
     ("HTTP metrics middleware (app/core/http_metrics.py)", r"^app/core/http_metrics\.py"),

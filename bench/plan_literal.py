@@ -38,7 +38,7 @@ import asyncpg
 
 from app.core.ids import new_id
 from app.core.time import utcnow
-from app.services.slugs import slugify
+from app.rules.slugs import slugify
 from app.shopify.client import ShopifyClient
 
 

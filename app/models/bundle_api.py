@@ -24,8 +24,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from app.core.time import naive_utc
-from app.services.legacy_metaobject import Approximation
-from app.services.legacy_parsing import InvalidLegacyData, normalize_product_gid, normalize_variant_gid
+from app.rules.legacy_metaobject import Approximation
+from app.rules.legacy_parsing import InvalidLegacyData, normalize_product_gid, normalize_variant_gid
 
 INT32_MAX = 2**31 - 1
 MAX_COMPONENTS = 100
@@ -41,7 +41,7 @@ DiscountType = Literal["PERCENTAGE", "FIXED_AMOUNT", "FIXED_PRICE", "FREE_ITEM"]
 InventoryMethod = Literal["COMPONENT_BASED", "BUNDLE_SPECIFIC", "UNLIMITED"]
 ShopifyDiscountType = Literal["automatic", "code"]
 LegacySync = Literal["synced", "not_representable", "disabled"]
-#: What a bundle's legacy metaobject cannot say (app.services.legacy_metaobject, docs/write-through.md).
+#: What a bundle's legacy metaobject cannot say (app.rules.legacy_metaobject, docs/write-through.md).
 LegacyApproximation = Approximation
 ReadSource = Literal["legacy", "v2"]
 

@@ -13,35 +13,13 @@ Timestamps are naive UTC (TIMESTAMP(3)); `updatedAt` is always set by the caller
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 
-
-class Executor(Protocol):
-    """What both a pooled connection and the pool itself offer (asyncpg's query methods)."""
-
-    async def execute(self, query: str, *args: Any, timeout: float | None = ...) -> str: ...  # noqa: ASYNC109
-
-    async def executemany(
-        self,
-        command: str,
-        args: Iterable[Sequence[Any]],
-        *,
-        timeout: float | None = ...,  # noqa: ASYNC109
-    ) -> None: ...
-
-    async def fetch(self, query: str, *args: Any, timeout: float | None = ...) -> list[asyncpg.Record]: ...  # noqa: ASYNC109
-
-    async def fetchrow(self, query: str, *args: Any, timeout: float | None = ...) -> asyncpg.Record | None: ...  # noqa: ASYNC109
-
-    async def fetchval(self, query: str, *args: Any, column: int = ..., timeout: float | None = ...) -> Any: ...  # noqa: ASYNC109
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+from app.repos.base import Executor, dumps
 
 
 def _loads(raw: str | None) -> Any:

@@ -14,10 +14,10 @@ from typing import Any, TypeAlias
 
 import asyncpg
 import orjson
-from asyncpg.pool import PoolConnectionProxy
 
-#: A connection, or a pooled one (what `pool.acquire()` yields); the pool itself for one-off reads.
-Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+from app.repos.base import Conn
+
+#: A connection (`Conn`), or the pool itself for one-off reads.
 Executor: TypeAlias = "Conn | asyncpg.Pool[Any]"
 
 #: The channel every flag write notifies; each replica LISTENs on it.

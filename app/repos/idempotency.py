@@ -9,10 +9,13 @@ the claim itself. Nothing is stored for a failed create (the claim rolls back wi
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from app.repos.bundles import Executor, dumps
+from app.repos.base import Executor, dumps
+
+#: How long a completed Idempotency-Key is replayed (the API contract: 24 hours).
+IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 async def claim(conn: Executor, shop: str, key: str, request_hash: str, stale_before: datetime) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from app.repos.bundles import Executor
+from app.repos.base import Executor
 
 # --------------------------------------------------------------------------------------------
 # bundle_discount_id

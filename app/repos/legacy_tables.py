@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import orjson
 
-from app.repos.flags import Conn
+from app.repos.base import Conn
 
 ARCHIVE_SCHEMA = "archive"
 LIVE_SCHEMA = "public"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app.repos.bundles import Executor, dumps
+from app.repos.base import Executor, dumps
 
 #: LISTEN/NOTIFY channel: an enqueue notifies it (delivered at commit), dispatchers wake at once.
 CHANNEL = "sb_outbox"

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from app.repos.bundles import Executor, dumps
+from app.repos.base import Executor, dumps
 
 
 async def insert_mismatch(

@@ -49,6 +49,7 @@ from decimal import Decimal
 from typing import Any
 
 from app.core.container import Container
+from app.core.db import is_db_unavailable
 from app.core.errors import DomainError, NotFound, ShopifyErrorProblem, ShopifyUnavailableProblem, ValidationFailed
 from app.core.metrics import SHADOW_COMPARISONS, SHADOW_MISMATCHES
 from app.core.time import as_utc, naive_utc, utcnow
@@ -65,13 +66,14 @@ from app.models.bundle_api import (
 )
 from app.repos import bundles as repo
 from app.repos import shadow as shadow_repo
-from app.repos.bundles import Executor
+from app.repos.base import Executor
+from app.repos.runner import db_unavailable
+from app.rules.legacy_metaobject import legacy_description, legacy_percent_text, legacy_product_ids
+from app.rules.legacy_parsing import METAOBJECT_GID_PREFIX, InvalidLegacyData, normalize_product_gid
+from app.rules.slugs import slugify
 from app.services import flags
-from app.services.bundles import check_ref, db_unavailable, etag_of, is_db_unavailable, run_read, to_out
-from app.services.legacy_metaobject import legacy_description, legacy_percent_text, legacy_product_ids
-from app.services.legacy_parsing import METAOBJECT_GID_PREFIX, InvalidLegacyData, normalize_product_gid
+from app.services.bundles import check_ref, etag_of, run_read, to_out
 from app.services.legacy_reader import LegacyBundleView, get_legacy_reader
-from app.services.slugs import slugify
 from app.shopify.errors import ShopifyError, ShopifyUnavailable
 
 log = logging.getLogger(__name__)
@@ -490,7 +492,7 @@ def _text(value: str | None) -> str | None:
 
 def projection(out: BundleOut) -> dict[str, Any]:
     """The normalised facts both stores can hold, as JSON (stored with each mismatch): in the legacy
-    definition's terms (app.services.legacy_metaobject), so a documented write-through approximation
+    definition's terms (app.rules.legacy_metaobject), so a documented write-through approximation
     (a variant, a quantity, 12.5 % shown as 12, the title as the missing description) is no mismatch."""
     rule = next(
         (

@@ -51,21 +51,16 @@ Legacy representation (DUAL_WRITE on for the shop)
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import math
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-import asyncpg
-
 from app.core.container import Container
-from app.core.db import is_db_unavailable, transaction
 from app.core.errors import Conflict, DomainError, NotFound, NotReady, PreconditionFailed, ValidationFailed
 from app.core.ids import new_id
 from app.core.metrics import DUAL_WRITES
@@ -84,24 +79,21 @@ from app.models.bundle_api import (
 from app.repos import bundles as repo
 from app.repos import idempotency as idem_repo
 from app.repos import legacy_bundles as legacy_repo
-from app.repos.bundles import Executor
+from app.repos import runner
+from app.repos.base import Executor
+from app.rules.legacy_parsing import METAOBJECT_GID_PREFIX, storefront_product_id
+from app.rules.slugs import slug_candidates, slugify
 from app.services import (
     flags,
     write_through,  # issue 5: Shopify write-through hooks (create / update / delete)
 )
-from app.services.legacy_parsing import METAOBJECT_GID_PREFIX, storefront_product_id
-from app.services.slugs import slug_candidates, slugify
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 #: How long a stored Idempotency-Key answers retries; an older key is taken over by a new request.
-IDEMPOTENCY_TTL = timedelta(hours=24)
 #: Waiting longer than this for a pooled connection means the database is saturated: 503.
-DB_ACQUIRE_TIMEOUT_S = 10.0
-TX_ATTEMPTS = 3
-READ_ATTEMPTS = 2
 #: Test-only hook: `container.extras[FAULT_HOOK](shop, backend_pid)` runs after the V2 writes and
 #: before the legacy writes, inside the transaction (to kill the connection mid-transaction).
 FAULT_HOOK = "fault_after_v2_write"
@@ -110,11 +102,11 @@ ONE_MS = timedelta(milliseconds=1)
 #: metadata keys by which the backfill links a bundle to its legacy row keyed by a handle (`handle_row_key`).
 HANDLE_LINK_KEYS = ("legacyHandle", "legacyBundleId")
 
-_CONFLICTS_BY_INDEX = {
-    "sb_bundle_shop_metaobject_key": METAOBJECT_CONFLICT,
-    "bundle_discount_id_pkey": METAOBJECT_CONFLICT,
-    "sb_bundle_shop_ai_bundle_key": "AI bundle already has a V2 bundle",
-    "Bundle_shop_slug_key": "slug taken",
+_CONFLICTS_BY_INDEX: runner.ConflictMap = {
+    "sb_bundle_shop_metaobject_key": lambda: MetaobjectConflict(METAOBJECT_CONFLICT),
+    "bundle_discount_id_pkey": lambda: MetaobjectConflict(METAOBJECT_CONFLICT),
+    "sb_bundle_shop_ai_bundle_key": lambda: Conflict("AI bundle already has a V2 bundle"),
+    "Bundle_shop_slug_key": lambda: Conflict("slug taken"),
 }
 
 
@@ -196,57 +188,14 @@ def to_out(full: dict[str, Any], legacy_sync: LegacySync | None = None) -> Bundl
     return BundleOut.model_validate(data)
 
 
-def db_unavailable() -> NotReady:
-    return NotReady("The database is unavailable; nothing was changed. Retry the request.", retryable=True)
-
-
 async def run_read(container: Container, fn: Callable[[Executor], Awaitable[T]]) -> T:
-    """Run read queries on a pooled connection, mapping a lost database to 503.
-
-    Reads change nothing, so one that failed on a dead pooled connection is tried once more on a
-    fresh connection before the client is told to retry.
-    """
-    for attempt in range(1, READ_ATTEMPTS + 1):
-        try:
-            async with container.pool.acquire(timeout=DB_ACQUIRE_TIMEOUT_S) as conn:
-                return await fn(conn)
-        except DomainError:
-            raise
-        except Exception as exc:
-            if not is_db_unavailable(exc):
-                raise
-            if attempt == READ_ATTEMPTS:
-                raise db_unavailable() from exc
-    raise AssertionError("unreachable")  # pragma: no cover
+    """`runner.run_read` on the container's pool."""
+    return await runner.run_read(container.pool, fn)
 
 
 async def run_transaction(container: Container, fn: Callable[[Executor], Awaitable[T]]) -> T:
-    """Run `fn` in one transaction; retry deadlocks; map database failures to problems (never 500)."""
-    for attempt in range(1, TX_ATTEMPTS + 1):
-        try:
-            async with transaction(container.pool, timeout=DB_ACQUIRE_TIMEOUT_S) as conn:
-                return await fn(conn)
-        except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
-            if attempt == TX_ATTEMPTS:
-                raise NotReady("Too much write contention on this bundle; retry the request.") from exc
-            await asyncio.sleep(random.uniform(0.005, 0.05) * attempt)
-        except asyncpg.UniqueViolationError as exc:
-            message = _CONFLICTS_BY_INDEX.get(exc.constraint_name or "", "conflicting write")
-            error_type = MetaobjectConflict if message == METAOBJECT_CONFLICT else Conflict
-            raise error_type(message) from exc
-        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
-            # Validation should have caught it; still the client's data, so a 422 and not a 500.
-            log.warning("database rejected bundle data: %s", exc)
-            raise ValidationFailed(
-                "The database rejected a value.", errors=[{"field": "body", "message": str(exc)}]
-            ) from exc
-        except (DomainError, _KeyTaken):
-            raise
-        except Exception as exc:
-            if is_db_unavailable(exc):
-                raise db_unavailable() from exc
-            raise
-    raise AssertionError("unreachable")  # pragma: no cover
+    """`runner.run_transaction` on the container's pool, with the bundle tables' conflicts."""
+    return await runner.run_transaction(container.pool, fn, conflicts=_CONFLICTS_BY_INDEX, passthrough=(_KeyTaken,))
 
 
 # --------------------------------------------------------------------------------------------
@@ -658,7 +607,7 @@ async def create_bundle(
     async def work(conn: Executor) -> tuple[dict[str, Any], LegacySync]:
         await write_through.commit_intent(conn, shopify_side)  # issue 5: the create intent commits away
         if idempotency_key is not None and not await idem_repo.claim(
-            conn, shop, idempotency_key, request_hash, utcnow() - IDEMPOTENCY_TTL
+            conn, shop, idempotency_key, request_hash, utcnow() - idem_repo.IDEMPOTENCY_TTL
         ):
             raise _KeyTaken()
         now = utcnow()

@@ -34,6 +34,9 @@ from typing import Any
 import asyncpg
 import orjson
 from opentelemetry import trace
+from pgqueuer.db import AsyncpgPoolDriver
+from pgqueuer.qm import QueueManager
+from pgqueuer.queries import Queries
 
 from app.core.container import Container
 from app.core.db import create_pool
@@ -156,9 +159,6 @@ class JobWorker:
 
     async def _supervise(self) -> None:
         """Run pgqueuer's QueueManager; restart it after an unexpected error (database restart...)."""
-        from pgqueuer.db import AsyncpgPoolDriver
-        from pgqueuer.qm import QueueManager
-        from pgqueuer.queries import Queries
 
         while not self._stopping.is_set():
             qm = QueueManager(Queries(AsyncpgPoolDriver(self.pool)))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from app.core.errors import Conflict
 from app.repos import legacy_tables as tables_repo
-from app.repos.flags import Conn
+from app.repos.base import Conn
 from app.repos.legacy_tables import ARCHIVE_SCHEMA
 
 

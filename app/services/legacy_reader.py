@@ -45,8 +45,8 @@ import asyncpg
 
 from app.core.container import Container
 from app.repos import legacy_bundles as legacy_repo
-from app.services.legacy_metaobject import BUNDLE_METAOBJECT_TYPE
-from app.services.legacy_parsing import (
+from app.rules.legacy_metaobject import BUNDLE_METAOBJECT_TYPE
+from app.rules.legacy_parsing import (
     InvalidLegacyData,
     LegacyRowKind,
     classify_bundle_discount_row,

@@ -15,6 +15,10 @@ import logging
 from app.core.container import Container
 from app.core.db import is_db_unavailable
 from app.core.migrations import current_revision, head_revision
+from app.services.bundle_reads import get_shadow_runner
+from app.services.flags import start_flags, stop_flags
+from app.services.job_worker import JobWorker
+from app.services.outbox import start_dispatcher, stop_dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +31,6 @@ async def _schema_is_current(container: Container) -> bool:
 
 
 async def _start_services(container: Container) -> None:
-    from app.services.flags import start_flags
-    from app.services.job_worker import JobWorker
-    from app.services.outbox import start_dispatcher
 
     container.flags = await start_flags(container)  # first: other services read flags
     if container.settings.run_worker:  # migration job worker: every replica is one by default
@@ -73,9 +74,6 @@ async def start(container: Container) -> None:
 
 async def stop(container: Container) -> None:
     """Stop background services before the pools close (each waits for its in-flight work)."""
-    from app.services.bundle_reads import get_shadow_runner
-    from app.services.flags import stop_flags
-    from app.services.outbox import stop_dispatcher
 
     deferred = container.extras.pop("deferred_start", None)
     if deferred is not None:

@@ -46,8 +46,8 @@ from app.core.ids import new_id
 from app.core.metrics import JOB_ITEMS
 from app.core.time import utcnow
 from app.repos import migration as repo
-from app.services.legacy_metaobject import BUNDLE_METAOBJECT_TYPE
-from app.services.legacy_parsing import (
+from app.rules.legacy_metaobject import BUNDLE_METAOBJECT_TYPE
+from app.rules.legacy_parsing import (
     INVALID_LEGACY_DATA_REASON,
     InvalidLegacyData,
     LegacyProductRef,
@@ -58,7 +58,7 @@ from app.services.legacy_parsing import (
     normalize_product_gid,
     parse_bundle_metaobject,
 )
-from app.services.slugs import slugify, unique_slug
+from app.rules.slugs import slugify, unique_slug
 from app.shopify.client import METAOBJECT_BY_HANDLE_QUERY, Metaobject, Product, ShopifyClient
 from app.shopify.errors import REASON_SHOPIFY_UNAVAILABLE, ShopifyError, ShopifyShopError
 

@@ -31,6 +31,8 @@ from typing import Any, cast
 
 import asyncpg
 import orjson
+from pgqueuer.db import AsyncpgDriver
+from pgqueuer.queries import Queries
 
 from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.ids import new_id
@@ -186,8 +188,6 @@ async def enqueue_dispatch(conn: repo.Conn, job_id: str, queue: str, shops: Sequ
     """
     if not shops:
         return
-    from pgqueuer.db import AsyncpgDriver
-    from pgqueuer.queries import Queries
 
     queries = Queries(AsyncpgDriver(cast(Any, conn)))
     entrypoint = entrypoint_for(queue)

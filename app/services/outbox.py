@@ -45,17 +45,23 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import signal
 from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 
-from app.core.container import Container
-from app.core.db import create_pool
+from app.core.config import get_settings
+from app.core.container import Container, build_container
+from app.core.db import asyncpg_connect_kwargs, create_pool
+from app.core.logging import configure_logging
 from app.core.metrics import OUTBOX_LAG
+from app.repos import bundles as bundle_repo
 from app.repos import outbox as repo
+from app.repos import runner
 from app.services import write_through as wt
+from app.services.legacy_reader import get_legacy_reader
 from app.shopify.client import ShopifyClient
 from app.shopify.errors import ShopifyError
 
@@ -149,7 +155,6 @@ class OutboxDispatcher:
         pool = await create_pool(container.database_url, max_size=concurrency + 1)
 
         def invalidate(shop: str, metaobject_id: str) -> None:
-            from app.services.legacy_reader import get_legacy_reader
 
             get_legacy_reader(container).cache.invalidate(shop, metaobject_id)
 
@@ -208,7 +213,6 @@ class OutboxDispatcher:
         """LISTEN on the outbox channel (an enqueue's NOTIFY arrives at its commit); polling covers a loss."""
         if self.database_url is None or (self._listener is not None and not self._listener.is_closed()):
             return
-        from app.core.db import asyncpg_connect_kwargs
 
         try:
             conn = await asyncpg.connect(**asyncpg_connect_kwargs(self.database_url))
@@ -307,8 +311,6 @@ async def enqueue_push(container: Container, shop: str, bundle_id: str) -> int |
     Used by reconciliation to repair drift V2 → Shopify *through* the outbox, so the repair is
     ordered after any row already queued for the bundle and delivered like any other change.
     """
-    from app.repos import bundles as bundle_repo
-    from app.services.bundles import run_transaction
 
     async def work(conn: Any) -> int | None:
         current = await bundle_repo.lock_bundle(conn, shop, bundle_id)
@@ -321,7 +323,7 @@ async def enqueue_push(container: Container, shop: str, bundle_id: str) -> int |
         row = await repo.insert(conn, shop, current["id"], "upsert", payload)
         return int(row["id"])
 
-    result: int | None = await run_transaction(container, work)
+    result: int | None = await runner.run_transaction(container.pool, work)
     return result
 
 
@@ -332,14 +334,13 @@ async def enqueue_push(container: Container, shop: str, bundle_id: str) -> int |
 
 async def outbox_stats(container: Container, *, shop: str | None = None, limit: int = 50) -> dict[str, Any]:
     """`GET /admin/outbox`: pending, due, retrying, oldest pending age, dead letters (listed)."""
-    from app.services.bundles import run_read
 
     async def q(conn: Any) -> dict[str, Any]:
         counts = await repo.stats(conn, shop)
         dead = await repo.list_by_status(conn, "dead", shop=shop, limit=limit)
         return {"counts": counts, "dead": dead}
 
-    result = await run_read(container, q)
+    result = await runner.run_read(container.pool, q)
     counts = result["counts"]
     return {
         "pending": int(counts["pending"]),
@@ -389,11 +390,6 @@ async def stop_dispatcher(container: Container) -> None:
 
 async def run_standalone(concurrency: int | None = None) -> int:
     """Run only a dispatcher until SIGTERM/SIGINT (`python -m app.services.outbox`, `shopibundle outbox run`)."""
-    import secrets
-
-    from app.core.config import get_settings
-    from app.core.container import build_container
-    from app.core.logging import configure_logging
 
     settings = get_settings()
     configure_logging(settings)

@@ -40,18 +40,22 @@ from typing import Any, Literal
 from app.core.container import Container
 from app.core.errors import DomainError
 from app.core.time import utcnow
+from app.models.bundle_api import BundleUpdate
 from app.repos import bundles as bundle_repo
 from app.repos import outbox as outbox_repo
-from app.services import flags
-from app.services import write_through as wt
-from app.services.legacy_metaobject import publishable_status
-from app.services.legacy_parsing import (
+from app.repos import runner
+from app.rules.legacy_metaobject import publishable_status
+from app.rules.legacy_parsing import (
     InvalidLegacyData,
     LegacyProductRef,
     parse_iso_datetime,
     parse_percent_string,
     parse_products,
 )
+from app.services import flags
+from app.services import write_through as wt
+from app.services.bundles import etag_of, to_out, update_bundle
+from app.services.outbox import enqueue_push
 from app.shopify.client import Metaobject
 from app.shopify.errors import ShopifyError
 
@@ -251,10 +255,13 @@ async def reconcile(
     container: Container, *, shops: Sequence[str] | None = None, dry_run: bool = False
 ) -> dict[str, Any]:
     """Compare and repair (see module docstring); the report as JSON-ready data."""
-    from app.services.bundles import run_read
 
     report = Report(dryRun=dry_run, startedAt=datetime.now(UTC))
-    targets = list(dict.fromkeys(shops)) if shops else await run_read(container, outbox_repo.shops_with_manual_bundles)
+    targets = (
+        list(dict.fromkeys(shops))
+        if shops
+        else await runner.run_read(container.pool, outbox_repo.shops_with_manual_bundles)
+    )
     report.shops = targets
     for shop in targets:
         try:
@@ -268,7 +275,6 @@ async def reconcile(
 
 
 async def _reconcile_shop(container: Container, shop: str, report: Report) -> None:
-    from app.services.bundles import run_read
 
     async def load(conn: Any) -> tuple[list[dict[str, Any]], set[str]]:
         ids = await outbox_repo.manual_bundle_ids(conn, shop)
@@ -277,7 +283,7 @@ async def _reconcile_shop(container: Container, shop: str, report: Report) -> No
             full += await bundle_repo.fetch_full(conn, shop, ids[start : start + 200])
         return full, await outbox_repo.bundles_with_pending(conn, ids)
 
-    bundles, pending = await run_read(container, load)
+    bundles, pending = await runner.run_read(container.pool, load)
     winner = _winner(container, shop)
     todo = []
     for full in bundles:
@@ -303,7 +309,7 @@ async def _reconcile_shop(container: Container, shop: str, report: Report) -> No
             report.inSync += 1
         settled.append(full["id"])
     if settled and not report.dryRun:
-        await run_read(container, lambda conn: outbox_repo.resolve_dead(conn, settled))
+        await runner.run_read(container.pool, lambda conn: outbox_repo.resolve_dead(conn, settled))
     await _sweep_orphans(container, shop, report)
 
 
@@ -317,9 +323,6 @@ async def _reconcile_bundle(
     report: Report,
 ) -> bool | None:
     """Repair one bundle; None when it was in sync."""
-    from app.models.bundle_api import BundleUpdate
-    from app.services.bundles import etag_of, to_out, update_bundle
-    from app.services.outbox import enqueue_push
 
     bundle_id, gid = full["id"], str(full["shopifyMetaobjectId"])
     dry = report.dryRun

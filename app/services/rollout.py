@@ -90,7 +90,7 @@ from app.core.time import utcnow
 from app.repos import flags as flag_repo
 from app.repos import jobs as jobs_repo
 from app.repos import legacy_tables as tables_repo
-from app.repos.flags import Conn
+from app.repos.base import Conn
 from app.repos.legacy_tables import ARCHIVE_SCHEMA, ARCHIVED_LEGACY_TABLES, LIVE_SCHEMA, Location
 from app.services import flags as flag_service
 from app.services.flags import DEFAULT_STATES, Flag, FlagState, FlagStore, Stage, write_flags_in_transaction

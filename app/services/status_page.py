@@ -32,6 +32,10 @@ import orjson
 
 from app.core.container import Container
 from app.core.time import as_utc
+from app.repos import flags as flag_repo
+from app.services import flags as flag_service
+from app.services import migration_jobs
+from app.services.validation import build_validation_report
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +121,6 @@ def _job_view(job: Any) -> dict[str, Any]:
 
 
 async def _jobs(container: Container) -> dict[str, Any]:
-    from app.services import migration_jobs
 
     pool = container.pool
     pages = await asyncio.gather(
@@ -131,13 +134,11 @@ async def _jobs(container: Container) -> dict[str, Any]:
 
 
 async def _flags(container: Container) -> dict[str, Any]:
-    from app.services import flags as flag_service
 
     stage: str | None
     store = container.flags
     if store is None:
         # No running store (flags not started on this replica): read the table directly.
-        from app.repos import flags as flag_repo
 
         states = [flag_service.FlagState.from_row(r) for r in await flag_repo.fetch_all(container.pool)]
         store = flag_service.FlagStore(container.settings, states)
@@ -164,7 +165,6 @@ class _ValidationCache:
 
 
 async def _refresh_validation(container: Container, cache: _ValidationCache) -> None:
-    from app.services.validation import build_validation_report
 
     try:
         cache.report = await build_validation_report(container.pool, None, list_limit=VALIDATION_LIST_LIMIT)

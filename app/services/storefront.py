@@ -44,10 +44,8 @@ from app.core.container import Container
 from app.core.errors import ShopifyErrorProblem, ShopifyUnavailableProblem, ValidationFailed
 from app.core.time import utcnow
 from app.repos import storefront as repo
-from app.services import flags
-from app.services.legacy_parsing import InvalidLegacyData, decimal_to_json, storefront_product_id
-from app.services.legacy_reader import LegacyBundleView, get_legacy_reader
-from app.services.pricing import (
+from app.rules.legacy_parsing import InvalidLegacyData, decimal_to_json, storefront_product_id
+from app.rules.pricing import (
     BundlePrice,
     PricedComponent,
     PricingRule,
@@ -55,6 +53,8 @@ from app.services.pricing import (
     legacy_price,
     price_bundle,
 )
+from app.services import flags
+from app.services.legacy_reader import LegacyBundleView, get_legacy_reader
 from app.shopify.errors import ShopifyError, ShopifyUnavailable
 
 __all__ = [

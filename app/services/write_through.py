@@ -48,10 +48,14 @@ from app.core.errors import DomainError, ShopifyErrorProblem, ShopifyUnavailable
 from app.core.ids import new_id
 from app.core.metrics import WRITE_THROUGH_APPROXIMATIONS
 from app.core.time import as_utc
+from app.models.bundle_api import DiscountIn
+from app.repos import idempotency as idem_repo
 from app.repos import outbox as outbox_repo
-from app.repos.bundles import Executor
-from app.services import flags, legacy_metaobject
-from app.services.legacy_metaobject import BUNDLE_METAOBJECT_TYPE, Approximation, PublishableStatus, publishable_status
+from app.repos import runner
+from app.repos.base import Executor
+from app.rules import legacy_metaobject
+from app.rules.legacy_metaobject import BUNDLE_METAOBJECT_TYPE, Approximation, PublishableStatus, publishable_status
+from app.services import flags
 from app.shopify.client import ShopifyClient, is_gid
 from app.shopify.errors import ShopifyError, ShopifyUnavailable, ShopifyUserErrors
 
@@ -229,8 +233,7 @@ def _metaobject_gone(exc: ShopifyUserErrors) -> bool:
 def _discount_gone(exc: ShopifyUserErrors) -> bool:
     """`DiscountErrorCode` has no not-found code: Shopify reports an unknown id as INVALID on `id`."""
     return any(
-        str(e.get("code") or "").upper() == "INVALID" and list(e.get("field") or []) == ["id"]
-        for e in exc.user_errors
+        str(e.get("code") or "").upper() == "INVALID" and list(e.get("field") or []) == ["id"] for e in exc.user_errors
     )
 
 
@@ -327,10 +330,8 @@ async def find_discounts_by_title(shopify: ShopifyClient, shop: str, title: str)
 
 
 async def _referenced(container: Container, shop: str, metaobject_id: str | None, discount_id: str | None) -> set[str]:
-    from app.services.bundles import run_read  # lost database: a 503 problem, as on the write path
-
-    refs: set[str] = await run_read(
-        container, lambda conn: outbox_repo.shopify_refs(conn, shop, metaobject_id, discount_id)
+    refs: set[str] = await runner.run_read(
+        container.pool, lambda conn: outbox_repo.shopify_refs(conn, shop, metaobject_id, discount_id)
     )
     return refs
 
@@ -437,14 +438,12 @@ async def create_objects(
 
 async def _completed_key(container: Container, shop: str, key: str) -> bool:
     """True when the key already has a committed answer: the create will replay it, Shopify is not touched."""
-    from app.repos import idempotency as idem_repo
-    from app.services.bundles import IDEMPOTENCY_TTL, run_read
 
-    stored = await run_read(container, lambda conn: idem_repo.get(conn, shop, key))
+    stored = await runner.run_read(container.pool, lambda conn: idem_repo.get(conn, shop, key))
     if stored is None or not stored["responseStatus"]:
         return False
     created = stored["createdAt"]
-    return created is None or as_utc(created) >= datetime.now(UTC) - IDEMPOTENCY_TTL
+    return created is None or as_utc(created) >= datetime.now(UTC) - idem_repo.IDEMPOTENCY_TTL
 
 
 async def before_create(
@@ -464,7 +463,6 @@ async def before_create(
         return None
     if idempotency_key is not None and await _completed_key(container, shop, idempotency_key):
         return None
-    from app.models.bundle_api import DiscountIn
 
     parts = ("key", idempotency_key, request_hash) if idempotency_key is not None else ("id", bundle_id)
     handle = handle_for(shop, *parts)
@@ -511,8 +509,6 @@ async def write_intent(
     starts_at: str,
 ) -> int:
     """Commit the create's `compensate` intent (own short transaction) before Shopify is called."""
-    from app.services.bundles import run_transaction
-
     grace = float(getattr(container.settings, "create_intent_grace_s", 60.0))
     payload = {
         "handle": handle,
@@ -526,7 +522,7 @@ async def write_intent(
         row = await outbox_repo.insert(conn, shop, bundle_id, "compensate", payload, delay_s=grace)
         return int(row["id"])
 
-    intent_id: int = await run_transaction(container, work)
+    intent_id: int = await runner.run_transaction(container.pool, work)
     return intent_id
 
 

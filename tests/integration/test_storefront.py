@@ -947,7 +947,7 @@ async def test_ai_bundles_enabled_without_bundles(client: httpx.AsyncClient, db:
 
 def test_pricing_expectations_match_the_engine() -> None:
     """The literal prices above, recomputed with the engine, so a typo in a test cannot hide a bug."""
-    from app.services.pricing import PricedComponent, PricingRule, legacy_price, price_bundle
+    from app.rules.pricing import PricedComponent, PricingRule, legacy_price, price_bundle
 
     parts = [PricedComponent(Decimal("19.99"), 1), PricedComponent(Decimal("5.01"), 2)]
     legacy = legacy_price(parts, Decimal("15"))

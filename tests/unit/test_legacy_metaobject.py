@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from app.services.legacy_metaobject import legacy_metaobject_fields, legacy_percent_text, publishable_status
+from app.rules.legacy_metaobject import legacy_metaobject_fields, legacy_percent_text, publishable_status
 
 P1, P2 = "gid://shopify/Product/1", "gid://shopify/Product/2"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.services.legacy_parsing import (
+from app.rules.legacy_parsing import (
     INVALID_LEGACY_DATA_REASON,
     AutoRuleMapping,
     InvalidLegacyData,

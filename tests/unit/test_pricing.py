@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from app.services.pricing import (
+from app.rules.pricing import (
     BundlePrice,
     PricedComponent,
     PricingRule,

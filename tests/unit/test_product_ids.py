@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from app.services.legacy_parsing import InvalidLegacyData, normalize_product_gid, storefront_product_id
+from app.rules.legacy_parsing import InvalidLegacyData, normalize_product_gid, storefront_product_id
 
 
 @pytest.mark.parametrize(

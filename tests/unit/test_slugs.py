@@ -6,7 +6,7 @@ from itertools import islice
 
 import pytest
 
-from app.services.slugs import FALLBACK_SLUG, slug_candidates, slugify, unique_slug
+from app.rules.slugs import FALLBACK_SLUG, slug_candidates, slugify, unique_slug
 
 
 @pytest.mark.parametrize(
