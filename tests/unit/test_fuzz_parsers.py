@@ -35,7 +35,7 @@ from app.core.security import (
     verify_app_proxy_signature,
     verify_session_token,
 )
-from app.services.legacy_parsing import (
+from app.rules.legacy_parsing import (
     AUTO_GENERATED_BUNDLE_ID,
     AUTO_RULE_PREFIX,
     METAOBJECT_GID_PREFIX,
