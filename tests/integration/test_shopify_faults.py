@@ -90,20 +90,30 @@ async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool[Any]]:
 
 
 async def run_job(
-    pool: asyncpg.Pool[Any], simulator: Any, queue: str, create: Callable[[str], Awaitable[svc.JobOut]]
+    pool: asyncpg.Pool[Any],
+    simulator: Any,
+    queue: str,
+    create: Callable[[str], Awaitable[svc.JobOut]],
+    retries: bool = True,
 ) -> svc.JobOut:
     """Run one job on a private queue with a worker whose Shopify client times out fast; the job's
-    final state (it must finish: succeeded or failed, never stuck). A retry runs on its parent's queue."""
+    final state (it must finish: succeeded or failed, never stuck). A retry runs on its parent's queue.
+    `retries=False`: one client attempt and one item attempt, so every fault the simulator draws
+    becomes an item failure (the client's and the worker's retries absorb most of 30 % otherwise)."""
     # THROTTLED is waited out (Retry-After) up to max_throttle_retries times per call: 2 here, not 20
     async with shopify_client(
-        pool, simulator.url_template, timeout_s=CLIENT_TIMEOUT_S, max_attempts=2, max_throttle_retries=2
+        pool,
+        simulator.url_template,
+        timeout_s=CLIENT_TIMEOUT_S,
+        max_attempts=2 if retries else 1,
+        max_throttle_retries=2 if retries else 0,
     ) as shopify:
         worker = JobWorker(
             pool,
             shopify,
             queue=queue,
             lease_s=5.0,
-            max_attempts=3,
+            max_attempts=3 if retries else 1,
             poll_interval_s=0.05,
             retry_backoff_s=0.05,
             retry_backoff_max_s=0.1,
@@ -150,7 +160,11 @@ async def migrate_under_fault(
         await sim.set_faults(shop, **FAULTS[kind](rate), seed=11)
     queue = f"faults-{uuid.uuid4().hex[:8]}"
     job = await run_job(
-        pool, simulator, queue, lambda q: svc.create_job(pool, kind="bundles", shops=[shop], batch_size=4, queue=q)
+        pool,
+        simulator,
+        queue,
+        lambda q: svc.create_job(pool, kind="bundles", shops=[shop], batch_size=4, queue=q),
+        retries=rate == 1.0,  # at 30 % without retries, so the faults surface as item failures
     )
     stats = job.stats
     assert job.status == "succeeded", job  # item failures are counted, the job itself completes
