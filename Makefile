@@ -41,8 +41,11 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not chaos"
 
+# ruff, the architecture's import contracts (pyproject's [tool.importlinter]) and the types.
 lint: install
 	$(BIN)/ruff check app tests bench alembic
+	$(BIN)/lint-imports
+	$(BIN)/mypy app
 
 typecheck: install
 	$(BIN)/mypy app

@@ -1,0 +1,71 @@
+"""The import graph of `app` has no cycle (module level; `if TYPE_CHECKING:` imports excluded).
+
+A cycle is how layers start to blur (a service importing one that imports it back, made to work
+with a function-level import): this test names the modules of each one. The layer contracts
+themselves are import-linter's (`make lint`, pyproject's [tool.importlinter]).
+"""
+
+from __future__ import annotations
+
+import grimp
+
+
+def strongly_connected(graph: grimp.ImportGraph) -> list[list[str]]:
+    """Tarjan's algorithm, iterative: every group of modules that import each other (size > 1)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+    counter = 0
+    for root in sorted(graph.modules):
+        if root in index:
+            continue
+        work: list[tuple[str, list[str]]] = [(root, sorted(graph.find_modules_directly_imported_by(root)))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, successors = work[-1]
+            if successors:
+                nxt = successors.pop()
+                if nxt not in index:
+                    index[nxt] = low[nxt] = counter
+                    counter += 1
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, sorted(graph.find_modules_directly_imported_by(nxt))))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(member)
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    groups.append(sorted(group))
+    return groups
+
+
+def test_the_finder_sees_a_cycle() -> None:
+    graph = grimp.ImportGraph()
+    for module in ("x.a", "x.b", "x.c"):
+        graph.add_module(module)
+    graph.add_import(importer="x.a", imported="x.b")
+    graph.add_import(importer="x.b", imported="x.a")
+    graph.add_import(importer="x.b", imported="x.c")
+    assert strongly_connected(graph) == [["x.a", "x.b"]]
+
+
+def test_app_has_no_import_cycle() -> None:
+    graph = grimp.build_graph("app", exclude_type_checking_imports=True)
+    assert strongly_connected(graph) == []
