@@ -6,7 +6,7 @@ In production the path is meant to be reachable from the cluster network only (k
 public ingress, as with any scrape endpoint).
 
 `sb_outbox_lag_seconds` is sampled here, at scrape time: the age of the oldest undelivered row of
-the Shopify write-through outbox (issue 5), whichever replica scrapes. 0 means nothing is waiting; a
+the Shopify write-through outbox, whichever replica scrapes. 0 means nothing is waiting; a
 growing value means Shopify is down or the dispatchers are. A database that does not answer within
 `OUTBOX_QUERY_TIMEOUT_S` leaves the last value in place: a scrape never fails because of it.
 """

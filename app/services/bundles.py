@@ -85,7 +85,7 @@ from app.rules.legacy_parsing import METAOBJECT_GID_PREFIX, storefront_product_i
 from app.rules.slugs import slug_candidates, slugify
 from app.services import (
     flags,
-    write_through,  # issue 5: Shopify write-through hooks (create / update / delete)
+    write_through,
 )
 
 log = logging.getLogger(__name__)
@@ -595,17 +595,16 @@ async def create_bundle(
     dual = flags.is_on(container, "DUAL_WRITE", shop)
     request_hash = _request_hash(body)
     bundle_id = new_id()
-    # --- issue 5 (write-through): create the Shopify metaobject + discount first; compensated below ---
+    # Write-through: the Shopify metaobject + discount exist before the rows that point to them; compensated below.
     shopify_side = None
     if dual:
         shopify_side = await write_through.before_create(
             container, shop, body, idempotency_key, bundle_id=bundle_id, request_hash=request_hash
         )
         body = shopify_side.body if shopify_side is not None else body
-    # --- end issue 5 ---
 
     async def work(conn: Executor) -> tuple[dict[str, Any], LegacySync]:
-        await write_through.commit_intent(conn, shopify_side)  # issue 5: the create intent commits away
+        await write_through.commit_intent(conn, shopify_side)  # the create intent commits with the rows
         if idempotency_key is not None and not await idem_repo.claim(
             conn, shop, idempotency_key, request_hash, utcnow() - idem_repo.IDEMPOTENCY_TTL
         ):
@@ -658,10 +657,10 @@ async def create_bundle(
         out, sync = await _observe("create", dual, run_transaction(container, work))
     except _KeyTaken:
         assert idempotency_key is not None
-        await write_through.after_create_failed(container, shop, shopify_side)  # issue 5: compensate
+        await write_through.after_create_failed(container, shop, shopify_side)  # undo the Shopify objects
         return await _replay(container, shop, idempotency_key, request_hash)
     except BaseException:
-        await write_through.after_create_failed(container, shop, shopify_side)  # issue 5: compensate
+        await write_through.after_create_failed(container, shop, shopify_side)  # undo the Shopify objects
         raise
     if dual:
         _count("create", "ok" if sync == "synced" else sync)
@@ -817,7 +816,7 @@ async def delete_bundle(container: Container, shop: str, bundle_ref: str, if_mat
             return "disabled"
         await _fault_hook(container, shop, conn)
         await sync_legacy(conn, shop, legacy_shape(before), None, utcnow(), ai_must_exist=False)
-        await write_through.after_delete(container, conn, shop, before)  # issue 5: outbox row
+        await write_through.after_delete(container, conn, shop, before)  # the Shopify deletes, queued in the outbox
         return "ok"
 
     outcome = await _observe("delete", dual, run_transaction(container, work))

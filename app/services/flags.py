@@ -1,35 +1,10 @@
 """Feature flags: evaluation rules, the per-replica snapshot, propagation, audit, migration stages.
 
-Why it looks like this
-----------------------
-* Requests must not pay a database round trip per flag check, so every replica keeps the whole
-  flag table (four rows) in memory as an immutable snapshot, and `FlagStore.evaluate` /
-  `is_enabled` / `sample_rate` are synchronous dictionary look-ups.
-* A change must reach every replica within one second without a restart. Each write runs
-  `pg_notify('sb_flags', name)` in the same transaction as the row and its audit entry, so the
-  notification exists exactly when the change committed. Every replica holds one dedicated
-  connection LISTENing on `sb_flags` and reloads the snapshot (one query) when told. As a safety
-  net for lost notifications or a dead listener connection, the snapshot is also reloaded every
-  `FLAG_CACHE_TTL_S` (default 0.5 s), and the listener reconnects with exponential backoff. A
-  failed reload keeps the previous snapshot: reads never block on, or fail with, the database.
-* `FEATURE_FLAG_<NAME>=true|false` in the environment beats everything stored: it is the plan's
-  kill switch and must work even when the flag table says otherwise (or cannot be read).
-
-Evaluation order (first match wins)
------------------------------------
-1. `env`: `FEATURE_FLAG_<NAME>` is set to a recognised boolean → that value.
-2. `shop_override`: the shop is a key of `shopOverrides` → that value.
-3. `rollout`: `enabled` is false and either `rolloutPercent` ≥ 100, or a shop is given and its
-   stable bucket `int(sha256(f"{name}:{shop}").hexdigest()[:8], 16) % 100` is below
-   `rolloutPercent` → True. The bucket never changes for a (flag, shop) pair, so a shop never
-   flips back and forth, and raising the percentage only ever adds shops.
-4. `default`: the global `enabled`.
-
-So `enabled` is the global default and `rolloutPercent` turns the flag on for an extra, stable
-slice of shops while `enabled` is false (0 = nobody extra, 100 = everybody). With `enabled`
-true the percentage is moot: everybody is on unless a shop override says otherwise.
-`sampleRate` only means something for `SHADOW_READS`: `sample_rate()` returns it for a shop
-that evaluates on, 0 otherwise.
+docs/feature-flags.md has the rules (evaluation order, rollout buckets, stages, the default
+before a snapshot is loaded). In short: every replica keeps the four rows in memory (a check is a
+dictionary look-up, never a query), each write NOTIFYs in its own transaction and every replica
+LISTENs (plus a `FLAG_CACHE_TTL_S` poll as the safety net), a failed reload keeps the last
+snapshot, and `FEATURE_FLAG_<NAME>` in the environment beats everything stored (the kill switch).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Shopify write-through (issue 5): a V2 bundle's legacy view in Shopify follows the V2 row.
+"""Shopify write-through: a V2 bundle's legacy view in Shopify follows the V2 row.
 
 During the dual-write period the legacy app and the legacy read path read a manual bundle's
 content from its `product-bundles` metaobject, and its discount from Shopify. `DUAL_WRITE` keeps
