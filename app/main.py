@@ -15,12 +15,13 @@ from app.api import (
     metrics,
     migrations,
     openapi_docs,
-    proxy,
     rollout,
     shadow,
+    shopify_sync,
+    stage,
+    storefront,
     ui,
     validation,
-    write_through,
 )
 from app.core import telemetry
 from app.core.config import Settings, get_settings
@@ -84,7 +85,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)
-    for module in (health, bundles, proxy, flags, migrations, validation, rollout, shadow, write_through, metrics, ui):
+    for module in (
+        health,
+        bundles,
+        storefront,
+        flags,
+        stage,
+        migrations,
+        validation,
+        rollout,
+        shadow,
+        shopify_sync,
+        metrics,
+        ui,
+    ):
         app.include_router(module.router)
     openapi_docs.install(app)  # the problem+json schemas every error response refers to
     telemetry.instrument_app(app)

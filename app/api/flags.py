@@ -1,4 +1,4 @@
-"""`/admin/flags` and `/admin/migration-stage`: thin HTTP over `app.services.flags` and `app.services.rollout`.
+"""`/admin/flags`: thin HTTP over `app.services.flags` (the migration stage is `app/api/stage.py`).
 
 Everything requires the internal token (AdminDep); its actor (`X-Actor`, default "admin") is
 what the audit log records as `changedBy`.
@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import AdminDep, ContainerDep, FlagsDep
+from app.api.deps import AdminDep, FlagsDep
 from app.api.openapi_docs import (
     ADMIN_AUTH,
     ADMIN_ERRORS,
@@ -28,22 +28,18 @@ from app.models.flag_api import (
     FLAG_EVALUATION_EXAMPLE,
     FLAG_EXAMPLE,
     FLAG_LIST_EXAMPLE,
-    MIGRATION_STAGE_EXAMPLE,
     FlagAuditPage,
     FlagEvaluationOut,
     FlagList,
     FlagOut,
     FlagUpdate,
-    MigrationStageOut,
-    MigrationStageUpdate,
 )
 from app.services import flags as service
-from app.services import rollout
 from app.services.rollout import ARCHIVED_LEGACY_TABLES
 
 router = APIRouter(tags=["flags"], responses=UNEXPECTED_ERROR)
 
-_NOT_READY = problem(503, "Feature flags not loaded yet (start-up); retry", flagsNotReady=FLAGS_NOT_READY)
+NOT_READY = problem(503, "Feature flags not loaded yet (start-up); retry", flagsNotReady=FLAGS_NOT_READY)
 _NOT_FOUND = problem(
     404,
     "Unknown flag",
@@ -52,7 +48,7 @@ _NOT_FOUND = problem(
         "Unknown feature flag 'V2_READS'; known flags: V2_BUNDLE_ENGINE, V2_PRICING_ENGINE, DUAL_WRITE, SHADOW_READS.",
     ),
 )
-_INVALID_BODY = problem(
+INVALID_BODY = problem(
     422,
     "Validation failed; `errors[]` names each invalid field",
     blankReason=problem_example(
@@ -62,7 +58,7 @@ _INVALID_BODY = problem(
     ),
 )
 
-_ARCHIVED = problem(
+ARCHIVED_CONFLICT = problem(
     409,
     "The change would read or write the legacy tables, which the Phase 5 cleanup archived: restore them first",
     archived=problem_example(
@@ -83,7 +79,7 @@ ShopQuery = Annotated[
 @router.get(
     "/admin/flags",
     summary="All flags as this replica evaluates them",
-    responses={**example_response(FLAG_LIST_EXAMPLE), **ADMIN_AUTH, **_NOT_READY},
+    responses={**example_response(FLAG_LIST_EXAMPLE), **ADMIN_AUTH, **NOT_READY},
 )
 async def list_flags(_: AdminDep, store: FlagsDep) -> FlagList:
     return FlagList(items=[FlagOut.model_validate(f) for f in service.list_flags(store)])
@@ -97,7 +93,7 @@ async def list_flags(_: AdminDep, store: FlagsDep) -> FlagList:
         **ADMIN_ERRORS,
         **PAGINATION_ERRORS,
         **_NOT_FOUND,
-        **_NOT_READY,
+        **NOT_READY,
     },
 )
 async def flag_audit(
@@ -113,7 +109,7 @@ async def flag_audit(
 @router.get(
     "/admin/flags/{name}",
     summary="One flag",
-    responses={**example_response(FLAG_EXAMPLE), **ADMIN_AUTH, **_NOT_FOUND, **_NOT_READY},
+    responses={**example_response(FLAG_EXAMPLE), **ADMIN_AUTH, **_NOT_FOUND, **NOT_READY},
 )
 async def get_flag(name: str, _: AdminDep, store: FlagsDep) -> FlagOut:
     return FlagOut.model_validate(service.get_flag(store, name))
@@ -126,10 +122,10 @@ async def get_flag(name: str, _: AdminDep, store: FlagsDep) -> FlagOut:
         **example_response(FLAG_EXAMPLE, description="The flag's new state."),
         **ADMIN_ERRORS,
         **BODY_ERRORS,
-        **_INVALID_BODY,
+        **INVALID_BODY,
         **_NOT_FOUND,
-        **_ARCHIVED,
-        **_NOT_READY,
+        **ARCHIVED_CONFLICT,
+        **NOT_READY,
     },
 )
 async def put_flag(name: str, body: FlagUpdate, actor: AdminDep, store: FlagsDep) -> FlagOut:
@@ -168,38 +164,8 @@ async def put_flag(name: str, body: FlagUpdate, actor: AdminDep, store: FlagsDep
             ),
         ),
         **_NOT_FOUND,
-        **_NOT_READY,
+        **NOT_READY,
     },
 )
 async def evaluate_flag(name: str, _: AdminDep, store: FlagsDep, shop: ShopQuery = None) -> FlagEvaluationOut:
     return FlagEvaluationOut.model_validate(service.evaluate_flag(store, name, shop))
-
-
-@router.get(
-    "/admin/migration-stage",
-    summary="Current migration stage, derived from the flags",
-    responses={**example_response(MIGRATION_STAGE_EXAMPLE), **ADMIN_AUTH, **_NOT_READY},
-)
-async def get_migration_stage(_: AdminDep, store: FlagsDep) -> MigrationStageOut:
-    return MigrationStageOut.model_validate(service.migration_stage(store))
-
-
-@router.put(
-    "/admin/migration-stage",
-    summary="Move every flag to a migration stage (audited)",
-    responses={
-        **example_response(MIGRATION_STAGE_EXAMPLE, description="The new stage and every flag's state."),
-        **ADMIN_ERRORS,
-        **BODY_ERRORS,
-        **_INVALID_BODY,
-        **_ARCHIVED,
-        **_NOT_READY,
-    },
-)
-async def put_migration_stage(
-    body: MigrationStageUpdate, actor: AdminDep, container: ContainerDep, store: FlagsDep
-) -> MigrationStageOut:
-    result = await rollout.set_stage(
-        container.pool, body.stage, actor=actor, reason=body.reason, sample_rate=body.sampleRate, store=store
-    )
-    return MigrationStageOut.model_validate(result)

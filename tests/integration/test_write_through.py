@@ -19,7 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
-from app.api import write_through as write_through_api
+from app.api import shopify_sync as write_through_api
 from app.models.bundle_api import BundleCreate, BundleOut
 from app.services import bundles as bundles_service
 from app.services import write_through as wt
