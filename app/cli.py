@@ -46,7 +46,7 @@ from app.core.errors import DomainError
 from app.core.logging import configure_logging
 from app.core.migrations import current_revision, downgrade, head_revision, upgrade
 from app.core.security import is_valid_shop
-from app.models.job_api import CreateJobIn
+from app.schemas.jobs import CreateJobIn
 from app.services import migration_jobs, reconciliation
 from app.services.flags import STAGES, start_flags, stop_flags
 from app.services.job_worker import JobWorker

@@ -30,7 +30,7 @@ from app.api.openapi_docs import (
     problem_example,
     problem_responses,
 )
-from app.models.bundle_api import (
+from app.schemas.bundles import (
     BUNDLE_EXAMPLE,
     BUNDLE_PAGE_EXAMPLE,
     BUNDLE_UPDATED_EXAMPLE,

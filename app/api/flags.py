@@ -23,7 +23,7 @@ from app.api.openapi_docs import (
     problem_example,
 )
 from app.core.security import SHOP_DOMAIN_RE
-from app.models.flag_api import (
+from app.schemas.flags import (
     FLAG_AUDIT_PAGE_EXAMPLE,
     FLAG_EVALUATION_EXAMPLE,
     FLAG_EXAMPLE,

@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
 from app.api.deps import ContainerDep
 from app.api.openapi_docs import UNEXPECTED_ERROR, example_response
+from app.schemas.health import Readiness
 from app.services import health as health_service
 
 router = APIRouter(tags=["operations"], responses=UNEXPECTED_ERROR)
-
-
-class SchemaState(BaseModel):
-    current: str | None = Field(None, description="The database's Alembic revision (absent when unreachable).")
-    head: str | None = Field(description="This code's Alembic head.")
-    status: Literal["current", "behind"] | None = None
-
-
-class Readiness(BaseModel):
-    """The readiness report, the same body with 200 and 503 (so a probe's log says why)."""
-
-    ready: bool
-    database: Literal["ok", "unreachable"]
-    detail: str | None = Field(None, description="Why the database is unreachable (at most 200 characters).")
-    schema_: SchemaState = Field(alias="schema")
 
 
 READY_EXAMPLE = {

@@ -24,7 +24,7 @@ from app.api.openapi_docs import (
     problem_example,
 )
 from app.core.security import SHOP_DOMAIN_RE
-from app.models.job_api import (
+from app.schemas.jobs import (
     EXAMPLE_JOB_ID,
     FAILURE_PAGE_EXAMPLE,
     JOB_CANCELLING_EXAMPLE,

@@ -23,7 +23,7 @@ from app.api.openapi_docs import (
     problem,
     problem_example,
 )
-from app.models.rollout_api import (
+from app.schemas.rollout import (
     CLEANUP_EXAMPLE,
     RESTORE_EXAMPLE,
     ROLLBACK_EXAMPLE,

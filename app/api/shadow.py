@@ -17,7 +17,7 @@ from app.api.openapi_docs import (
     problem_example,
 )
 from app.core.security import SHOP_DOMAIN_RE
-from app.models.bundle_api import SHADOW_MISMATCH_PAGE_EXAMPLE, ShadowMismatchPage
+from app.schemas.bundles import SHADOW_MISMATCH_PAGE_EXAMPLE, ShadowMismatchPage
 from app.services import bundle_reads
 
 router = APIRouter(tags=["admin"], responses=UNEXPECTED_ERROR)

@@ -16,7 +16,7 @@ from app.api.openapi_docs import (
     UNEXPECTED_ERROR,
     example_response,
 )
-from app.models.flag_api import MIGRATION_STAGE_EXAMPLE, MigrationStageOut, MigrationStageUpdate
+from app.schemas.flags import MIGRATION_STAGE_EXAMPLE, MigrationStageOut, MigrationStageUpdate
 from app.services import flags as service
 from app.services import rollout
 

@@ -15,7 +15,7 @@ Query parameters are read as optional strings and validated by the service, *aft
 signature: an unsigned or forged request gets a 401 and learns nothing about which inputs would be
 valid. Since FastAPI would then document them as optional, the OpenAPI parameters are written out
 by hand (`openapi_extra`), with Shopify's own proxy parameters. Bodies are pre-serialised bytes
-(no `response_model` validation on the hot path); `app/models/storefront_api.py` documents them.
+(no `response_model` validation on the hot path); `app/schemas/storefront.py` documents them.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from fastapi.responses import Response
 
 from app.api.deps import ContainerDep, ProxyShopDep
 from app.api.openapi_docs import PROXY_ERRORS, UNEXPECTED_ERROR, example_response, problem, problem_example
-from app.models.storefront_api import (
+from app.schemas.storefront import (
     AI_BUNDLES_EXAMPLE,
     LEGACY_BUNDLES_EXAMPLE,
     STOREFRONT_BUNDLES_EXAMPLE,

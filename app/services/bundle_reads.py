@@ -53,7 +53,14 @@ from app.core.db import is_db_unavailable
 from app.core.errors import DomainError, NotFound, ShopifyErrorProblem, ShopifyUnavailableProblem, ValidationFailed
 from app.core.metrics import SHADOW_COMPARISONS, SHADOW_MISMATCHES
 from app.core.time import as_utc, naive_utc, utcnow
-from app.models.bundle_api import (
+from app.repos import bundles as repo
+from app.repos import shadow as shadow_repo
+from app.repos.base import Executor
+from app.repos.runner import db_unavailable
+from app.rules.legacy_metaobject import legacy_description, legacy_percent_text, legacy_product_ids
+from app.rules.legacy_parsing import METAOBJECT_GID_PREFIX, InvalidLegacyData, normalize_product_gid
+from app.rules.slugs import slugify
+from app.schemas.bundles import (
     BundleOut,
     BundlePage,
     ComponentOut,
@@ -64,13 +71,6 @@ from app.models.bundle_api import (
     ShadowMismatchOut,
     ShadowMismatchPage,
 )
-from app.repos import bundles as repo
-from app.repos import shadow as shadow_repo
-from app.repos.base import Executor
-from app.repos.runner import db_unavailable
-from app.rules.legacy_metaobject import legacy_description, legacy_percent_text, legacy_product_ids
-from app.rules.legacy_parsing import METAOBJECT_GID_PREFIX, InvalidLegacyData, normalize_product_gid
-from app.rules.slugs import slugify
 from app.services import flags
 from app.services.bundles import check_ref, etag_of, run_read, to_out
 from app.services.legacy_reader import LegacyBundleView, get_legacy_reader

@@ -65,7 +65,14 @@ from app.core.errors import Conflict, DomainError, NotFound, NotReady, Precondit
 from app.core.ids import new_id
 from app.core.metrics import DUAL_WRITES
 from app.core.time import as_utc, utcnow
-from app.models.bundle_api import (
+from app.repos import bundles as repo
+from app.repos import idempotency as idem_repo
+from app.repos import legacy_bundles as legacy_repo
+from app.repos import runner
+from app.repos.base import Executor
+from app.rules.legacy_parsing import METAOBJECT_GID_PREFIX, storefront_product_id
+from app.rules.slugs import slug_candidates, slugify
+from app.schemas.bundles import (
     BundleCreate,
     BundleOut,
     BundleUpdate,
@@ -76,13 +83,6 @@ from app.models.bundle_api import (
     PricingRuleIn,
     check_text,
 )
-from app.repos import bundles as repo
-from app.repos import idempotency as idem_repo
-from app.repos import legacy_bundles as legacy_repo
-from app.repos import runner
-from app.repos.base import Executor
-from app.rules.legacy_parsing import METAOBJECT_GID_PREFIX, storefront_product_id
-from app.rules.slugs import slug_candidates, slugify
 from app.services import (
     flags,
     write_through,

@@ -37,8 +37,8 @@ from pgqueuer.queries import Queries
 from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.ids import new_id
 from app.core.time import as_utc
-from app.models.job_api import FailureOut, FailurePage, JobOut, JobPage, JobStats, ShopStats
 from app.repos import jobs as repo
+from app.schemas.jobs import FailureOut, FailurePage, JobOut, JobPage, JobStats, ShopStats
 from app.services import migration_items
 from app.services.legacy_guard import require_legacy_tables
 from app.services.migration_items import ITEM_KINDS_BY_JOB_KIND, ItemKind, ItemOutcome, PlannedItem

@@ -40,7 +40,6 @@ from typing import Any, Literal
 from app.core.container import Container
 from app.core.errors import DomainError
 from app.core.time import utcnow
-from app.models.bundle_api import BundleUpdate
 from app.repos import bundles as bundle_repo
 from app.repos import outbox as outbox_repo
 from app.repos import runner
@@ -52,6 +51,7 @@ from app.rules.legacy_parsing import (
     parse_percent_string,
     parse_products,
 )
+from app.schemas.bundles import BundleUpdate
 from app.services import flags
 from app.services import write_through as wt
 from app.services.bundles import etag_of, to_out, update_bundle

@@ -48,19 +48,19 @@ from app.core.errors import DomainError, ShopifyErrorProblem, ShopifyUnavailable
 from app.core.ids import new_id
 from app.core.metrics import WRITE_THROUGH_APPROXIMATIONS
 from app.core.time import as_utc
-from app.models.bundle_api import DiscountIn
 from app.repos import idempotency as idem_repo
 from app.repos import outbox as outbox_repo
 from app.repos import runner
 from app.repos.base import Executor
 from app.rules import legacy_metaobject
 from app.rules.legacy_metaobject import BUNDLE_METAOBJECT_TYPE, Approximation, PublishableStatus, publishable_status
+from app.schemas.bundles import DiscountIn
 from app.services import flags
 from app.shopify.client import ShopifyClient, is_gid
 from app.shopify.errors import ShopifyError, ShopifyUnavailable, ShopifyUserErrors
 
 if TYPE_CHECKING:
-    from app.models.bundle_api import BundleCreate
+    from app.schemas.bundles import BundleCreate
 
 log = logging.getLogger(__name__)
 

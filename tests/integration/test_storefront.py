@@ -25,8 +25,8 @@ import pytest
 from app.core.ids import new_id
 from app.core.security import make_session_token, sign_app_proxy_params
 from app.core.time import utcnow
-from app.models.storefront_api import AiBundlesResponse, LegacyBundle, StorefrontBundlesResponse
 from app.repos.storefront import V2_BUNDLES_FOR_PRODUCT_SQL
+from app.schemas.storefront import AiBundlesResponse, LegacyBundle, StorefrontBundlesResponse
 from tests.conftest import API_KEY, API_SECRET, new_shop
 
 PRODUCT = "gid://shopify/Product/"

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from app.api import shopify_sync as write_through_api
-from app.models.bundle_api import BundleCreate, BundleOut
+from app.schemas.bundles import BundleCreate, BundleOut
 from app.services import bundles as bundles_service
 from app.services import write_through as wt
 from app.services.bundle_reads import MANUAL_FIELDS, projection

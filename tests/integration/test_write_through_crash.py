@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.models.bundle_api import BundleCreate
+from app.schemas.bundles import BundleCreate
 from app.services import bundles as bundles_service
 from app.services import write_through as wt
 from app.services.outbox import OutboxDispatcher

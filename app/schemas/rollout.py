@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from app.models.flag_api import FlagOut
+from app.schemas.flags import FlagOut
 
 
 def _flag(name: str, enabled: bool, rollout: int, sample: float = 0.0) -> dict[str, Any]:
