@@ -62,6 +62,18 @@ class Settings(BaseSettings):
     proxy_signature_max_age_s: int = Field(default=300, alias="PROXY_SIGNATURE_MAX_AGE_S")
     legacy_read_cache_ttl_s: float = Field(default=30.0, alias="LEGACY_READ_CACHE_TTL_S")
     flag_cache_ttl_s: float = Field(default=0.5, alias="FLAG_CACHE_TTL_S")
+    storefront_cache: bool = Field(
+        default=True,
+        alias="STOREFRONT_CACHE",
+        description="Serve the V2 storefront read path from the in-process read model (docs/performance.md).",
+    )
+    storefront_cache_ttl_s: float = Field(
+        default=30.0,
+        gt=0,
+        alias="STOREFRONT_CACHE_TTL_S",
+        description="Safety bound on a cached storefront answer; notifications and pricing windows keep it exact.",
+    )
+    storefront_cache_max_entries: int = Field(default=20_000, ge=1, alias="STOREFRONT_CACHE_MAX_ENTRIES")
     run_worker: bool = Field(default=True, alias="RUN_WORKER")
     worker_concurrency: int = Field(default=4, alias="WORKER_CONCURRENCY")
     job_lease_s: float = Field(default=15.0, alias="JOB_LEASE_S")

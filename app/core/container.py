@@ -23,6 +23,7 @@ from app.core.db import create_engine, create_pool, create_sessionmaker, resolve
 from app.core.metrics import SHOPIFY_CALLS, SHOPIFY_THROTTLE_WAIT
 from app.core.migrations import upgrade_async
 from app.core.rate_limit import TokenBucketLimiter
+from app.core.read_cache import InvalidationListener, ReadCache
 from app.repos.sessions import get_offline_token
 from app.shopify.client import ShopifyClient
 
@@ -45,6 +46,10 @@ class Container:
     shopify: ShopifyClient
     # Filled by lifecycle.start(): the flag store, the job worker, the legacy reader, ...
     flags: Any = None
+    #: The storefront read model (`app.services.storefront.start_read_model`): answers by shop, and
+    #: the LISTEN connection that keeps them exact. None when STOREFRONT_CACHE is off.
+    storefront_cache: ReadCache[Any] | None = None
+    storefront_cache_listener: InvalidationListener | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 

@@ -129,6 +129,8 @@ ORDER BY b."displayOrder", b."createdAt", b.id
 #: priority in force now (active, inside its window, usage left; the same choice as
 #: `app.services.storefront.legacy_discount_percent`). A migrated bundle has exactly one, holding
 #: the metaobject's `discount`.
+#: `next_change`: the earliest start or end of an active rule after now, when the discount may change
+#: with no write (the storefront read model's validity window).
 #: AI bundles (`metadata.source = 'AI'`) without a metaobject are left out: the legacy app never
 #: listed them here (the theme shows them through `/ai-bundles-for-product`), so listing them
 #: would make the V2 path answer differently from the legacy one.
@@ -153,7 +155,13 @@ SELECT
           AND (r."usageLimit" IS NULL OR r."usageCount" < r."usageLimit")
         ORDER BY r.priority DESC, r."createdAt", r.id
         LIMIT 1
-    ) AS discount_percent
+    ) AS discount_percent,
+    (
+        SELECT min(w.at)
+        FROM "BundlePricingRule" r
+        CROSS JOIN LATERAL (VALUES (r."startsAt"), (r."endsAt")) AS w(at)
+        WHERE r."bundleId" = b.id AND r."isActive" AND w.at > (CURRENT_TIMESTAMP AT TIME ZONE 'UTC')
+    ) AS next_change
 FROM {_BUNDLES_OF_PRODUCT}
 WHERE b.shop = $1 AND b.status = 'ACTIVE'
   AND NOT (b."shopifyMetaobjectId" IS NULL AND COALESCE(b.metadata ->> 'source', '') = 'AI')

@@ -1,5 +1,5 @@
-"""Background parts of the service, started and stopped with it: the flag store, the migration job
-worker and the Shopify outbox dispatcher.
+"""Background parts of the service, started and stopped with it: the flag store, the storefront
+read model's listener, the migration job worker and the Shopify outbox dispatcher.
 
 They all need the schema at Alembic head. A replica deployed before `shopibundle db upgrade` ran
 still starts and answers `/healthz` (and 503 on `/readyz`); its background services wait for the
@@ -19,6 +19,7 @@ from app.services.bundle_reads import get_shadow_runner
 from app.services.flags import start_flags, stop_flags
 from app.services.job_worker import JobWorker
 from app.services.outbox import start_dispatcher, stop_dispatcher
+from app.services.storefront import start_read_model, stop_read_model
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ async def _schema_is_current(container: Container) -> bool:
 async def _start_services(container: Container) -> None:
 
     container.flags = await start_flags(container)  # first: other services read flags
+    await start_read_model(container)  # needs revision 0006's triggers: only once the schema is current
     if container.settings.run_worker:  # migration job worker: every replica is one by default
         worker = await JobWorker.for_container(container)
         container.extras["worker"] = worker
@@ -86,3 +88,4 @@ async def stop(container: Container) -> None:
         await worker.stop()
     await get_shadow_runner(container).close()  # sampled shadow comparisons finish first
     await stop_flags(container)
+    await stop_read_model(container)

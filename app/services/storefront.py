@@ -22,6 +22,14 @@ Three endpoints, three compatibility promises:
   `variantGroupId` (the plan's migration drops it), so answering from V2 would silently end every
   running A/B test.
 
+Read model: the V2 answers of the first two endpoints are served from an in-process cache per
+(shop, product, the flag value that shapes the answer), `container.storefront_cache`
+(app/core/read_cache.py): every write to the tables they read notifies the shop (revision 0006's
+triggers, in the writer's transaction), each replica's listener drops that shop's answers, a
+pricing rule's window opening or closing ends an answer's validity, and a lost listener
+connection empties the cache. A hit sends no statement. `cached=False` computes without it (the
+reference the property test compares with). The legacy path and the AI endpoint are not cached.
+
 Performance: each endpoint is one SQL round trip (`app/repos/storefront.py`) and a thin loop over
 its rows; responses are serialised once with orjson, JSON built by PostgreSQL is spliced in as
 `orjson.Fragment` without being parsed (the AI endpoint parses its at most three bundles, to give
@@ -33,7 +41,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -42,6 +50,7 @@ import orjson
 
 from app.core.container import Container
 from app.core.errors import ShopifyErrorProblem, ShopifyUnavailableProblem, ValidationFailed
+from app.core.read_cache import InvalidationListener, ReadCache
 from app.core.time import utcnow
 from app.repos import storefront as repo
 from app.rules.legacy_parsing import InvalidLegacyData, decimal_to_json, storefront_product_id
@@ -61,6 +70,7 @@ __all__ = [
     "AI_BUNDLES_SHOWN",
     "READ_SOURCE_LEGACY",
     "READ_SOURCE_V2",
+    "STOREFRONT_CHANNEL",
     "ShopifyErrorProblem",
     "ShopifyUnavailableProblem",
     "StorefrontAnswer",
@@ -72,13 +82,21 @@ __all__ = [
     "legacy_discount_percent",
     "legacy_item_from_v2",
     "legacy_item_from_view",
+    "next_pricing_change",
     "normalize_product_id",
     "product_id_spellings",
+    "start_read_model",
+    "stop_read_model",
     "v2_bundles_for_product",
 ]
 
 READ_SOURCE_LEGACY = "legacy"
 READ_SOURCE_V2 = "v2"
+
+#: Where revision 0006's triggers announce the shop whose storefront answers changed.
+STOREFRONT_CHANNEL = "sb_storefront_changed"
+#: The read model's LISTEN connection, as operators see it in pg_stat_activity.
+READ_MODEL_APPLICATION_NAME = "shopibundle-storefront-cache"
 
 PRODUCT_GID_PREFIX = "gid://shopify/Product/"
 # Shopify ids are 64-bit integers: at most 20 digits. The cap keeps garbage out of index probes.
@@ -187,11 +205,24 @@ def _shown_by_legacy_endpoint(view: LegacyBundleView) -> bool:
     return True
 
 
-async def bundles_for_product(container: Container, shop: str, product_gid: str) -> StorefrontAnswer:
-    """The legacy array for `product_gid` in `shop`, from the store `V2_BUNDLE_ENGINE` selects."""
+async def bundles_for_product(
+    container: Container, shop: str, product_gid: str, *, cached: bool = True
+) -> StorefrontAnswer:
+    """The legacy array for `product_gid` in `shop`, from the store `V2_BUNDLE_ENGINE` selects
+    (the V2 store's answer through the read model unless `cached` is False)."""
     if flags.is_on(container, "V2_BUNDLE_ENGINE", shop):
-        rows = await repo.fetch_legacy_shape_for_product(container.pool, shop, product_gid)
-        return StorefrontAnswer(orjson.dumps([legacy_item_from_v2(r) for r in rows]), READ_SOURCE_V2)
+
+        async def compute() -> tuple[StorefrontAnswer, float | None]:
+            rows = await repo.fetch_legacy_shape_for_product(container.pool, shop, product_gid)
+            answer = StorefrontAnswer(orjson.dumps([legacy_item_from_v2(r) for r in rows]), READ_SOURCE_V2)
+            return answer, _earliest_epoch(row["next_change"] for row in rows)
+
+        cache = container.storefront_cache
+        if cache is None or not cached:
+            return (await compute())[0]
+        # Only this branch is cached, so V2_BUNDLE_ENGINE needs no place in the key.
+        result: StorefrontAnswer = await cache.get_or_compute(shop, ("legacy-shape", product_gid), compute)
+        return result
     try:
         views = await get_legacy_reader(container).for_product(shop, product_gid)
     except ShopifyUnavailable as exc:
@@ -321,11 +352,72 @@ def render_v2_bundles(rows: Iterable[asyncpg.Record], *, v2_pricing: bool, now: 
     return orjson.dumps({"bundles": [v2_bundle_item(row, v2_pricing, now) for row in rows]})
 
 
-async def v2_bundles_for_product(container: Container, shop: str, product_gid: str) -> StorefrontAnswer:
-    """ACTIVE V2 bundles of `shop` containing `product_gid`, priced per `V2_PRICING_ENGINE`."""
+def _earliest_epoch(moments: Iterable[datetime | None]) -> float | None:
+    """The earliest of naive-UTC `moments` as epoch seconds (the cache's wall clock); None: none."""
+    present = [moment for moment in moments if moment is not None]
+    return min(present).replace(tzinfo=UTC).timestamp() if present else None
+
+
+def next_pricing_change(rows: Iterable[asyncpg.Record], now: datetime) -> float | None:
+    """When the prices of `rows` (`V2_BUNDLES_FOR_PRODUCT_SQL`) may change with no write: the
+    earliest start or end of one of their active rules strictly after `now` (a rule applies from
+    its start, inclusive, to its end, exclusive), as epoch seconds; None: never by itself."""
+    return _earliest_epoch(
+        moment
+        for row in rows
+        for column in ("r_starts_at", "r_ends_at")
+        for moment in row[column] or ()
+        if moment is not None and moment > now
+    )
+
+
+async def v2_bundles_for_product(
+    container: Container, shop: str, product_gid: str, *, cached: bool = True
+) -> StorefrontAnswer:
+    """ACTIVE V2 bundles of `shop` containing `product_gid`, priced per `V2_PRICING_ENGINE`
+    (through the read model unless `cached` is False)."""
     v2_pricing = flags.is_on(container, "V2_PRICING_ENGINE", shop)
-    rows = await repo.fetch_v2_bundles_for_product(container.pool, shop, product_gid)
-    return StorefrontAnswer(render_v2_bundles(rows, v2_pricing=v2_pricing, now=utcnow()), READ_SOURCE_V2)
+
+    async def compute() -> tuple[StorefrontAnswer, float | None]:
+        rows = await repo.fetch_v2_bundles_for_product(container.pool, shop, product_gid)
+        now = utcnow()
+        answer = StorefrontAnswer(render_v2_bundles(rows, v2_pricing=v2_pricing, now=now), READ_SOURCE_V2)
+        return answer, next_pricing_change(rows, now)
+
+    cache = container.storefront_cache
+    if cache is None or not cached:
+        return (await compute())[0]
+    # The flag's value is part of the key: a flip reads other entries, never an answer priced the other way.
+    result: StorefrontAnswer = await cache.get_or_compute(shop, ("v2", product_gid, v2_pricing), compute)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# The read model's lifecycle
+# --------------------------------------------------------------------------------------------
+
+
+async def start_read_model(container: Container) -> None:
+    """Create the storefront cache and its listener (STOREFRONT_CACHE on). It serves once LISTEN
+    is up; until then, and whenever the listener is in doubt, every read computes."""
+    settings = container.settings
+    if not settings.storefront_cache:
+        return
+    cache: ReadCache[StorefrontAnswer] = ReadCache(
+        "storefront", max_entries=settings.storefront_cache_max_entries, ttl_s=settings.storefront_cache_ttl_s
+    )
+    listener = InvalidationListener(
+        cache, container.database_url, STOREFRONT_CHANNEL, application_name=READ_MODEL_APPLICATION_NAME
+    )
+    container.storefront_cache, container.storefront_cache_listener = cache, listener
+    await listener.start()
+
+
+async def stop_read_model(container: Container) -> None:
+    listener, container.storefront_cache_listener = container.storefront_cache_listener, None
+    container.storefront_cache = None
+    if listener is not None:
+        await listener.stop()
 
 
 # --------------------------------------------------------------------------------------------

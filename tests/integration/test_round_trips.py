@@ -1,4 +1,4 @@
-"""Database round trips per request: flag evaluation adds none.
+"""Database round trips per request: flag evaluation adds none, a storefront cache hit sends none.
 
 Every storefront request evaluates feature flags (`V2_BUNDLE_ENGINE`, `V2_PRICING_ENGINE`) and
 every bundle read evaluates `V2_BUNDLE_ENGINE` / `SHADOW_READS`. Those evaluations must be
@@ -168,6 +168,30 @@ async def test_storefront_request_is_one_round_trip_whatever_the_flags(
             assert "FROM" in queries[0] and "BundleComponent" in queries[0]
             assert len(statements) - len(queries) <= 1, statements
             assert _flag_queries(statements) == []
+
+
+async def test_a_storefront_cache_hit_sends_no_statement(
+    client: httpx.AsyncClient, db: asyncpg.Connection, shop: str, round_trips: Any
+) -> None:
+    """The read model: the first request computes (one query), the same request again is answered
+    from the replica's cache without touching the database."""
+    container = client.app.state.container  # type: ignore[attr-defined]
+    assert container.storefront_cache is not None, "STOREFRONT_CACHE is on by default"
+    product = f"gid://shopify/Product/{uuid.uuid4().int % 10**12}"
+    bundle_id = await _seed_v2_bundle(db, shop, product)
+    await container.storefront_cache_listener.sync()  # the seed's notifications are behind us
+    async with shop_flags(client, shop, V2_BUNDLE_ENGINE=True, V2_PRICING_ENGINE=True):
+        for path in ("/proxy/v2/bundles", "/proxy/bundles-for-product"):
+            with round_trips() as first:
+                miss = await client.get(path, params=_signed(shop, product))
+            with round_trips() as second:
+                hit = await client.get(path, params=_signed(shop, product))
+            assert miss.status_code == hit.status_code == 200, (miss.text, hit.text)
+            assert bundle_id in miss.text
+            assert hit.content == miss.content
+            assert hit.headers["X-Bundle-Read-Source"] == "v2"
+            assert len([s for s in first if not _is_pool_reset(s)]) == 1, first
+            assert second == [], second
 
 
 async def test_bundle_read_evaluates_flags_without_a_query(
