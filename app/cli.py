@@ -47,11 +47,11 @@ from app.core.logging import configure_logging
 from app.core.migrations import current_revision, downgrade, head_revision, upgrade
 from app.core.security import is_valid_shop
 from app.schemas.jobs import CreateJobIn
-from app.services import migration_jobs, reconciliation
-from app.services.flags import STAGES, start_flags, stop_flags
-from app.services.job_worker import JobWorker
-from app.services.outbox import outbox_stats, run_standalone
-from app.services.rollout import (
+from app.services.flags.store import STAGES, start_flags, stop_flags
+from app.services.migration import jobs as migration_jobs
+from app.services.migration.validation import build_validation_report
+from app.services.migration.worker import JobWorker
+from app.services.rollout.operations import (
     ConfirmationRequired,
     full_rollback,
     immediate_rollback,
@@ -62,7 +62,8 @@ from app.services.rollout import (
     rollout_status,
     set_stage,
 )
-from app.services.validation import build_validation_report
+from app.services.shopify_sync import reconciliation
+from app.services.shopify_sync.outbox import outbox_stats, run_standalone
 
 Subparsers = Any  # argparse._SubParsersAction, private in typeshed
 Handler = Callable[[argparse.Namespace], "int | Awaitable[int]"]

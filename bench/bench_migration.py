@@ -16,7 +16,7 @@ What it does:
 3. The fixture: `--bundles` (10,000) ordinary manual bundles in `--shops` (20) shops, written by
    `tests/legacy_fixtures.seed_bulk_manual_bundles` (session row, metaobject, legacy row each).
 4. The engine: the service's own container and `JobWorker` (what every replica runs), a job
-   `kind=bundles` created with `app.services.migration_jobs.create_job`, timed from creation to
+   `kind=bundles` created with `app.services.migration.jobs.create_job`, timed from creation to
    `succeeded`. Printed: items/s, Shopify calls per item (simulator stats), peak RSS.
 5. The plan's script (`bench/plan_literal.py`) on the same fixture in fresh shops: by default a
    deterministic sample of `--literal-sample` (1,000) items (every k-th legacy row by shop and
@@ -139,8 +139,8 @@ async def run_engine(
     """The service's job engine exactly as a replica runs it (container, telemetry, JobWorker)."""
     from app.core import telemetry
     from app.core.container import build_container
-    from app.services import migration_jobs
-    from app.services.job_worker import JobWorker
+    from app.services.migration import jobs as migration_jobs
+    from app.services.migration.worker import JobWorker
 
     settings = _settings(url, simulator, args)
     container = await build_container(settings)

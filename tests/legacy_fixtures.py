@@ -30,7 +30,7 @@ import httpx
 from app.core.ids import new_id
 from app.core.time import utcnow
 from app.repos.sessions import get_offline_token
-from app.services.migration_items import (
+from app.services.migration.items import (
     ITEM_KINDS_BY_JOB_KIND,
     ItemKind,
     ItemOutcome,

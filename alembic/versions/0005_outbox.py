@@ -2,7 +2,7 @@
 
 One row per change a bundle's Shopify objects (metaobject, automatic discount) must follow,
 written in the same transaction as the bundle change and delivered in `seq` order per bundle by
-the dispatcher (app.services.outbox; docs/write-through.md).
+the dispatcher (app.services.shopify_sync.outbox; docs/write-through.md).
 
 Revision ID: 0005_outbox
 Revises: 0004_jobs

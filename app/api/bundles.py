@@ -1,4 +1,4 @@
-"""`/api/v2/shops/{shop}/bundles`: thin HTTP over app.services.bundles (writes) and bundle_reads (reads).
+"""`/api/v2/shops/{shop}/bundles`: thin HTTP over app.services.bundles.writes (writes) and bundle_reads (reads).
 
 Each handler parses and authorises (ShopDep: the internal token for any shop, or a session
 token for this shop), calls one service function and turns its result into a response with the
@@ -42,7 +42,8 @@ from app.schemas.bundles import (
     BundleType,
     BundleUpdate,
 )
-from app.services import bundle_reads, bundles
+from app.services.bundles import reads as bundle_reads
+from app.services.bundles import writes as bundles
 
 router = APIRouter(prefix="/api/v2/shops/{shop}/bundles", tags=["bundles"], responses=UNEXPECTED_ERROR)
 

@@ -1,4 +1,4 @@
-"""`/admin/flags`: thin HTTP over `app.services.flags` (the migration stage is `app/api/stage.py`).
+"""`/admin/flags`: thin HTTP over `app.services.flags.store` (the migration stage is `app/api/stage.py`).
 
 Everything requires the internal token (AdminDep); its actor (`X-Actor`, default "admin") is
 what the audit log records as `changedBy`.
@@ -34,8 +34,8 @@ from app.schemas.flags import (
     FlagOut,
     FlagUpdate,
 )
-from app.services import flags as service
-from app.services.rollout import ARCHIVED_LEGACY_TABLES
+from app.services.flags import store as service
+from app.services.rollout.operations import ARCHIVED_LEGACY_TABLES
 
 router = APIRouter(tags=["flags"], responses=UNEXPECTED_ERROR)
 

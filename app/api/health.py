@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from app.api.deps import ContainerDep
 from app.api.openapi_docs import UNEXPECTED_ERROR, example_response
 from app.schemas.health import Readiness
-from app.services import health as health_service
+from app.services.ops import health as health_service
 
 router = APIRouter(tags=["operations"], responses=UNEXPECTED_ERROR)
 

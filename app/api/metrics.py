@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.openapi_docs import UNEXPECTED_ERROR, example_response, problem
 from app.core.metrics import prometheus_text
-from app.services.outbox import update_outbox_lag
+from app.services.shopify_sync.outbox import update_outbox_lag
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""`/admin/migrations/jobs`: thin HTTP over `app.services.migration_jobs` (internal token).
+"""`/admin/migrations/jobs`: thin HTTP over `app.services.migration.jobs` (internal token).
 
 Every state change answers 202: the worker acts on it asynchronously (a cancel becomes
 `cancelled` once in-flight batches end). Job bodies carry `statusUrl`, which a client polls.
@@ -41,7 +41,7 @@ from app.schemas.jobs import (
     JobStatus,
     RetryFailedIn,
 )
-from app.services import migration_jobs as service
+from app.services.migration import jobs as service
 
 router = APIRouter(tags=["migrations"], responses=UNEXPECTED_ERROR)
 

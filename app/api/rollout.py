@@ -1,4 +1,4 @@
-"""`/admin/rollback`, `/admin/cleanup`, `/admin/cleanup/restore`: thin HTTP over `app.services.rollout`.
+"""`/admin/rollback`, `/admin/cleanup`, `/admin/cleanup/restore`: thin HTTP over `app.services.rollout.operations`.
 
 All synchronous (200 with what changed): each is a couple of short transactions; the cleanup also
 waits about 1.5 s for every replica to stop dual-writing before it moves the tables. The actor in
@@ -34,8 +34,8 @@ from app.schemas.rollout import (
     RollbackIn,
     RollbackOut,
 )
-from app.services import rollout as service
-from app.services.rollout import ARCHIVED_LEGACY_TABLES
+from app.services.rollout import operations as service
+from app.services.rollout.operations import ARCHIVED_LEGACY_TABLES
 
 router = APIRouter(tags=["rollout"], responses=UNEXPECTED_ERROR)
 

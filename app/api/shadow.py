@@ -18,7 +18,7 @@ from app.api.openapi_docs import (
 )
 from app.core.security import SHOP_DOMAIN_RE
 from app.schemas.bundles import SHADOW_MISMATCH_PAGE_EXAMPLE, ShadowMismatchPage
-from app.services import bundle_reads
+from app.services.bundles import reads as bundle_reads
 
 router = APIRouter(tags=["admin"], responses=UNEXPECTED_ERROR)
 

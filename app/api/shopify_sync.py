@@ -26,7 +26,7 @@ from app.api.openapi_docs import (
     problem_example,
 )
 from app.core.security import SHOP_DOMAIN_RE
-from app.services import outbox, reconciliation
+from app.services.shopify_sync import outbox, reconciliation
 
 router = APIRouter(tags=["write-through"], responses=UNEXPECTED_ERROR)
 

@@ -34,7 +34,7 @@ from app.api.deps import ContainerDep
 from app.core.container import Container
 from app.core.errors import problem_response
 from app.core.security import constant_time_equals
-from app.services import status_page
+from app.services.ops import status_page
 
 router = APIRouter(prefix="/admin/ui", include_in_schema=False)
 

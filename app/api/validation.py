@@ -1,6 +1,6 @@
 """`GET /admin/migrations/validation`: the plan's validation queries, explained (internal token).
 
-Thin HTTP over `app.services.validation.build_validation_report`; the models below only document
+Thin HTTP over `app.services.migration.validation.build_validation_report`; the models below only document
 the body's shape in the OpenAPI document.
 """
 
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from app.api.deps import AdminDep, ContainerDep, validate_shop
 from app.api.openapi_docs import ADMIN_ERRORS, UNEXPECTED_ERROR, example_response, problem, problem_example
 from app.schemas.validation import ValidationReport
-from app.services.validation import build_validation_report
+from app.services.migration.validation import build_validation_report
 
 router = APIRouter(tags=["migrations"], responses=UNEXPECTED_ERROR)
 

@@ -2,7 +2,7 @@
 
 A row is written in the same transaction as the bundle change it describes, so "the database says
 the bundle changed" and "Shopify will be told" are one atomic fact (the transactional outbox
-pattern). The dispatcher (`app.services.outbox`) delivers rows in `seq` order per bundle.
+pattern). The dispatcher (`app.services.shopify_sync.outbox`) delivers rows in `seq` order per bundle.
 
 * `seq` numbers the rows of one bundle (1, 2, ...); `(bundleId, seq)` is unique. Writers hold the
   bundle's row lock while they pick the next number, so seq order is commit order.

@@ -1,5 +1,5 @@
 """SQL for migration jobs (`sb_migration_jobs`), their items (`sb_migration_job_items`) and the
-pgqueuer rows that dispatch them. No rules here: `app.services.migration_jobs` decides.
+pgqueuer rows that dispatch them. No rules here: `app.services.migration.jobs` decides.
 
 Clock: every timestamp written here is the database clock in UTC (`timezone('UTC', now())`), naive
 like Prisma's `TIMESTAMP(3)`. Leases are compared across replicas, so they need one clock, and

@@ -1,6 +1,6 @@
 """SQL of the write-through outbox (`sb_outbox`, app.models.outbox), on raw asyncpg.
 
-Only SQL lives here: app.services.outbox owns the transactions, the retry policy and the Shopify
+Only SQL lives here: app.services.shopify_sync.outbox owns the transactions, the retry policy and the Shopify
 calls. Times are naive UTC from the *database* clock (`timezone('utc', now())`), so every replica
 and the dispatcher agree on "due" and "age" whatever their own clocks say.
 """
@@ -238,7 +238,7 @@ async def shopify_refs(conn: Executor, shop: str, metaobject_id: str | None, dis
 
 
 # --------------------------------------------------------------------------------------------
-# Reconciliation reads (app.services.reconciliation)
+# Reconciliation reads (app.services.shopify_sync.reconciliation)
 # --------------------------------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ auto-rule equivalents (docs/migration.md "Validation").
 The plan's queries compare whole tables; these are the same comparisons made per legacy row, so the
 service can say *why* a row has no V2 bundle (an odd row kind, a recorded failure) instead of only
 that counts differ. Every query takes `$1` = shop or NULL for all shops. SQL only: the
-classification rules are applied in `app/services/validation.py`.
+classification rules are applied in `app/services/migration/validation.py`.
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ import logging
 from app.core.container import Container
 from app.core.db import is_db_unavailable
 from app.core.migrations import current_revision, head_revision
-from app.services.bundle_reads import get_shadow_runner
-from app.services.flags import start_flags, stop_flags
-from app.services.job_worker import JobWorker
-from app.services.outbox import start_dispatcher, stop_dispatcher
+from app.services.bundles.reads import get_shadow_runner
+from app.services.flags.store import start_flags, stop_flags
+from app.services.migration.worker import JobWorker
+from app.services.shopify_sync.outbox import start_dispatcher, stop_dispatcher
 from app.services.storefront import start_read_model, stop_read_model
 
 log = logging.getLogger(__name__)

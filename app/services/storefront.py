@@ -62,8 +62,8 @@ from app.rules.pricing import (
     legacy_price,
     price_bundle,
 )
-from app.services import flags
-from app.services.legacy_reader import LegacyBundleView, get_legacy_reader
+from app.services.bundles.legacy_reader import LegacyBundleView, get_legacy_reader
+from app.services.flags import store as flags
 from app.shopify.errors import ShopifyError, ShopifyUnavailable
 
 __all__ = [

@@ -13,8 +13,8 @@ from typing import Any
 import asyncpg
 import httpx
 
-from app.services.bundle_reads import get_shadow_runner
-from app.services.legacy_reader import get_legacy_reader
+from app.services.bundles.legacy_reader import get_legacy_reader
+from app.services.bundles.reads import get_shadow_runner
 
 SHOP_TOKEN = "shpat_test_token"
 

@@ -29,7 +29,7 @@ import httpx
 import pytest
 
 from app.core.db import create_pool
-from app.services import migration_jobs as svc
+from app.services.migration import jobs as svc
 from tests.conftest import new_shop
 from tests.legacy_fixtures import copy_auto_bundle_data, seed_bulk_manual_bundles
 

@@ -22,9 +22,9 @@ import pytest
 
 from app.core.db import create_pool
 from app.core.errors import Conflict, NotFound
-from app.services import migration_jobs as svc
-from app.services.job_worker import JobWorker
-from app.services.migration_items import ItemKind, ItemOutcome, MigrationContext, PlannedItem
+from app.services.migration import jobs as svc
+from app.services.migration.items import ItemKind, ItemOutcome, MigrationContext, PlannedItem
+from app.services.migration.worker import JobWorker
 from tests.conftest import new_shop
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -21,8 +21,8 @@ import pytest
 
 from app.core.db import create_pool
 from app.repos import outbox as repo
-from app.services import write_through as wt
-from app.services.outbox import OutboxDispatcher
+from app.services.shopify_sync import write_through as wt
+from app.services.shopify_sync.outbox import OutboxDispatcher
 from tests.integration.bundle_helpers import (
     bundle_body,
     bundles_url,
@@ -222,7 +222,11 @@ def dispatcher_env(db_url: str, simulator: Any) -> dict[str, str]:
 
 def start_dispatcher(env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "app.services.outbox"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "app.services.shopify_sync.outbox"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
 

@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 
 from app.core.db import create_pool
-from app.services.migration_items import MigrationContext, migrate_batch
+from app.services.migration.items import MigrationContext, migrate_batch
 from tests.conftest import new_shop
 from tests.integration.bundle_helpers import (
     bundle_body,

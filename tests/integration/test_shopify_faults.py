@@ -26,8 +26,8 @@ import pytest
 
 from app.core.db import create_pool
 from app.repos.sessions import get_offline_token
-from app.services import migration_jobs as svc
-from app.services.job_worker import JobWorker
+from app.services.migration import jobs as svc
+from app.services.migration.worker import JobWorker
 from tests.conftest import new_shop
 from tests.integration.bundle_helpers import (
     bundle_body,

@@ -15,8 +15,8 @@ import pytest
 
 from app.api import validation as validation_api
 from app.core.db import create_pool
-from app.services.migration_items import ItemOutcome, MigrationContext
-from app.services.validation import build_validation_report
+from app.services.migration.items import ItemOutcome, MigrationContext
+from app.services.migration.validation import build_validation_report
 from tests.conftest import AppFactory, new_shop
 from tests.legacy_fixtures import (
     ExpectedOutcomes,

@@ -21,9 +21,9 @@ import pytest
 
 from app.api import shopify_sync as write_through_api
 from app.schemas.bundles import BundleCreate, BundleOut
-from app.services import bundles as bundles_service
-from app.services import write_through as wt
-from app.services.bundle_reads import MANUAL_FIELDS, projection
+from app.services.bundles import writes as bundles_service
+from app.services.bundles.reads import MANUAL_FIELDS, projection
+from app.services.shopify_sync import write_through as wt
 from app.shopify.errors import ShopifyUserErrors
 from tests.integration.bundle_helpers import (
     bundle_body,

@@ -12,9 +12,9 @@ import asyncpg
 import pytest
 
 from app.schemas.bundles import BundleCreate
-from app.services import bundles as bundles_service
-from app.services import write_through as wt
-from app.services.outbox import OutboxDispatcher
+from app.services.bundles import writes as bundles_service
+from app.services.shopify_sync import write_through as wt
+from app.services.shopify_sync.outbox import OutboxDispatcher
 from app.shopify.client import ShopifyClient
 from tests.integration.bundle_helpers import bundles_url, container_of, eventually, register_shop
 from tests.integration.test_write_through import sim_metaobjects, wt_body, wt_client

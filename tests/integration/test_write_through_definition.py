@@ -20,7 +20,7 @@ import asyncpg
 import httpx
 import pytest
 
-from app.services import write_through as wt
+from app.services.shopify_sync import write_through as wt
 from tests.integration.bundle_helpers import bundles_url, container_of, flag_override, product_gid, register_shop
 from tests.integration.test_write_through import (
     fields_of,

@@ -7,7 +7,7 @@ from types import MappingProxyType
 import pytest
 
 from app.core.config import FLAG_NAMES, Settings
-from app.services.flags import (
+from app.services.flags.store import (
     DEFAULT_STATES,
     STAGE_TABLE,
     STAGES,

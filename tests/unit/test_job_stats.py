@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.services.migration_items import ItemOutcome
-from app.services.migration_jobs import (
+from app.services.migration.items import ItemOutcome
+from app.services.migration.jobs import (
     RESTART_DETAIL,
     ClaimedItem,
     compute_eta,

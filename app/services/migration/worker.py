@@ -42,9 +42,9 @@ from app.core.container import Container
 from app.core.db import create_pool
 from app.core.logging import bind_shop
 from app.repos import jobs as repo
-from app.services import migration_items
-from app.services import migration_jobs as svc
-from app.services.migration_items import ItemKind, ItemOutcome, MigrationContext
+from app.services.migration import items as migration_items
+from app.services.migration import jobs as svc
+from app.services.migration.items import ItemKind, ItemOutcome, MigrationContext
 from app.shopify.client import ShopifyClient
 
 log = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ from app.core.errors import NotFound, NotReady, ValidationFailed
 from app.core.metrics import FLAG_EVALUATIONS
 from app.core.time import as_utc, utcnow
 from app.repos import flags as repo
-from app.services.legacy_guard import require_legacy_tables
+from app.services.rollout.guard import require_legacy_tables
 
 log = logging.getLogger(__name__)
 

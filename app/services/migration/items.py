@@ -1,6 +1,6 @@
 """Per-item migration logic (plan Phase 3): legacy rows → V2 rows, one short transaction per item.
 
-INTERFACE CONTRACT between the item logic and the job engine (app/services/migration_jobs.py).
+INTERFACE CONTRACT between the item logic and the job engine (app/services/migration/jobs.py).
 The engine plans items, claims batches and persists outcomes; this module knows the legacy and
 V2 schemas and Shopify, and nothing of jobs.
 

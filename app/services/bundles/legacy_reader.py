@@ -9,7 +9,7 @@ miss-fetch per shop at a time (a cold storefront burst makes one Shopify call, n
 Stale-if-error: when Shopify is transiently unavailable (`ShopifyUnavailable`), an entry that
 expired less than `stale_if_error_s` ago is served rather than failing the read. Other Shopify
 errors (`ShopifyShopError`: no token, 401, frozen shop; `ShopifyGraphQLError`) propagate: callers
-map them (the admin API answers 502/503 problems; see app.services.bundle_reads).
+map them (the admin API answers 502/503 problems; see app.services.bundles.reads).
 
 The mapping from legacy rows to a `LegacyBundleView`:
 

@@ -33,9 +33,9 @@ import orjson
 from app.core.container import Container
 from app.core.time import as_utc
 from app.repos import flags as flag_repo
-from app.services import flags as flag_service
-from app.services import migration_jobs
-from app.services.validation import build_validation_report
+from app.services.flags import store as flag_service
+from app.services.migration import jobs as migration_jobs
+from app.services.migration.validation import build_validation_report
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ which no database transaction can include. The full design is in docs/write-thro
   due intent and deletes what no committed bundle names: the metaobject by handle, the discount by
   title and `startsAt` (`compensate_intent`).
 * **Updates and deletes go through the outbox** (`after_update`, `after_delete` enqueue in the
-  caller's transaction; app.services.outbox delivers). Only changes Shopify can see are enqueued.
+  caller's transaction; app.services.shopify_sync.outbox delivers). Only changes Shopify can see are enqueued.
 
 Everything here is gated by `write_through_enabled`: `SHOPIFY_WRITE_THROUGH` on **and** `DUAL_WRITE`
 on for the shop (with dual write off the legacy side is not maintained at all). AI bundles are
@@ -55,7 +55,7 @@ from app.repos.base import Executor
 from app.rules import legacy_metaobject
 from app.rules.legacy_metaobject import BUNDLE_METAOBJECT_TYPE, Approximation, PublishableStatus, publishable_status
 from app.schemas.bundles import DiscountIn
-from app.services import flags
+from app.services.flags import store as flags
 from app.shopify.client import ShopifyClient, is_gid
 from app.shopify.errors import ShopifyError, ShopifyUnavailable, ShopifyUserErrors
 

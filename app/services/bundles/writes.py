@@ -83,10 +83,8 @@ from app.schemas.bundles import (
     PricingRuleIn,
     check_text,
 )
-from app.services import (
-    flags,
-    write_through,
-)
+from app.services.flags import store as flags
+from app.services.shopify_sync import write_through
 
 log = logging.getLogger(__name__)
 
@@ -397,7 +395,7 @@ def is_ai_metadata(metadata: Any) -> bool:
 def handle_row_key(metadata: Any) -> str | None:
     """The `bundle_discount_id` key of a bundle migrated from a row keyed by its metaobject's handle:
     `metadata.legacyBundleId` when it is exactly `gid://shopify/Metaobject/<metadata.legacyHandle>` (what
-    the backfill writes for such rows, app.services.migration_items). None for every other bundle,
+    the backfill writes for such rows, app.services.migration.items). None for every other bundle,
     including ordinary migrated ones, whose `legacyBundleId` is their metaobject GID anyway."""
     if not isinstance(metadata, dict):
         return None

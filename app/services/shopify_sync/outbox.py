@@ -36,7 +36,7 @@ and reconciliation repairs the bundle). A transient failure (Shopify down: 5xx, 
 throttling after the client's own retries) is retried with the same backoff but never kills the
 row: an outage only delays delivery.
 
-`python -m app.services.outbox` runs a dispatcher alone (also `shopibundle outbox run`).
+`python -m app.services.shopify_sync.outbox` runs a dispatcher alone (also `shopibundle outbox run`).
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ from app.core.metrics import OUTBOX_LAG
 from app.repos import bundles as bundle_repo
 from app.repos import outbox as repo
 from app.repos import runner
-from app.services import write_through as wt
-from app.services.legacy_reader import get_legacy_reader
+from app.services.bundles.legacy_reader import get_legacy_reader
+from app.services.shopify_sync import write_through as wt
 from app.shopify.client import ShopifyClient
 from app.shopify.errors import ShopifyError
 
@@ -389,7 +389,10 @@ async def stop_dispatcher(container: Container) -> None:
 
 
 async def run_standalone(concurrency: int | None = None) -> int:
-    """Run only a dispatcher until SIGTERM/SIGINT (`python -m app.services.outbox`, `shopibundle outbox run`)."""
+    """Run only a dispatcher until SIGTERM/SIGINT.
+
+    `python -m app.services.shopify_sync.outbox` or `shopibundle outbox run`.
+    """
 
     settings = get_settings()
     configure_logging(settings)

@@ -71,9 +71,9 @@ from app.schemas.bundles import (
     ShadowMismatchOut,
     ShadowMismatchPage,
 )
-from app.services import flags
-from app.services.bundles import check_ref, etag_of, run_read, to_out
-from app.services.legacy_reader import LegacyBundleView, get_legacy_reader
+from app.services.bundles.legacy_reader import LegacyBundleView, get_legacy_reader
+from app.services.bundles.writes import check_ref, etag_of, run_read, to_out
+from app.services.flags import store as flags
 from app.shopify.errors import ShopifyError, ShopifyUnavailable
 
 log = logging.getLogger(__name__)

@@ -92,10 +92,10 @@ from app.repos import jobs as jobs_repo
 from app.repos import legacy_tables as tables_repo
 from app.repos.base import Conn
 from app.repos.legacy_tables import ARCHIVE_SCHEMA, ARCHIVED_LEGACY_TABLES, LIVE_SCHEMA, Location
-from app.services import flags as flag_service
-from app.services.flags import DEFAULT_STATES, Flag, FlagState, FlagStore, Stage, write_flags_in_transaction
-from app.services.legacy_guard import LegacyTablesArchived, require_legacy_tables
-from app.services.validation import build_validation_report
+from app.services.flags import store as flag_service
+from app.services.flags.store import DEFAULT_STATES, Flag, FlagState, FlagStore, Stage, write_flags_in_transaction
+from app.services.migration.validation import build_validation_report
+from app.services.rollout.guard import LegacyTablesArchived, require_legacy_tables
 
 log = logging.getLogger(__name__)
 

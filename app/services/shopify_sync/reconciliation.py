@@ -52,10 +52,10 @@ from app.rules.legacy_parsing import (
     parse_products,
 )
 from app.schemas.bundles import BundleUpdate
-from app.services import flags
-from app.services import write_through as wt
-from app.services.bundles import etag_of, to_out, update_bundle
-from app.services.outbox import enqueue_push
+from app.services.bundles.writes import etag_of, to_out, update_bundle
+from app.services.flags import store as flags
+from app.services.shopify_sync import write_through as wt
+from app.services.shopify_sync.outbox import enqueue_push
 from app.shopify.client import Metaobject
 from app.shopify.errors import ShopifyError
 

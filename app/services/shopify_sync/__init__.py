@@ -1,0 +1,1 @@
+"""Write-through to Shopify, its ordered outbox and the reconciliation job."""
