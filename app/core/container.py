@@ -9,9 +9,10 @@ import asyncio
 import hashlib
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
@@ -27,7 +28,27 @@ from app.core.read_cache import InvalidationListener, ReadCache
 from app.repos.sessions import get_offline_token
 from app.shopify.client import ShopifyClient
 
+if TYPE_CHECKING:  # annotations only: the components are the services', the container only holds them
+    from app.services.bundles.legacy_reader import LegacyReader
+    from app.services.bundles.reads import ShadowRunner
+    from app.services.flags.store import FlagStore
+    from app.services.migration.worker import JobWorker
+    from app.services.ops.status_page import ValidationCache
+    from app.services.shopify_sync.outbox import OutboxDispatcher
+
 log = logging.getLogger(__name__)
+
+#: `FaultHooks.after_v2_write(shop, backend_pid)`.
+AfterV2WriteHook = Callable[[str, int], Awaitable[None]]
+
+
+@dataclass
+class FaultHooks:
+    """Test seams: each hook, when set, runs at one named point of a service (None in production)."""
+
+    #: Inside a bundle write's transaction, after the V2 rows and before the legacy ones (tests kill
+    #: the connection there).
+    after_v2_write: AfterV2WriteHook | None = None
 
 
 @dataclass
@@ -45,12 +66,22 @@ class Container:
     http: httpx.AsyncClient
     shopify: ShopifyClient
     # Filled by lifecycle.start(): the flag store, the job worker, the legacy reader, ...
-    flags: Any = None
+    flags: FlagStore | None = None
     #: The storefront read model (`app.services.storefront.start_read_model`): answers by shop, and
     #: the LISTEN connection that keeps them exact. None when STOREFRONT_CACHE is off.
     storefront_cache: ReadCache[Any] | None = None
     storefront_cache_listener: InvalidationListener | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    #: The migration job worker (`RUN_WORKER`), the outbox dispatcher (when write-through is on), and
+    #: the start of both deferred until the schema reaches head.
+    worker: JobWorker | None = None
+    outbox_dispatcher: OutboxDispatcher | None = None
+    deferred_start: asyncio.Task[None] | None = None
+    #: Created on first use: sampled shadow comparisons, the legacy read path's reader and cache,
+    #: the status page's cached validation report.
+    shadow_runner: ShadowRunner | None = None
+    legacy_reader: LegacyReader | None = None
+    status_page_validation: ValidationCache | None = None
+    fault_hooks: FaultHooks = field(default_factory=FaultHooks)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     async def close(self) -> None:

@@ -14,7 +14,8 @@ from typing import Any
 
 from app.repos.base import Executor, dumps
 
-#: How long a completed Idempotency-Key is replayed (the API contract: 24 hours).
+#: How long a stored Idempotency-Key answers retries (the API contract: 24 hours); an older key is
+#: taken over by a new request.
 IDEMPOTENCY_TTL = timedelta(hours=24)
 
 

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: Waiting longer than this for a pooled connection means the database is saturated: 503.
 DB_ACQUIRE_TIMEOUT_S = 10.0
 TX_ATTEMPTS = 3
 READ_ATTEMPTS = 2

@@ -37,7 +37,7 @@ async def _start_services(container: Container) -> None:
     await start_read_model(container)  # needs revision 0006's triggers: only once the schema is current
     if container.settings.run_worker:  # migration job worker: every replica is one by default
         worker = await JobWorker.for_container(container)
-        container.extras["worker"] = worker
+        container.worker = worker
         await worker.start()
     await start_dispatcher(container)  # Shopify write-through outbox: only when its settings enable it
 
@@ -71,19 +71,19 @@ async def start(container: Container) -> None:
         log.warning(
             "schema is behind head %s: serving health only until `shopibundle db upgrade` runs", head_revision()
         )
-    container.extras["deferred_start"] = asyncio.create_task(_start_when_schema_current(container))
+    container.deferred_start = asyncio.create_task(_start_when_schema_current(container))
 
 
 async def stop(container: Container) -> None:
     """Stop background services before the pools close (each waits for its in-flight work)."""
 
-    deferred = container.extras.pop("deferred_start", None)
+    deferred, container.deferred_start = container.deferred_start, None
     if deferred is not None:
         deferred.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await deferred
     await stop_dispatcher(container)
-    worker = container.extras.pop("worker", None)
+    worker, container.worker = container.worker, None
     if worker is not None:  # lets in-flight migration batches record before the pools close
         await worker.stop()
     await get_shadow_runner(container).close()  # sampled shadow comparisons finish first

@@ -272,7 +272,7 @@ async def test_connection_killed_between_the_two_writes(
     container = container_of(client)
     metaobject, product = metaobject_gid(), product_gid()
     existing = (await client.post(bundles_url(shop), json=bundle_body())).json()
-    container.extras["fault_after_v2_write"] = kill
+    container.fault_hooks.after_v2_write = kill
     try:
         created = await client.post(
             bundles_url(shop),
@@ -282,7 +282,7 @@ async def test_connection_killed_between_the_two_writes(
         updated = await client.patch(bundles_url(shop, existing["id"]), json={"name": "never"})
         deleted = await client.delete(bundles_url(shop, existing["id"]))
     finally:
-        container.extras.pop("fault_after_v2_write", None)
+        container.fault_hooks.after_v2_write = None
     assert len(killed) == 3
     for response in (created, updated, deleted):
         assert response.status_code == 503, response.text

@@ -190,7 +190,7 @@ async def test_shopify_failures_are_problems_not_500(
     assert (await client.get(url)).status_code == 200
 
     # Stale-if-error: once cached, a Shopify outage is bridged (cache entry older than the TTL).
-    reader_cache = client.app.state.container.extras["legacy_reader"].cache  # type: ignore[attr-defined]
+    reader_cache = client.app.state.container.legacy_reader.cache  # type: ignore[attr-defined]
     reader_cache.ttl_s = 0.0
     await sim.set_faults(shop, error5xx=1.0)
     try:

@@ -276,11 +276,11 @@ async def test_database_failure_after_shopify_create_leaves_no_orphans_and_retry
 
     body = wt_body()
     async with wt_client(app_factory) as client:
-        container_of(client).extras["fault_after_v2_write"] = kill
+        container_of(client).fault_hooks.after_v2_write = kill
         try:
             failed = await client.post(bundles_url(shop), json=body, headers={"Idempotency-Key": "wt-kill-1"})
         finally:
-            container_of(client).extras.pop("fault_after_v2_write", None)
+            container_of(client).fault_hooks.after_v2_write = None
         assert failed.status_code == 503, failed.text
         assert failed.headers["content-type"].startswith(PROBLEM)
         assert killed
@@ -314,11 +314,11 @@ async def test_compensation_during_a_shopify_outage_is_finished_by_the_outbox(
             await db.execute("SELECT pg_terminate_backend($1)", backend_pid)
 
     async with wt_client(app_factory) as client:
-        container_of(client).extras["fault_after_v2_write"] = kill
+        container_of(client).fault_hooks.after_v2_write = kill
         try:
             failed = await client.post(bundles_url(shop), json=wt_body())
         finally:
-            container_of(client).extras.pop("fault_after_v2_write", None)
+            container_of(client).fault_hooks.after_v2_write = None
             await sim.set_faults(shop, error5xx=0.0)
         assert failed.status_code == 503, failed.text
         [row] = await db.fetch("SELECT op, payload::text AS payload FROM sb_outbox WHERE shop = $1", shop)

@@ -30,9 +30,10 @@ class _CutPool:
 async def test_start_survives_a_connection_cut_during_the_schema_check(monkeypatch: Any) -> None:
     monkeypatch.setattr(lifecycle, "SCHEMA_POLL_S", 0.01)
     pool = _CutPool()
-    container = SimpleNamespace(pool=pool, extras={})
+    container = SimpleNamespace(pool=pool, deferred_start=None)
     await lifecycle.start(container)  # type: ignore[arg-type]
-    deferred = container.extras["deferred_start"]
+    deferred = container.deferred_start
+    assert deferred is not None
     try:
         await asyncio.sleep(0.1)
         assert not deferred.done()  # still waiting for the database, not crashed

@@ -60,7 +60,6 @@ from app.shopify.errors import ShopifyUnavailable
 
 log = logging.getLogger(__name__)
 
-EXTRAS_KEY = "legacy_reader"
 AI_BUNDLE_TITLE = "Frequently Bought Together"
 
 ProductRef = tuple[str, str | None, int]
@@ -384,11 +383,11 @@ class LegacyReader:
 
 
 def get_legacy_reader(container: Container) -> LegacyReader:
-    """The process-wide reader, created on first use and kept in `container.extras["legacy_reader"]`.
+    """The process-wide reader, created on first use and kept in `container.legacy_reader`.
 
     `LEGACY_READ_CACHE_MAX_ENTRIES` (optional setting, default 10 000) bounds the cache.
     """
-    reader = container.extras.get(EXTRAS_KEY)
+    reader = container.legacy_reader
     if reader is None:
         settings = container.settings
         reader = LegacyReader(
@@ -397,6 +396,5 @@ def get_legacy_reader(container: Container) -> LegacyReader:
             settings.legacy_read_cache_ttl_s,
             max_entries=int(getattr(settings, "legacy_read_cache_max_entries", 10_000)),
         )
-        container.extras[EXTRAS_KEY] = reader
-    assert isinstance(reader, LegacyReader)
+        container.legacy_reader = reader
     return reader

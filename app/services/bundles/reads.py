@@ -81,7 +81,6 @@ log = logging.getLogger(__name__)
 ENDPOINT_GET = "GET /api/v2/shops/{shop}/bundles/{bundleId}"
 ENDPOINT_LIST = "GET /api/v2/shops/{shop}/bundles"
 MAX_SHADOW_IN_FLIGHT = 8
-SHADOW_RUNNER_KEY = "shadow_runner"
 MANUAL_FIELDS = ("name", "title", "description", "products", "discountPercent", "discountId")
 AI_FIELDS = ("products", "discountId", "status")
 _CENT = Decimal("0.01")
@@ -455,10 +454,9 @@ class ShadowRunner:
 
 
 def get_shadow_runner(container: Container) -> ShadowRunner:
-    runner = container.extras.get(SHADOW_RUNNER_KEY)
+    runner = container.shadow_runner
     if runner is None:
-        runner = container.extras[SHADOW_RUNNER_KEY] = ShadowRunner()
-    assert isinstance(runner, ShadowRunner)
+        runner = container.shadow_runner = ShadowRunner()
     return runner
 
 

@@ -90,11 +90,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: How long a stored Idempotency-Key answers retries; an older key is taken over by a new request.
-#: Waiting longer than this for a pooled connection means the database is saturated: 503.
-#: Test-only hook: `container.extras[FAULT_HOOK](shop, backend_pid)` runs after the V2 writes and
-#: before the legacy writes, inside the transaction (to kill the connection mid-transaction).
-FAULT_HOOK = "fault_after_v2_write"
 METAOBJECT_CONFLICT = "metaobject already bundled"
 ONE_MS = timedelta(milliseconds=1)
 #: metadata keys by which the backfill links a bundle to its legacy row keyed by a handle (`handle_row_key`).
@@ -540,7 +535,7 @@ async def sync_legacy(
 
 
 async def _fault_hook(container: Container, shop: str, conn: Executor) -> None:
-    hook = container.extras.get(FAULT_HOOK)
+    hook = container.fault_hooks.after_v2_write
     if hook is not None:
         get_pid = getattr(conn, "get_server_pid", None)
         await hook(shop, get_pid() if get_pid is not None else 0)

@@ -155,7 +155,7 @@ async def _flags(container: Container) -> dict[str, Any]:
 
 
 @dataclass
-class _ValidationCache:
+class ValidationCache:
     """The fleet-wide report reads whole tables: it is computed in the background at most once per
     `VALIDATION_MAX_AGE_S` per replica, however many people watch the page."""
 
@@ -164,7 +164,7 @@ class _ValidationCache:
     task: asyncio.Task[None] | None = None
 
 
-async def _refresh_validation(container: Container, cache: _ValidationCache) -> None:
+async def _refresh_validation(container: Container, cache: ValidationCache) -> None:
 
     try:
         cache.report = await build_validation_report(container.pool, None, list_limit=VALIDATION_LIST_LIMIT)
@@ -175,10 +175,9 @@ async def _refresh_validation(container: Container, cache: _ValidationCache) -> 
 
 
 async def _validation(container: Container) -> dict[str, Any] | None:
-    cache = container.extras.get("status_page_validation")
-    if not isinstance(cache, _ValidationCache):
-        cache = _ValidationCache()
-        container.extras["status_page_validation"] = cache
+    cache = container.status_page_validation
+    if cache is None:
+        cache = container.status_page_validation = ValidationCache()
     stale = time.monotonic() - cache.computed_at > VALIDATION_MAX_AGE_S
     if stale and (cache.task is None or cache.task.done()):
         cache.task = asyncio.create_task(_refresh_validation(container, cache), name="status-page-validation")

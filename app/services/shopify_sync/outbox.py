@@ -67,7 +67,6 @@ from app.shopify.errors import ShopifyError
 
 log = logging.getLogger(__name__)
 
-EXTRAS_KEY = "outbox_dispatcher"
 #: `sb_outbox_lag_seconds` is shared with the job engine's dispatch queue (sampled by /metrics without
 #: labels); this outbox's series carries this label so the two never overwrite each other.
 LAG_LABELS = {"outbox": "shopify_write_through"}
@@ -349,7 +348,7 @@ async def outbox_stats(container: Container, *, shop: str | None = None, limit: 
         "delivered": int(counts["delivered"]),
         "deadLetters": int(counts["dead"]),
         "oldestPendingAgeSeconds": counts["oldest_age"],
-        "dispatcherRunning": bool(getattr(container.extras.get(EXTRAS_KEY), "running", False)),
+        "dispatcherRunning": bool(container.outbox_dispatcher is not None and container.outbox_dispatcher.running),
         "dead": [
             {
                 "id": r["id"],
@@ -378,12 +377,12 @@ async def start_dispatcher(container: Container) -> OutboxDispatcher | None:
         return None
     dispatcher = await OutboxDispatcher.for_container(container)
     await dispatcher.start()
-    container.extras[EXTRAS_KEY] = dispatcher
+    container.outbox_dispatcher = dispatcher
     return dispatcher
 
 
 async def stop_dispatcher(container: Container) -> None:
-    dispatcher = container.extras.pop(EXTRAS_KEY, None)
+    dispatcher, container.outbox_dispatcher = container.outbox_dispatcher, None
     if dispatcher is not None:
         await dispatcher.stop()
 
