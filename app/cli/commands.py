@@ -32,13 +32,13 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TextIO
+from typing import Any
 
 import asyncpg
 import httpx
-import orjson
 import uvicorn
 
+from app.cli.render import print_job, print_json, print_rollout, progress_line, render_flags, render_validation
 from app.core.config import Settings, get_settings
 from app.core.container import build_container
 from app.core.db import asyncpg_connect_kwargs, connect, create_pool, resolve_database_url
@@ -56,8 +56,6 @@ from app.services.rollout.operations import (
     full_rollback,
     immediate_rollback,
     phase5_cleanup,
-    render_flags,
-    render_validation,
     restore_from_archive,
     rollout_status,
     set_stage,
@@ -101,45 +99,6 @@ async def _pool(settings: Settings) -> AsyncIterator[asyncpg.Pool[Any]]:
         yield pool
     finally:
         await pool.close()
-
-
-def _print_json(value: Any, out: TextIO | None = None) -> None:
-    data = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
-    print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode(), file=out or sys.stdout)
-
-
-def _fmt_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "--"
-    whole = round(seconds)
-    if whole >= 3600:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    if whole >= 60:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole}s"
-
-
-def progress_line(job: Any, width: int = 30) -> str:
-    """`[#####.....]  50.0%  500/1000  m=480 f=10 s=10  12.5/s  ETA 40s  running`."""
-    filled = round(job.progress * width)
-    bar = "#" * filled + "." * (width - filled)
-    st = job.stats
-    return (
-        f"[{bar}] {job.progress * 100:5.1f}%  {st.processed}/{st.total}  "
-        f"migrated={st.migrated} failed={st.failed} skipped={st.skipped}  "
-        f"{job.ratePerSecond:.1f}/s  ETA {_fmt_seconds(job.etaSeconds)}  {job.status}"
-    )
-
-
-def _print_job(job: Any) -> None:
-    print(f"job {job.id}  kind={job.kind}  status={job.status}  dryRun={str(job.dryRun).lower()}")
-    if job.parentJobId:
-        print(f"  retry of {job.parentJobId}")
-    print("  " + progress_line(job))
-    for s in job.perShop:
-        print(f"  {s.shop:<45} total={s.total} migrated={s.migrated} failed={s.failed} skipped={s.skipped}")
-    if job.lastError:
-        print(f"  lastError: {job.lastError}")
 
 
 # ----------------------------------------------------------------------------------- serve
@@ -294,7 +253,7 @@ def add_migrate(sub: Subparsers) -> None:
 
 def _fail(exc: DomainError, as_json: bool) -> int:
     if as_json:
-        _print_json({"status": exc.status, "title": exc.title, "detail": exc.detail, **exc.extra}, sys.stderr)
+        print_json({"status": exc.status, "title": exc.title, "detail": exc.detail, **exc.extra}, sys.stderr)
     else:
         print(f"error ({exc.status} {exc.title}): {exc.detail}", file=sys.stderr)
     return 1
@@ -327,7 +286,7 @@ async def _migrate_start(args: argparse.Namespace) -> int:
         except DomainError as exc:
             return _fail(exc, args.json)
         if args.json:
-            _print_json(job)
+            print_json(job)
         else:
             print(f"started job {job.id} ({job.kind}, {job.stats.total} items, status {job.status})")
         if args.watch:
@@ -342,15 +301,15 @@ async def _migrate_status(args: argparse.Namespace) -> int:
             if args.job_id:
                 job = await migration_jobs.get_job(pool, args.job_id)
                 if args.json:
-                    _print_json(job)
+                    print_json(job)
                 else:
-                    _print_job(job)
+                    print_job(job)
                 return 0
             page = await migration_jobs.list_jobs(pool, limit=args.limit)
         except DomainError as exc:
             return _fail(exc, args.json)
     if args.json:
-        _print_json(page)
+        print_json(page)
         return 0
     if not page.items:
         print("no migration jobs")
@@ -411,9 +370,9 @@ async def _migrate_action(args: argparse.Namespace) -> int:
         except DomainError as exc:
             return _fail(exc, args.json)
     if args.json:
-        _print_json(job)
+        print_json(job)
     else:
-        _print_job(job)
+        print_job(job)
     return 0
 
 
@@ -443,7 +402,7 @@ async def _reconcile(args: argparse.Namespace) -> int:
         return _fail(exc, True)
     finally:
         await container.close()
-    _print_json(report)
+    print_json(report)
     return 1 if report["errors"] else 0
 
 
@@ -463,7 +422,7 @@ async def _outbox_stats(args: argparse.Namespace) -> int:
 
     container = await _worker_container(_settings())
     try:
-        _print_json(await outbox_stats(container, shop=args.shop))
+        print_json(await outbox_stats(container, shop=args.shop))
     finally:
         await container.close()
     return 0
@@ -488,18 +447,6 @@ def _actor(args: argparse.Namespace) -> str:
         return "cli"
 
 
-def _print_rollout(result: dict[str, Any], as_json: bool, headline: str) -> None:
-    """A rollout result: JSON, or a headline, the stage and flag table, and the warnings."""
-
-    if as_json:
-        _print_json(result)
-        return
-    print(headline)
-    print("\n".join(render_flags(result)))
-    for warning in result.get("warnings", []):
-        print(f"warning: {warning}")
-
-
 @register
 def add_validate(sub: Subparsers) -> None:
     p = sub.add_parser("validate", help="the migration validation report (exit 1 when not ok)")
@@ -522,7 +469,7 @@ async def _validate(args: argparse.Namespace) -> int:
             print(f"error: the schema is not at head ({exc}): run `shopibundle db upgrade`", file=sys.stderr)
             return 1
     if args.json:
-        _print_json(report)
+        print_json(report)
     else:
         print("\n".join(render_validation(report)))
     return 0 if report["ok"] else 1
@@ -555,7 +502,7 @@ async def _stage_get(args: argparse.Namespace) -> int:
         except DomainError as exc:
             return _fail(exc, args.json)
     if args.json:
-        _print_json(status)
+        print_json(status)
         return 0
     print("\n".join(render_flags(status)))
     print("legacy tables: " + ", ".join(f"{t} in {where}" for t, where in status["legacyTables"].items()))
@@ -578,7 +525,7 @@ async def _stage_set(args: argparse.Namespace) -> int:
         except DomainError as exc:
             return _fail(exc, args.json)
     changed = ", ".join(result["changedFlags"]) or "nothing"
-    _print_rollout(result, args.json, f"stage set to {args.stage}; changed: {changed}")
+    print_rollout(result, args.json, f"stage set to {args.stage}; changed: {changed}")
     return 0
 
 
@@ -610,7 +557,7 @@ async def _rollback_immediate(args: argparse.Namespace) -> int:
         except DomainError as exc:
             return _fail(exc, args.json)
     changed = ", ".join(result["changedFlags"]) or "nothing (already rolled back)"
-    _print_rollout(result, args.json, f"immediate rollback done; changed: {changed}; {result['propagation']}")
+    print_rollout(result, args.json, f"immediate rollback done; changed: {changed}; {result['propagation']}")
     return 0
 
 
@@ -625,7 +572,7 @@ async def _rollback_full(args: argparse.Namespace) -> int:
     except DomainError as exc:
         return _fail(exc, args.json)
     if args.json:
-        _print_json(result)
+        print_json(result)
         return 0
     print(f"full rollback done: revision {result['fromRevision']} -> {result['toRevision']}")
     for backup in result["backups"]:
@@ -667,7 +614,7 @@ async def _cleanup(args: argparse.Namespace) -> int:
         except DomainError as exc:
             return _fail(exc, args.json)
     moved = ", ".join(f"{m['table']} ({m['rows']} rows)" for m in result["archivedTables"])
-    _print_rollout(result, args.json, f"phase 5 cleanup done: moved to schema archive: {moved}")
+    print_rollout(result, args.json, f"phase 5 cleanup done: moved to schema archive: {moved}")
     return 0
 
 
@@ -680,7 +627,7 @@ async def _cleanup_restore(args: argparse.Namespace) -> int:
         except DomainError as exc:
             return _fail(exc, args.json)
     moved = ", ".join(f"{m['table']} ({m['rows']} rows)" for m in result["restoredTables"])
-    _print_rollout(result, args.json, f"restored to schema public: {moved}; DUAL_WRITE on")
+    print_rollout(result, args.json, f"restored to schema public: {moved}; DUAL_WRITE on")
     return 0
 
 
@@ -745,6 +692,3 @@ def main(argv: list[str] | None = None) -> int:
 async def _await(awaitable: Awaitable[int]) -> int:
     return await awaitable
 
-
-if __name__ == "__main__":
-    sys.exit(main())
