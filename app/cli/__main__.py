@@ -4,4 +4,5 @@ import sys
 
 from app.cli.commands import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing the module (tests collect every module of `app`) runs nothing
+    sys.exit(main())

@@ -491,14 +491,21 @@ class ShopifyClient:
         return _parse_metaobject(data.get("metaobject"))
 
     async def fetch_metaobject_by_handle(self, shop: str, type_: str, handle: str) -> Metaobject | None:
-        """One metaobject by `(type, handle)`; None when no such handle exists."""
-        data = await self.graphql(
+        """One metaobject by `(type, handle)`; None when no such handle exists.
+
+        A null answer that comes *with* an error is Shopify failing, not an absent handle: it raises
+        `ShopifyUnavailable` (transient), so no caller mistakes it for "not found".
+        """
+        answer = await self.graphql_result(
             shop,
             METAOBJECT_BY_HANDLE_QUERY,
             {"handle": {"type": type_, "handle": handle}},
             estimated_cost=_SINGLE_OBJECT_COST,
         )
-        return _parse_metaobject(data.get("metaobjectByHandle"))
+        found = _parse_metaobject(answer.data.get("metaobjectByHandle"))
+        if found is None and answer.errors:
+            raise ShopifyUnavailable(shop, "; ".join(str(e.get("message", "")) for e in answer.errors)[:500])
+        return found
 
     async def fetch_metaobjects(self, shop: str, ids: Sequence[str]) -> dict[str, Metaobject | None]:
         """Metaobjects by GID, batched 250 per request; every input id maps to an object or None.

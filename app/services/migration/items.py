@@ -59,7 +59,7 @@ from app.rules.legacy_parsing import (
     parse_bundle_metaobject,
 )
 from app.rules.slugs import slugify, unique_slug
-from app.shopify.client import METAOBJECT_BY_HANDLE_QUERY, Metaobject, Product, ShopifyClient
+from app.shopify.client import Metaobject, Product, ShopifyClient
 from app.shopify.errors import REASON_SHOPIFY_UNAVAILABLE, ShopifyError, ShopifyShopError
 
 log = logging.getLogger(__name__)
@@ -727,41 +727,6 @@ def _build_manual_bundle(
     )
 
 
-class _HandleLookupFailed(ShopifyError):
-    """metaobjectByHandle came back null *with* an error: Shopify failed, the handle may well exist."""
-
-    reason = REASON_SHOPIFY_UNAVAILABLE
-    transient = True
-
-
-async def _metaobject_by_handle(shopify: ShopifyClient, shop: str, handle: str) -> Metaobject | None:
-    """`metaobjectByHandle` for a handle stored where the GID belongs.
-
-    Unlike `ShopifyClient.fetch_metaobject_by_handle` this keeps a partial response's errors apart from
-    "no such handle": a null answer with an error is a transient failure, not `metaobject_not_found`.
-    """
-    answer = await shopify.graphql_result(
-        shop,
-        METAOBJECT_BY_HANDLE_QUERY,
-        {"handle": {"type": BUNDLE_METAOBJECT_TYPE, "handle": handle}},
-        estimated_cost=2,
-    )
-    node = answer.data.get("metaobjectByHandle")
-    if not isinstance(node, dict) or not isinstance(node.get("id"), str):
-        if answer.errors:
-            raise _HandleLookupFailed(shop, "; ".join(str(e.get("message", "")) for e in answer.errors)[:500])
-        return None
-    raw_fields = node.get("fields")
-    fields = {
-        str(entry["key"]): str(entry["value"])
-        for entry in (raw_fields if isinstance(raw_fields, list) else [])
-        if isinstance(entry, dict) and isinstance(entry.get("key"), str) and entry.get("value") is not None
-    }
-    return Metaobject(
-        id=node["id"], handle=str(node.get("handle") or ""), type=str(node.get("type") or ""), fields=fields
-    )
-
-
 class _BundleBatch:
     """bundle_discount_id (+ the metaobject from Shopify) → Bundle with its children."""
 
@@ -866,7 +831,7 @@ class _BundleBatch:
             calls.append(shopify.fetch_metaobjects_detailed(shop, [i.legacy_id for i in by_id]))
         for item in by_handle:
             assert item.handle is not None
-            calls.append(_metaobject_by_handle(shopify, shop, item.handle))
+            calls.append(shopify.fetch_metaobject_by_handle(shop, BUNDLE_METAOBJECT_TYPE, item.handle))
         results: list[Any] = list(await asyncio.gather(*calls, return_exceptions=True))
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, Exception):
