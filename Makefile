@@ -78,6 +78,7 @@ chaos: install wrk
 	HYPOTHESIS_PROFILE=chaos $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/test_fuzz_parsers.py
 	$(BIN)/python tests/chaos/run_chaos.py --duration $(CHAOS_SECONDS)
 	$(BIN)/python tests/chaos/run_soak.py --duration $(SOAK_SECONDS)
+	$(BIN)/python -m tests.fuzz.run_schemathesis --max-examples 100 --report-dir .data/schemathesis
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from app.api.deps import AdminDep, ContainerDep
 from app.api.openapi_docs import (
@@ -65,7 +65,7 @@ class ReconciliationIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [RECONCILIATION_IN_EXAMPLE]})
 
     shops: list[ShopDomain] | None = Field(None, max_length=500, description="Default: every shop with bundles")
-    dryRun: bool = Field(False, description="Report the changes without making them")
+    dryRun: StrictBool = Field(False, description="Report the changes without making them")
 
 
 class ReconciliationChangeOut(BaseModel):

@@ -88,10 +88,22 @@ class ShopifyUnavailableProblem(DomainError):
     status, title, type_slug = 503, "Shopify unavailable", "shopify-unavailable"
 
 
+#: Shopify refusals that describe the shop's installation rather than a failing upstream: no offline
+#: token or a revoked one (the app is not installed), a frozen, locked or deleted shop. They hold until
+#: someone acts on the shop, so they are the request's condition (409), not a gateway failure (5xx).
+SHOP_STATE_REASONS = frozenset({"shop_unauthorized", "shop_frozen", "shop_locked", "shop_not_found"})
+
+
 class ShopifyErrorProblem(DomainError):
-    """502: Shopify refused (userErrors, no or revoked offline token, shop frozen or gone)."""
+    """502: Shopify refused (userErrors, an invalid answer); 409 when the refusal is the shop's state
+    (`SHOP_STATE_REASONS`), so that only real upstream failures are 5xx."""
 
     status, title, type_slug = 502, "Shopify error", "shopify-error"
+
+    def __init__(self, detail: str = "", **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        if extra.get("reason") in SHOP_STATE_REASONS:
+            self.status, self.title, self.type_slug = 409, "Shop not connected", "shop-not-connected"
 
 
 def problem_response(

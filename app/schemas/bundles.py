@@ -21,7 +21,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
 
 from app.core.time import naive_utc
 from app.rules.legacy_metaobject import Approximation
@@ -339,11 +348,11 @@ class ComponentIn(_Input):
 
     shopifyProductId: ProductGid
     shopifyVariantId: VariantGid | None = None
-    quantity: int = Field(1, ge=1, le=MAX_QUANTITY)
-    isRequired: bool = True
-    displayOrder: int | None = Field(None, ge=0, le=INT32_MAX)
-    minQuantity: int = Field(0, ge=0, le=MAX_QUANTITY)
-    maxQuantity: int = Field(1, ge=0, le=MAX_QUANTITY)
+    quantity: StrictInt = Field(1, ge=1, le=MAX_QUANTITY)
+    isRequired: StrictBool = True
+    displayOrder: StrictInt | None = Field(None, ge=0, le=INT32_MAX)
+    minQuantity: StrictInt = Field(0, ge=0, le=MAX_QUANTITY)
+    maxQuantity: StrictInt = Field(1, ge=0, le=MAX_QUANTITY)
     priceAdjustmentType: PriceAdjustmentType = "NONE"
     priceAdjustment: Money | None = None
 
@@ -352,13 +361,13 @@ class PricingRuleIn(_Input):
     """A V2 pricing rule; a PERCENTAGE value is a percentage (0-100), other types are money."""
 
     name: Name = "Bundle Discount"
-    priority: int = Field(0, ge=0, le=1_000_000)
-    isActive: bool = True
+    priority: StrictInt = Field(0, ge=0, le=1_000_000)
+    isActive: StrictBool = True
     ruleType: PricingRuleType = "BUNDLE_DISCOUNT"
     conditions: JsonObject = Field(default_factory=dict)
     discountType: DiscountType = "PERCENTAGE"
     discountValue: Money
-    usageLimit: int | None = Field(None, ge=0, le=INT32_MAX)
+    usageLimit: StrictInt | None = Field(None, ge=0, le=INT32_MAX)
     startsAt: Timestamp | None = None
     endsAt: Timestamp | None = None
 
@@ -369,19 +378,19 @@ class DiscountIn(_Input):
     shopifyDiscountId: Identifier
     discountCode: Identifier | None = None
     discountType: ShopifyDiscountType = "automatic"
-    isActive: bool = True
+    isActive: StrictBool = True
 
 
 class InventoryIn(_Input):
     """The bundle's one `BundleInventory` row; omitted fields take the schema defaults (or stay, on PATCH)."""
 
     trackingMethod: InventoryMethod = "COMPONENT_BASED"
-    bundleQuantity: int | None = Field(None, ge=0, le=INT32_MAX)
-    lowStockThreshold: int = Field(10, ge=0, le=INT32_MAX)
-    availableQuantity: int = Field(0, ge=0, le=INT32_MAX)
-    reservedQuantity: int = Field(0, ge=0, le=INT32_MAX)
-    allowOversell: bool = False
-    autoSyncEnabled: bool = True
+    bundleQuantity: StrictInt | None = Field(None, ge=0, le=INT32_MAX)
+    lowStockThreshold: StrictInt = Field(10, ge=0, le=INT32_MAX)
+    availableQuantity: StrictInt = Field(0, ge=0, le=INT32_MAX)
+    reservedQuantity: StrictInt = Field(0, ge=0, le=INT32_MAX)
+    allowOversell: StrictBool = False
+    autoSyncEnabled: StrictBool = True
 
 
 class BundleCreate(_Input):
@@ -401,7 +410,7 @@ class BundleCreate(_Input):
     status: BundleStatus = "DRAFT"
     shopifyMetaobjectId: MetaobjectGid | None = None
     shopifyProductId: ProductGid | None = None
-    displayOrder: int = Field(0, ge=0, le=INT32_MAX)
+    displayOrder: StrictInt = Field(0, ge=0, le=INT32_MAX)
     featuredImage: Url | None = None
     currencyCode: CurrencyCode = "USD"
     components: list[ComponentIn] = Field(min_length=1, max_length=MAX_COMPONENTS)
@@ -417,12 +426,12 @@ class InventoryPatch(_Input):
     """Partial inventory update: only the given fields change."""
 
     trackingMethod: InventoryMethod | None = None
-    bundleQuantity: int | None = Field(None, ge=0, le=INT32_MAX)
-    lowStockThreshold: int | None = Field(None, ge=0, le=INT32_MAX)
-    availableQuantity: int | None = Field(None, ge=0, le=INT32_MAX)
-    reservedQuantity: int | None = Field(None, ge=0, le=INT32_MAX)
-    allowOversell: bool | None = None
-    autoSyncEnabled: bool | None = None
+    bundleQuantity: StrictInt | None = Field(None, ge=0, le=INT32_MAX)
+    lowStockThreshold: StrictInt | None = Field(None, ge=0, le=INT32_MAX)
+    availableQuantity: StrictInt | None = Field(None, ge=0, le=INT32_MAX)
+    reservedQuantity: StrictInt | None = Field(None, ge=0, le=INT32_MAX)
+    allowOversell: StrictBool | None = None
+    autoSyncEnabled: StrictBool | None = None
 
     @field_validator(
         "trackingMethod",
@@ -473,7 +482,7 @@ class BundleUpdate(_Input):
     status: BundleStatus | None = None
     shopifyMetaobjectId: MetaobjectGid | None = None
     shopifyProductId: ProductGid | None = None
-    displayOrder: int | None = Field(None, ge=0, le=INT32_MAX)
+    displayOrder: StrictInt | None = Field(None, ge=0, le=INT32_MAX)
     featuredImage: Url | None = None
     currencyCode: CurrencyCode | None = None
     components: list[ComponentIn] | None = Field(None, min_length=1, max_length=MAX_COMPONENTS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator
 
 from app.core.security import is_valid_shop
 
@@ -120,7 +120,7 @@ class FlagUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [FLAG_UPDATE_EXAMPLE]})
 
     enabled: StrictBool = Field(description="Global default for shops without an override.")
-    rolloutPercent: int | None = Field(
+    rolloutPercent: StrictInt | None = Field(
         default=None,
         ge=0,
         le=100,
@@ -130,7 +130,7 @@ class FlagUpdate(BaseModel):
         default=None,
         description="Shop domain → value, beating rollout and default. Replaces the stored map; `{}` clears it.",
     )
-    sampleRate: float | None = Field(
+    sampleRate: StrictFloat | None = Field(
         default=None, ge=0, le=1, allow_inf_nan=False, description="SHADOW_READS: fraction of reads to compare."
     )
     reason: str = Field(min_length=1, max_length=1000, description="Why; kept in the audit log.")
@@ -199,7 +199,7 @@ class MigrationStageUpdate(BaseModel):
 
     stage: StageName
     reason: str = Field(min_length=1, max_length=1000)
-    sampleRate: float | None = Field(
+    sampleRate: StrictFloat | None = Field(
         default=None,
         gt=0,
         le=1,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 from app.core.security import is_valid_shop
 
@@ -130,7 +130,7 @@ class CreateJobIn(BaseModel):
         description="Restrict the job to these shops (omitted = all shops).",
     )
     dryRun: StrictBool = Field(default=False, description="Count and report what would happen; write no V2 rows.")
-    batchSize: int = Field(default=100, ge=1, le=MAX_BATCH_SIZE, description="Items per batch (one shop each).")
+    batchSize: StrictInt = Field(default=100, ge=1, le=MAX_BATCH_SIZE, description="Items per batch (one shop each).")
     fillProducts: StrictBool = Field(
         default=False, description="Also cache component title/price/image/SKU from Shopify products."
     )
@@ -152,7 +152,7 @@ class RetryFailedIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [RETRY_FAILED_EXAMPLE]})
 
     dryRun: StrictBool | None = None
-    batchSize: int | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE)
+    batchSize: StrictInt | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE)
 
 
 class JobStats(BaseModel):

@@ -203,7 +203,7 @@ async def test_shopify_failures_are_problems_not_500(
     await sim.put_shop(no_token, token="whatever")
     created = (await client.post(bundles_url(no_token), json=bundle_body())).json()
     response = await client.get(bundles_url(no_token, created["id"]))
-    assert response.status_code == 502, response.text
+    assert response.status_code == 409, response.text  # the shop's state, not an upstream failure
     assert response.json()["reason"] == "shop_unauthorized"
 
 

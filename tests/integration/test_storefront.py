@@ -445,7 +445,8 @@ async def test_legacy_path_shopify_failures_are_problems(
     n = unique_number()
     fields = {"bundle_name": "B", "bundle_title": "B", "discount": "5", "products": json.dumps([product(n)])}
 
-    # No offline token (the app was uninstalled): Shopify cannot be asked; a 502, never a 500.
+    # No offline token (the app was uninstalled): Shopify cannot be asked. That is the shop's state,
+    # not an upstream failure: 409 (shop-not-connected), never a 5xx.
     no_token = new_shop("notoken")
     await db.execute(
         'INSERT INTO bundle_discount_id ("bundleId", "bundleName", "discountId", shop) VALUES ($1, $2, $3, $4)',
@@ -456,9 +457,9 @@ async def test_legacy_path_shopify_failures_are_problems(
     )
     async with shop_flag(client, "V2_BUNDLE_ENGINE", no_token, False):
         body = assert_problem(
-            await proxy_get(client, "/proxy/bundles-for-product", no_token, {"product_id": str(n)}), 502
+            await proxy_get(client, "/proxy/bundles-for-product", no_token, {"product_id": str(n)}), 409
         )
-    assert body["reason"]
+    assert body["reason"] == "shop_unauthorized" and body["type"].endswith("/shop-not-connected")
 
     # Shopify answering 5xx only (nothing cached yet): a 503 after the client's retries.
     down = new_shop("down")
