@@ -33,6 +33,12 @@ import httpx
 import orjson
 from opentelemetry import trace
 
+from app.shopify.documents import (
+    METAOBJECT_BY_HANDLE_QUERY,
+    METAOBJECT_NODES_QUERY,
+    METAOBJECT_QUERY,
+    PRODUCT_NODES_QUERY,
+)
 from app.shopify.errors import (
     ShopifyBadResponse,
     ShopifyError,
@@ -70,26 +76,7 @@ tracer = trace.get_tracer(__name__)
 #: Shopify's limit on `nodes(ids:)`.
 MAX_NODES_PER_QUERY = 250
 
-METAOBJECT_QUERY = """query Metaobject($id: ID!) {
-  metaobject(id: $id) { id handle type fields { key value } }
-}"""
 
-METAOBJECT_BY_HANDLE_QUERY = """query MetaobjectByHandle($handle: MetaobjectHandleInput!) {
-  metaobjectByHandle(handle: $handle) { id handle type fields { key value } }
-}"""
-
-METAOBJECT_NODES_QUERY = """query MetaobjectNodes($ids: [ID!]!) {
-  nodes(ids: $ids) { ... on Metaobject { id handle type fields { key value } } }
-}"""
-
-PRODUCT_NODES_QUERY = """query ProductNodes($ids: [ID!]!) {
-  nodes(ids: $ids) {
-    ... on Product {
-      id title featuredImage { url }
-      variants(first: 1) { nodes { id price sku inventoryQuantity } }
-    }
-  }
-}"""
 
 #: GraphQL error codes that mean "Shopify had a problem", retried like a 5xx.
 RETRYABLE_GRAPHQL_CODES = frozenset({"INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE", "TIMEOUT"})

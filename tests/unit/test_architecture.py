@@ -1,4 +1,6 @@
-"""The import graph of `app` has no cycle (module level; `if TYPE_CHECKING:` imports excluded).
+"""The import graph of `app` has no cycle, and every Admin GraphQL document is in one module.
+
+No cycle (module level; `if TYPE_CHECKING:` imports excluded).
 
 A cycle is how layers start to blur (a service importing one that imports it back, made to work
 with a function-level import): this test names the modules of each one. The layer contracts
@@ -8,6 +10,9 @@ themselves are import-linter's (`make lint`, pyproject's [tool.importlinter]).
 from __future__ import annotations
 
 import grimp
+
+from app.shopify import documents
+from tests.unit.test_graphql_documents import collect_documents
 
 
 def strongly_connected(graph: grimp.ImportGraph) -> list[list[str]]:
@@ -69,3 +74,11 @@ def test_the_finder_sees_a_cycle() -> None:
 def test_app_has_no_import_cycle() -> None:
     graph = grimp.build_graph("app", exclude_type_checking_imports=True)
     assert strongly_connected(graph) == []
+
+
+def test_every_admin_graphql_document_lives_in_the_documents_module() -> None:
+    """Modules import their documents from `app.shopify.documents`; none defines one of its own."""
+    texts = set(collect_documents().values())
+    defined = {value for name, value in vars(documents).items() if name.isupper() and isinstance(value, str)}
+    assert len(texts) >= 14  # the client's reads, write-through's metaobject and discount operations, ...
+    assert texts <= defined, sorted(texts - defined)

@@ -57,18 +57,14 @@ from app.services.flags import store as flags
 from app.services.shopify_sync import write_through as wt
 from app.services.shopify_sync.outbox import enqueue_push
 from app.shopify.client import Metaobject
+from app.shopify.documents import METAOBJECTS_QUERY
 from app.shopify.errors import ShopifyError
 
 log = logging.getLogger(__name__)
 
 Winner = Literal["v2", "legacy"]
 
-METAOBJECTS_QUERY = """query BundleMetaobjects($type: String!, $first: Int!, $after: String) {
-  metaobjects(type: $type, first: $first, after: $after) {
-    nodes { id handle type fields { key value } }
-    pageInfo { hasNextPage endCursor }
-  }
-}"""
+
 PAGE = 50
 
 

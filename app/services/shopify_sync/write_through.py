@@ -57,6 +57,17 @@ from app.rules.legacy_metaobject import BUNDLE_METAOBJECT_TYPE, Approximation, P
 from app.schemas.bundles import DiscountIn
 from app.services.flags import store as flags
 from app.shopify.client import ShopifyClient, is_gid
+from app.shopify.documents import (
+    DISCOUNT_CREATE,
+    DISCOUNT_DELETE,
+    DISCOUNT_NODES,
+    DISCOUNT_UPDATE,
+    DISCOUNTS_BY_TITLE,
+    METAOBJECT_CREATE,
+    METAOBJECT_DELETE,
+    METAOBJECT_UPDATE,
+    METAOBJECT_UPSERT,
+)
 from app.shopify.errors import ShopifyError, ShopifyUnavailable, ShopifyUserErrors
 
 if TYPE_CHECKING:
@@ -66,50 +77,7 @@ log = logging.getLogger(__name__)
 
 HANDLE_PREFIX = "sb-"
 DISCOUNT_GID_TYPE = "DiscountAutomaticNode"
-_USER_ERRORS = "userErrors { field message code }"
 
-METAOBJECT_CREATE = f"""mutation BundleMetaobjectCreate($metaobject: MetaobjectCreateInput!) {{
-  metaobjectCreate(metaobject: $metaobject) {{ metaobject {{ id handle }} {_USER_ERRORS} }}
-}}"""
-METAOBJECT_UPSERT = f"""mutation BundleMetaobjectUpsert($handle: MetaobjectHandleInput!, $metaobject: MetaobjectUpsertInput!) {{
-  metaobjectUpsert(handle: $handle, metaobject: $metaobject) {{ metaobject {{ id handle }} {_USER_ERRORS} }}
-}}"""  # noqa: E501
-METAOBJECT_UPDATE = f"""mutation BundleMetaobjectUpdate($id: ID!, $metaobject: MetaobjectUpdateInput!) {{
-  metaobjectUpdate(id: $id, metaobject: $metaobject) {{ metaobject {{ id handle }} {_USER_ERRORS} }}
-}}"""
-METAOBJECT_DELETE = f"""mutation BundleMetaobjectDelete($id: ID!) {{
-  metaobjectDelete(id: $id) {{ deletedId {_USER_ERRORS} }}
-}}"""
-DISCOUNT_CREATE = f"""mutation BundleDiscountCreate($automaticBasicDiscount: DiscountAutomaticBasicInput!) {{
-  discountAutomaticBasicCreate(automaticBasicDiscount: $automaticBasicDiscount) {{
-    automaticDiscountNode {{ id }} {_USER_ERRORS}
-  }}
-}}"""
-DISCOUNT_UPDATE = f"""mutation BundleDiscountUpdate($id: ID!, $automaticBasicDiscount: DiscountAutomaticBasicInput!) {{
-  discountAutomaticBasicUpdate(id: $id, automaticBasicDiscount: $automaticBasicDiscount) {{
-    automaticDiscountNode {{ id }} {_USER_ERRORS}
-  }}
-}}"""
-DISCOUNT_DELETE = f"""mutation BundleDiscountDelete($id: ID!) {{
-  discountAutomaticDelete(id: $id) {{ deletedAutomaticDiscountId {_USER_ERRORS} }}
-}}"""
-DISCOUNTS_BY_TITLE = """query BundleDiscountsByTitle($query: String!) {
-  automaticDiscountNodes(first: 50, query: $query) {
-    nodes { id automaticDiscount { ... on DiscountAutomaticBasic { title startsAt } } }
-  }
-}"""
-DISCOUNT_NODES = """query BundleDiscounts($ids: [ID!]!) {
-  nodes(ids: $ids) {
-    ... on DiscountAutomaticNode {
-      id
-      automaticDiscount {
-        ... on DiscountAutomaticBasic {
-          title status customerGets { value { ... on DiscountPercentage { percentage } } }
-        }
-      }
-    }
-  }
-}"""
 
 
 # --------------------------------------------------------------------------------------------
