@@ -1,5 +1,5 @@
 """`shopibundle`, the operator's command line: commands in `commands`, what they print in `render`."""
 
-from app.cli.commands import main
+from app.cli.commands import build_parser, main
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]

@@ -46,8 +46,9 @@ from app.core.errors import DomainError
 from app.core.logging import configure_logging
 from app.core.migrations import current_revision, downgrade, head_revision, upgrade
 from app.core.security import is_valid_shop
+from app.rules.stages import STAGES
 from app.schemas.jobs import CreateJobIn
-from app.services.flags.store import STAGES, start_flags, stop_flags
+from app.services.flags.store import start_flags, stop_flags
 from app.services.migration import jobs as migration_jobs
 from app.services.migration.validation import build_validation_report
 from app.services.migration.worker import JobWorker

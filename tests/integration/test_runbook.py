@@ -38,7 +38,7 @@ from app.cli import main as cli_main
 from app.core.config import get_settings
 from app.core.db import create_pool
 from app.core.migrations import head_revision
-from app.services.flags.store import stage_of
+from app.rules.stages import stage_of
 from app.services.migration import jobs as migration_jobs
 from app.services.migration.worker import JobWorker
 from app.services.rollout.operations import ARCHIVED_LEGACY_TABLES, BASELINE_REVISION, legacy_table_locations
@@ -196,7 +196,7 @@ async def _revision(state: RunbookState) -> str | None:
 
 async def _stage(state: RunbookState) -> str:
     from app.repos import flags as flag_repo
-    from app.services.flags.store import DEFAULT_STATES, FlagState
+    from app.rules.flags import DEFAULT_STATES, FlagState
 
     conn = await state.conn()
     try:

@@ -7,19 +7,9 @@ from types import MappingProxyType
 import pytest
 
 from app.core.config import FLAG_NAMES, Settings
-from app.services.flags.store import (
-    DEFAULT_STATES,
-    STAGE_TABLE,
-    STAGES,
-    Flag,
-    FlagState,
-    FlagStore,
-    UnknownFlag,
-    evaluate_state,
-    rollout_bucket,
-    stage_of,
-    stage_values,
-)
+from app.rules.flags import DEFAULT_STATES, Flag, FlagState, evaluate_state, rollout_bucket
+from app.rules.stages import STAGE_TABLE, STAGES, stage_of, stage_values
+from app.services.flags.store import FlagStore, UnknownFlag
 
 SHOPS = [f"shop-{i}.myshopify.com" for i in range(1000)]
 

@@ -13,17 +13,13 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import hashlib
 import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
-from enum import StrEnum
-from functools import lru_cache
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 
@@ -34,52 +30,38 @@ from app.core.errors import NotFound, NotReady, ValidationFailed
 from app.core.metrics import FLAG_EVALUATIONS
 from app.core.time import as_utc, utcnow
 from app.repos import flags as repo
+from app.rules.flags import (
+    DEFAULT_STATES,
+    Flag,
+    FlagEvaluation,
+    FlagState,
+    evaluate_state,
+    legacy_tables_need,
+)
+from app.rules.stages import stage_of
 from app.services.rollout.guard import require_legacy_tables
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "STAGES",
-    "STAGE_TABLE",
-    "Flag",
-    "FlagEvaluation",
-    "FlagState",
     "FlagStore",
     "UnknownFlag",
     "audit_page",
     "evaluate_flag",
-    "evaluate_state",
     "flag_on",
     "flag_view",
     "get_flag",
     "is_on",
     "list_flags",
     "migration_stage",
-    "rollout_bucket",
-    "stage_of",
     "start_flags",
     "stop_flags",
     "update_flag",
 ]
 
 
-class Flag(StrEnum):
-    """The four flags (a `str`, so `store.is_enabled(Flag.DUAL_WRITE, shop)` reads well)."""
-
-    V2_BUNDLE_ENGINE = "V2_BUNDLE_ENGINE"
-    V2_PRICING_ENGINE = "V2_PRICING_ENGINE"
-    DUAL_WRITE = "DUAL_WRITE"
-    SHADOW_READS = "SHADOW_READS"
-
-
-assert tuple(Flag) == FLAG_NAMES, "Flag must list app.core.config.FLAG_NAMES in order"
-
-Reason = Literal["env", "shop_override", "rollout", "default"]
-
 #: Who the service writes as when it seeds a missing row.
 SYSTEM_ACTOR = "system"
-#: `sampleRate` a stage that turns shadow reads on uses when neither the request nor the flag gives one.
-DEFAULT_SHADOW_SAMPLE_RATE = 0.1
 #: Application name of the LISTEN connection, so operators (and tests) can find it in pg_stat_activity.
 LISTENER_APPLICATION_NAME = "shopibundle-flags"
 
@@ -89,85 +71,6 @@ class UnknownFlag(NotFound):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"Unknown feature flag {name!r}; known flags: {', '.join(FLAG_NAMES)}.")
-
-
-@dataclass(frozen=True, slots=True)
-class FlagState:
-    """One flag as stored (immutable: a snapshot is shared by every concurrent request)."""
-
-    name: str
-    enabled: bool = False
-    rollout_percent: int = 0
-    shop_overrides: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
-    sample_rate: float = 0.0
-    updated_at: datetime | None = None
-    updated_by: str | None = None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> FlagState:
-        """From a database row; tolerant of hand-written junk in `shopOverrides` (non-bool values are dropped)."""
-        raw = row.get("shopOverrides") or {}
-        overrides = {str(k): v for k, v in raw.items() if isinstance(v, bool)} if isinstance(raw, dict) else {}
-        return cls(
-            name=row["name"],
-            enabled=bool(row["enabled"]),
-            rollout_percent=max(0, min(100, int(row["rolloutPercent"]))),
-            shop_overrides=MappingProxyType(overrides),
-            sample_rate=max(0.0, min(1.0, float(row["sampleRate"]))),
-            updated_at=row.get("updatedAt"),
-            updated_by=row.get("updatedBy"),
-        )
-
-    def values(self) -> dict[str, Any]:
-        """The settable part, camelCase: what the audit log records as old/new and what a write stores."""
-        return {
-            "enabled": self.enabled,
-            "rolloutPercent": self.rollout_percent,
-            "shopOverrides": dict(sorted(self.shop_overrides.items())),
-            "sampleRate": self.sample_rate,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class FlagEvaluation:
-    value: bool
-    reason: Reason
-
-
-# Every possible evaluation, allocated once: the hot path returns shared instances.
-_EVALUATIONS: dict[tuple[bool, str], FlagEvaluation] = {
-    (value, reason): FlagEvaluation(value, reason)
-    for value in (True, False)
-    for reason in ("env", "shop_override", "rollout", "default")
-}
-
-#: Defaults when no row exists (and the rows seeded at start-up): the plan's Phase 2 starts
-#: with dual writes on and reads on the legacy tables; everything else off.
-DEFAULT_STATES: Mapping[str, FlagState] = MappingProxyType(
-    {name: FlagState(name, enabled=(name == Flag.DUAL_WRITE)) for name in FLAG_NAMES}
-)
-
-
-@lru_cache(maxsize=65536)
-def rollout_bucket(name: str, shop: str) -> int:
-    """0-99, stable across processes, releases and replicas (unlike `hash()`), independent per flag."""
-    return int(hashlib.sha256(f"{name}:{shop}".encode()).hexdigest()[:8], 16) % 100
-
-
-def evaluate_state(state: FlagState, shop: str | None, env: bool | None) -> FlagEvaluation:
-    """The rules in the module docstring, as a pure function of one flag's state."""
-    if env is not None:
-        return _EVALUATIONS[(env, "env")]
-    if shop is not None:
-        override = state.shop_overrides.get(shop)
-        if override is not None:
-            return _EVALUATIONS[(override, "shop_override")]
-    if not state.enabled and state.rollout_percent > 0:
-        if state.rollout_percent >= 100 or (
-            shop is not None and rollout_bucket(state.name, shop) < state.rollout_percent
-        ):
-            return _EVALUATIONS[(True, "rollout")]
-    return _EVALUATIONS[(state.enabled, "default")]
 
 
 class FlagStore:
@@ -501,19 +404,6 @@ class FlagWrite:
     new: FlagState
 
 
-def legacy_tables_need(state: FlagState) -> str | None:
-    """Why this flag state makes some shop read or write the archivable legacy tables (None: it does not)."""
-    if state.name == Flag.DUAL_WRITE and (
-        state.enabled or state.rollout_percent > 0 or any(state.shop_overrides.values())
-    ):
-        return "DUAL_WRITE on (dual writes go to the legacy tables)"
-    if state.name == Flag.V2_BUNDLE_ENGINE and not (
-        (state.enabled or state.rollout_percent >= 100) and all(state.shop_overrides.values())
-    ):
-        return "V2_BUNDLE_ENGINE off (reads come from the legacy tables)"
-    return None
-
-
 async def write_flags_in_transaction(
     conn: repo.Conn, changes: Mapping[str, Change], *, actor: str, reason: str, skip_unchanged: bool = True
 ) -> list[FlagWrite]:
@@ -633,107 +523,6 @@ async def audit_page(store: FlagStore, *, limit: int, cursor: str | None, flag: 
         item["changedAt"] = as_utc(item["changedAt"])
     next_cursor = _encode_cursor(items[-1]["id"]) if len(rows) > limit else None
     return {"items": items, "nextCursor": next_cursor}
-
-
-# =================================================================================== migration stage
-
-Stage = Literal["off", "dualwrite", "shadow", "live", "rampdown", "complete"]
-STAGES: tuple[Stage, ...] = ("off", "dualwrite", "shadow", "live", "rampdown", "complete")
-
-#: The six stages of the read/write migration as global flag values (True = on for every shop).
-#:
-#: | stage     | DUAL_WRITE | V2_BUNDLE_ENGINE | V2_PRICING_ENGINE | SHADOW_READS | reads from / compared with |
-#: |-----------|------------|------------------|-------------------|--------------|----------------------------|
-#: | off       | off        | off              | off               | off          | legacy, no V2 writes       |
-#: | dualwrite | on         | off              | off               | off          | legacy (plan Phase 2)      |
-#: | shadow    | on         | off              | off               | on           | legacy, sampled V2 compare |
-#: | live      | on         | on               | on                | on           | V2, sampled legacy compare |
-#: | rampdown  | on         | on               | on                | off          | V2, legacy still written   |
-#: | complete  | off        | on               | on                | off          | V2 only (plan Phase 5)     |
-#:
-#: Setting a stage writes, for each flag: on → enabled=true, rolloutPercent=100; off →
-#: enabled=false, rolloutPercent=0; shopOverrides cleared in both cases (a stage is a whole-fleet
-#: position; a leftover per-shop exception could pair V2 reads with stopped dual writes).
-#: SHADOW_READS turned on takes `sampleRate` from the request, else keeps a non-zero stored rate,
-#: else 0.1; otherwise `sampleRate` is left as stored. Only flags whose values change are written,
-#: each with its own audit entry.
-#: Reading derives the stage from the stored flags: a stage matches when every flag has no shop
-#: overrides and is globally on (enabled or rolloutPercent=100) or off (disabled, rolloutPercent=0)
-#: as the table says; anything else is "custom". Environment overrides do not change the stage
-#: (the response lists them per flag).
-STAGE_TABLE: Mapping[Stage, Mapping[str, bool]] = MappingProxyType(
-    {
-        "off": {
-            Flag.DUAL_WRITE: False,
-            Flag.V2_BUNDLE_ENGINE: False,
-            Flag.V2_PRICING_ENGINE: False,
-            Flag.SHADOW_READS: False,
-        },
-        "dualwrite": {
-            Flag.DUAL_WRITE: True,
-            Flag.V2_BUNDLE_ENGINE: False,
-            Flag.V2_PRICING_ENGINE: False,
-            Flag.SHADOW_READS: False,
-        },
-        "shadow": {
-            Flag.DUAL_WRITE: True,
-            Flag.V2_BUNDLE_ENGINE: False,
-            Flag.V2_PRICING_ENGINE: False,
-            Flag.SHADOW_READS: True,
-        },
-        "live": {
-            Flag.DUAL_WRITE: True,
-            Flag.V2_BUNDLE_ENGINE: True,
-            Flag.V2_PRICING_ENGINE: True,
-            Flag.SHADOW_READS: True,
-        },
-        "rampdown": {
-            Flag.DUAL_WRITE: True,
-            Flag.V2_BUNDLE_ENGINE: True,
-            Flag.V2_PRICING_ENGINE: True,
-            Flag.SHADOW_READS: False,
-        },
-        "complete": {
-            Flag.DUAL_WRITE: False,
-            Flag.V2_BUNDLE_ENGINE: True,
-            Flag.V2_PRICING_ENGINE: True,
-            Flag.SHADOW_READS: False,
-        },
-    }
-)
-
-
-def _global_position(state: FlagState) -> bool | None:
-    """True/False when the flag is uniformly on/off for every shop; None for anything partial."""
-    if state.shop_overrides:
-        return None
-    if state.enabled or state.rollout_percent >= 100:
-        return True
-    if state.rollout_percent == 0:
-        return False
-    return None
-
-
-def stage_of(states: Mapping[str, FlagState]) -> Stage | Literal["custom"]:
-    positions = {name: _global_position(states.get(name) or DEFAULT_STATES[name]) for name in FLAG_NAMES}
-    for stage, table in STAGE_TABLE.items():
-        if all(positions[name] is on for name, on in table.items()):
-            return stage
-    return "custom"
-
-
-def stage_values(stage: Stage, old: FlagState, sample_rate: float | None) -> dict[str, Any]:
-    """The stored values flag `old.name` gets in `stage` (pure; see `STAGE_TABLE`)."""
-    on = STAGE_TABLE[stage][old.name]
-    values = old.values()
-    values.update(enabled=on, rolloutPercent=100 if on else 0, shopOverrides={})
-    if on and old.name == Flag.SHADOW_READS:
-        values["sampleRate"] = (
-            sample_rate
-            if sample_rate is not None
-            else (old.sample_rate if old.sample_rate > 0 else DEFAULT_SHADOW_SAMPLE_RATE)
-        )
-    return values
 
 
 def migration_stage(store: FlagStore) -> dict[str, Any]:

@@ -33,6 +33,8 @@ import orjson
 from app.core.container import Container
 from app.core.time import as_utc
 from app.repos import flags as flag_repo
+from app.rules.flags import FlagState
+from app.rules.stages import STAGES, stage_of
 from app.services.flags import store as flag_service
 from app.services.migration import jobs as migration_jobs
 from app.services.migration.validation import build_validation_report
@@ -140,10 +142,10 @@ async def _flags(container: Container) -> dict[str, Any]:
     if store is None:
         # No running store (flags not started on this replica): read the table directly.
 
-        states = [flag_service.FlagState.from_row(r) for r in await flag_repo.fetch_all(container.pool)]
+        states = [FlagState.from_row(r) for r in await flag_repo.fetch_all(container.pool)]
         store = flag_service.FlagStore(container.settings, states)
         flags = flag_service.list_flags(store)
-        stage = flag_service.stage_of({s.name: s for s in store.states()})
+        stage = stage_of({s.name: s for s in store.states()})
         audit = await flag_repo.list_audit(container.pool, limit=AUDIT_ENTRIES, before_id=None, flag_name=None)
         for entry in audit:
             entry["changedAt"] = as_utc(entry["changedAt"])
@@ -151,7 +153,7 @@ async def _flags(container: Container) -> dict[str, Any]:
         flags = flag_service.list_flags(store)
         stage = flag_service.migration_stage(store).get("stage")
         audit = (await flag_service.audit_page(store, limit=AUDIT_ENTRIES, cursor=None, flag=None))["items"]
-    return {"flags": flags, "stage": stage, "stages": list(flag_service.STAGES), "audit": audit}
+    return {"flags": flags, "stage": stage, "stages": list(STAGES), "audit": audit}
 
 
 @dataclass

@@ -92,8 +92,10 @@ from app.repos import jobs as jobs_repo
 from app.repos import legacy_tables as tables_repo
 from app.repos.base import Conn
 from app.repos.legacy_tables import ARCHIVE_SCHEMA, ARCHIVED_LEGACY_TABLES, LIVE_SCHEMA, Location
+from app.rules.flags import DEFAULT_STATES, Flag, FlagState
+from app.rules.stages import STAGE_TABLE, Stage, stage_of, stage_values
 from app.services.flags import store as flag_service
-from app.services.flags.store import DEFAULT_STATES, Flag, FlagState, FlagStore, Stage, write_flags_in_transaction
+from app.services.flags.store import FlagStore, write_flags_in_transaction
 from app.services.migration.validation import build_validation_report
 from app.services.rollout.guard import LegacyTablesArchived, require_legacy_tables
 
@@ -180,7 +182,7 @@ async def _write_stage(
     conn: Conn, stage: Stage, *, actor: str, reason: str, sample_rate: float | None = None
 ) -> list[dict[str, Any]]:
     def change(old: FlagState) -> dict[str, Any]:
-        return flag_service.stage_values(stage, old, sample_rate)
+        return stage_values(stage, old, sample_rate)
 
     return await _write_flags(conn, dict.fromkeys(FLAG_NAMES, change), actor=actor, reason=reason)
 
@@ -288,7 +290,7 @@ async def set_stage(
     """`PUT /admin/migration-stage` for the CLI (same values, same audit reason), plus one guard:
     while the legacy tables are archived only `complete` is allowed, since every other stage
     reads or writes them."""
-    if stage not in flag_service.STAGE_TABLE:
+    if stage not in STAGE_TABLE:
         raise ValidationFailed(f"Unknown stage {stage!r}.", errors=[{"field": "stage", "message": "unknown"}])
     reason = _require_reason(reason)
     if sample_rate is not None and not 0 < sample_rate <= 1:
@@ -307,7 +309,7 @@ async def set_stage(
         "reason": reason,
         "changedFlags": [w["name"] for w in written],
         **view,
-        "warnings": _env_warnings(_env_source(store, settings), flag_service.STAGE_TABLE[stage]),
+        "warnings": _env_warnings(_env_source(store, settings), STAGE_TABLE[stage]),
     }
 
 
@@ -336,7 +338,7 @@ async def immediate_rollback(
             reason=f"immediate rollback → {IMMEDIATE_ROLLBACK_STAGE}: {reason}",
         )
         stale = await tables_repo.read_comment(conn, LIVE_SCHEMA, ARCHIVED_LEGACY_TABLES[0])
-    warnings = _env_warnings(env_override, flag_service.STAGE_TABLE[IMMEDIATE_ROLLBACK_STAGE])
+    warnings = _env_warnings(env_override, STAGE_TABLE[IMMEDIATE_ROLLBACK_STAGE])
     if not _was_fully_on(before[Flag.DUAL_WRITE].values()):
         warnings.append(
             "DUAL_WRITE was not on for every shop before this rollback: V2 writes made while it was off never "
@@ -418,7 +420,7 @@ async def phase5_cleanup(
     async with pool.acquire() as conn:
         _require_all_public(await legacy_table_locations(conn), action)
         await _require_no_unfinished_jobs(conn)
-        stage_before = flag_service.stage_of(await _stored_states(conn))
+        stage_before = stage_of(await _stored_states(conn))
     report = await build_validation_report(pool, None, list_limit=20)
     validation = _validation_summary(report)
     if not force:
@@ -454,7 +456,7 @@ async def phase5_cleanup(
             # FOR SHARE: a flag write (FOR UPDATE) now waits for this commit, so DUAL_WRITE cannot come back
             # on while the tables move; a change made during the wait above is caught here.
             await tables_repo.lock_flags_for_share(conn)
-            if flag_service.stage_of(await _stored_states(conn)) != "complete":
+            if stage_of(await _stored_states(conn)) != "complete":
                 raise Conflict(
                     "The flags left the `complete` stage while the cleanup waited for replicas; nothing was archived. "
                     "Check the flag audit log (`GET /admin/flags/audit`) and re-run the cleanup.",
@@ -472,7 +474,7 @@ async def phase5_cleanup(
             f"Could not lock the legacy tables within {LOCK_TIMEOUT} (long transactions on them); nothing was "
             "archived, dual write stays off (stage complete). Retry the cleanup.",
         ) from exc
-    warnings = _env_warnings(env_override, flag_service.STAGE_TABLE["complete"])
+    warnings = _env_warnings(env_override, STAGE_TABLE["complete"])
     if force and not validation["ok"]:
         warnings.append(f"Forced past a validation report that was not ok: {validation}.")
     log.info("phase 5 cleanup by %s: %s; archived %s", actor, reason, [m["table"] for m in moved])
