@@ -9,8 +9,17 @@ from app.rules.consistency import ConsistencyFigures, diff_fields, p99, wilson_u
 
 def _figures(**kw: object) -> ConsistencyFigures:
     base: dict[str, object] = dict(
-        comparisons=0, confirmed=0, transient=0, noise_comparisons=0, noise_mismatches=0,
-        verified=0, divergent=0, v2_reads=0, v2_errors=0, v2_p99_ms=None, legacy_p99_ms=None,
+        comparisons=0,
+        confirmed=0,
+        transient=0,
+        noise_comparisons=0,
+        noise_mismatches=0,
+        verified=0,
+        divergent=0,
+        v2_reads=0,
+        v2_errors=0,
+        v2_p99_ms=None,
+        legacy_p99_ms=None,
     )
     base.update(kw)
     return ConsistencyFigures(**base)  # type: ignore[arg-type]
@@ -54,9 +63,19 @@ def test_wilson_upper_clamps_impossible_counts() -> None:
 
 
 def test_figures_rates_and_bound() -> None:
-    f = _figures(comparisons=380, confirmed=1, transient=4, verified=20, divergent=0,
-                 noise_comparisons=40, noise_mismatches=2, v2_reads=500, v2_errors=5,
-                 v2_p99_ms=12.0, legacy_p99_ms=40.0)
+    f = _figures(
+        comparisons=380,
+        confirmed=1,
+        transient=4,
+        verified=20,
+        divergent=0,
+        noise_comparisons=40,
+        noise_mismatches=2,
+        v2_reads=500,
+        v2_errors=5,
+        v2_p99_ms=12.0,
+        legacy_p99_ms=40.0,
+    )
     assert f.mismatch_rate == pytest.approx(1 / 400)
     assert f.mismatch_upper == pytest.approx(wilson_upper(1, 400))
     assert f.noise_rate == pytest.approx(0.05)
