@@ -64,7 +64,9 @@ def upgrade() -> None:
         sa.Column("since", TS3, server_default=NOW, nullable=False),
         sa.Column("active", sa.Boolean(), server_default=sa.text("true"), nullable=False),
         sa.Column("lastTransition", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
-        sa.Column("guardValues", postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'[]'"), nullable=False),
+        sa.Column(
+            "guardValues", postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'[]'"), nullable=False
+        ),
         sa.Column("evaluatedAt", TS3, nullable=True),
         sa.Column("updatedAt", TS3, server_default=NOW, nullable=False),
         sa.ForeignKeyConstraint(
