@@ -75,7 +75,7 @@ CHAOS_SECONDS ?= 60
 SOAK_SECONDS ?= 600
 chaos: install wrk
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m chaos; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
-	HYPOTHESIS_PROFILE=chaos $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/test_fuzz_parsers.py
+	HYPOTHESIS_PROFILE=chaos $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/test_fuzz_parsers.py tests/integration/test_storefront_cache.py
 	$(BIN)/python tests/chaos/run_chaos.py --duration $(CHAOS_SECONDS)
 	$(BIN)/python tests/chaos/run_soak.py --duration $(SOAK_SECONDS)
 	$(BIN)/python -m tests.fuzz.run_schemathesis --max-examples 100 --report-dir .data/schemathesis
