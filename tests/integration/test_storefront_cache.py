@@ -579,3 +579,22 @@ async def replica_pair(app_factory: Any) -> AsyncIterator[list[httpx.AsyncClient
         yield [one, two]
         hits = sum(read_model(client)[0].hits for client in (one, two))
         assert hits > 0, "the property ran without ever serving from the cache"
+
+
+async def test_a_late_heartbeat_stops_serving_until_it_is_back_without_reconnecting(db_url: str) -> None:
+    """Under load a heartbeat may come back late: the cache cannot vouch for that moment, so it
+    stops serving (and empties), then serves again on the same connection once it is back."""
+    cache: ReadCache[str] = ReadCache("late")
+    listener = InvalidationListener(cache, db_url, CHANNEL, heartbeat_s=0.05, heartbeat_timeout_s=1e-6)
+    await listener.start()
+    try:
+        states = set()
+        deadline = time.monotonic() + 5
+        while states != {True, False}:
+            assert time.monotonic() < deadline, states
+            if listener.connected:
+                states.add(cache.serving)
+            await asyncio.sleep(0.001)
+        assert listener.connects == 1
+    finally:
+        await listener.stop()
