@@ -350,6 +350,9 @@ class InvalidationListener:
             self.cache.set_serving(False, "listener_lost")
         self._connected.clear()
         self._lost.set()
+        for waiter in self._markers.values():  # their markers will never come back: reconnect now
+            if not waiter.done():
+                waiter.set_exception(ConnectionError("the read-cache listener connection was lost"))
 
     async def _send_marker(self, conn: asyncpg.Connection) -> None:
         """Notify our own marker and wait until it comes back (no timeout of its own)."""
@@ -362,6 +365,8 @@ class InvalidationListener:
             await waiter
         finally:
             self._markers.pop(marker, None)
+            if waiter.done() and not waiter.cancelled():
+                waiter.exception()  # failed by a lost connection before it was awaited: retrieved here
 
     async def _heartbeat(self, conn: asyncpg.Connection) -> None:
         beat = asyncio.ensure_future(self._send_marker(conn))

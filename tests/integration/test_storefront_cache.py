@@ -598,3 +598,34 @@ async def test_a_late_heartbeat_stops_serving_until_it_is_back_without_reconnect
         assert listener.connects == 1
     finally:
         await listener.stop()
+
+
+class EchoSwallowingListener(InvalidationListener):
+    """Drops its own heartbeat echoes while `swallow` is set: a heartbeat stays out."""
+
+    swallow = False
+
+    def _on_notify(self, conn: object, pid: int, channel: str, raw: object) -> None:
+        if self.swallow and str(raw).startswith("~"):
+            return
+        super()._on_notify(conn, pid, channel, raw)
+
+
+async def test_a_connection_lost_while_a_heartbeat_is_out_reconnects_at_once(db_url: str) -> None:
+    cache: ReadCache[str] = ReadCache("lost-mid-heartbeat")
+    listener = EchoSwallowingListener(cache, db_url, CHANNEL, heartbeat_s=0.01)
+    await listener.start()
+    try:
+        listener.swallow = True
+        deadline = time.monotonic() + 5
+        while not (listener._markers and not listener._conn_lock.locked()):  # sent, echo awaited
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.001)
+        listener.swallow = False
+        listener.terminate_connection()
+        started = time.monotonic()
+        while listener.connects < 2:  # not after the 10 s a silent connection is given
+            assert time.monotonic() - started < 2.0, "waited for the heartbeat of a dead connection"
+            await asyncio.sleep(0.01)
+    finally:
+        await listener.stop()
