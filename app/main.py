@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from app.api import (
     bundles,
+    consistency,
     flags,
     health,
     metrics,
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         validation,
         rollout,
         shadow,
+        consistency,
         shopify_sync,
         metrics,
         ui,

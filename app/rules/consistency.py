@@ -35,6 +35,8 @@ OUTCOME_NOISE_MATCH: Final = "noise_match"
 OUTCOME_NOISE_MISMATCH: Final = "noise_mismatch"
 OUTCOME_VERIFIED: Final = "verified"
 OUTCOME_DIVERGENT: Final = "divergent"
+#: A sampled read that failed on one origin (no comparison; counts in the V2 error rate).
+OUTCOME_ERROR: Final = "error"
 OUTCOMES: Final = (
     OUTCOME_MATCH,
     OUTCOME_CONFIRMED,
@@ -43,6 +45,7 @@ OUTCOMES: Final = (
     OUTCOME_NOISE_MISMATCH,
     OUTCOME_VERIFIED,
     OUTCOME_DIVERGENT,
+    OUTCOME_ERROR,
 )
 #: Outcomes that count as a shadow comparison (the denominator of the mismatch rate).
 SHADOW_OUTCOMES: Final = (OUTCOME_MATCH, OUTCOME_CONFIRMED, OUTCOME_TRANSIENT)
@@ -137,11 +140,21 @@ def diff_fields(left: Any, right: Any, path: str = "") -> list[str]:
 
     Dicts are compared key by key (a missing key differs), lists item by item (a length
     difference names the list itself), anything else by equality. `bundles[gid].name` style
-    paths make a diff readable without the two documents.
+    paths make a diff readable without the two documents. One side None (that origin has no
+    answer): `presence`.
     """
+    if (left is None) != (right is None):
+        return [path or "presence"]  # one side has no answer at all
     out: set[str] = set()
     _diff(left, right, path, out)
     return sorted(out)
+
+
+def field_label(path: str) -> str:
+    """A diff path reduced to its field name, for metric labels (no ids, no indexes)."""
+    last = path.rsplit(".", 1)[-1] if "." in path and not path.endswith("/") else path
+    last = last.split("[", 1)[0]
+    return "presence" if last.startswith("gid:") or last.startswith("ai:") or last in ("", "$") else last
 
 
 def _diff(left: Any, right: Any, path: str, out: set[str]) -> None:

@@ -16,6 +16,8 @@ from app.core.container import Container
 from app.core.db import is_db_unavailable
 from app.core.migrations import current_revision, head_revision
 from app.services.bundles.reads import get_shadow_runner
+from app.services.bundles.shadow import get_runner
+from app.services.consistency import verify_bundle
 from app.services.flags.store import start_flags, stop_flags
 from app.services.migration.worker import JobWorker
 from app.services.shopify_sync.outbox import start_dispatcher, stop_dispatcher
@@ -34,6 +36,7 @@ async def _schema_is_current(container: Container) -> bool:
 async def _start_services(container: Container) -> None:
 
     container.flags = await start_flags(container)  # first: other services read flags
+    get_runner(container).verifier = verify_bundle  # dual-write verification after commit
     await start_read_model(container)  # needs revision 0006's triggers: only once the schema is current
     if container.settings.run_worker:  # migration job worker: every replica is one by default
         worker = await JobWorker.for_container(container)

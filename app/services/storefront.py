@@ -39,6 +39,7 @@ the theme numeric product ids whatever form the rows hold). Flag checks are sync
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,7 +54,9 @@ from app.core.errors import ShopifyErrorProblem, ShopifyUnavailableProblem, Vali
 from app.core.read_cache import InvalidationListener, ReadCache
 from app.core.time import utcnow
 from app.repos import storefront as repo
-from app.rules.legacy_parsing import InvalidLegacyData, decimal_to_json, storefront_product_id
+from app.repos.consistency import ComparisonRow
+from app.rules.consistency import OUTCOME_ERROR
+from app.rules.legacy_parsing import METAOBJECT_GID_PREFIX, InvalidLegacyData, decimal_to_json, storefront_product_id
 from app.rules.pricing import (
     BundlePrice,
     PricedComponent,
@@ -62,6 +65,7 @@ from app.rules.pricing import (
     legacy_price,
     price_bundle,
 )
+from app.services.bundles import shadow
 from app.services.bundles.legacy_reader import LegacyBundleView, get_legacy_reader
 from app.services.flags import store as flags
 from app.shopify.errors import ShopifyError, ShopifyUnavailable
@@ -209,20 +213,47 @@ async def bundles_for_product(
     container: Container, shop: str, product_gid: str, *, cached: bool = True
 ) -> StorefrontAnswer:
     """The legacy array for `product_gid` in `shop`, from the store `V2_BUNDLE_ENGINE` selects
-    (the V2 store's answer through the read model unless `cached` is False)."""
+    (the V2 store's answer through the read model unless `cached` is False). A read sampled for
+    shadow comparison (`SHADOW_READS`) is timed and compared with the other store in the background."""
+    if not shadow.sampled(container, shop):  # the hot path: one sampling decision, nothing else
+        return await _bundles_for_product(container, shop, product_gid, cached=cached)
+    started = time.perf_counter()
+    v2_primary = flags.is_on(container, "V2_BUNDLE_ENGINE", shop)
+    try:
+        answer = await _bundles_for_product(container, shop, product_gid, cached=cached)
+    except Exception:
+        if v2_primary:  # a failed V2 read is evidence too (the guards' error rate)
+            row = ComparisonRow(shop, ENDPOINT_BUNDLES_FOR_PRODUCT, OUTCOME_ERROR, product_gid, v2_error=True)
+            shadow.get_runner(container).submit(ENDPOINT_BUNDLES_FOR_PRODUCT, lambda: shadow.record(container, row))
+        raise
+    took = (time.perf_counter() - started) * 1000.0
+    shadow.get_runner(container).submit(
+        ENDPOINT_BUNDLES_FOR_PRODUCT, lambda: _shadow_bundles_for_product(container, shop, product_gid, answer, took)
+    )
+    return answer
+
+
+async def _bundles_for_product(container: Container, shop: str, product_gid: str, *, cached: bool) -> StorefrontAnswer:
     if flags.is_on(container, "V2_BUNDLE_ENGINE", shop):
+        return await _v2_legacy_shape(container, shop, product_gid, cached=cached)
+    return await _legacy_legacy_shape(container, shop, product_gid)
 
-        async def compute() -> tuple[StorefrontAnswer, float | None]:
-            rows = await repo.fetch_legacy_shape_for_product(container.pool, shop, product_gid)
-            answer = StorefrontAnswer(orjson.dumps([legacy_item_from_v2(r) for r in rows]), READ_SOURCE_V2)
-            return answer, _earliest_epoch(row["next_change"] for row in rows)
 
-        cache = container.storefront_cache
-        if cache is None or not cached:
-            return (await compute())[0]
-        # Only this branch is cached, so V2_BUNDLE_ENGINE needs no place in the key.
-        result: StorefrontAnswer = await cache.get_or_compute(shop, ("legacy-shape", product_gid), compute)
-        return result
+async def _v2_legacy_shape(container: Container, shop: str, product_gid: str, *, cached: bool) -> StorefrontAnswer:
+    async def compute() -> tuple[StorefrontAnswer, float | None]:
+        rows = await repo.fetch_legacy_shape_for_product(container.pool, shop, product_gid)
+        answer = StorefrontAnswer(orjson.dumps([legacy_item_from_v2(r) for r in rows]), READ_SOURCE_V2)
+        return answer, _earliest_epoch(row["next_change"] for row in rows)
+
+    cache = container.storefront_cache
+    if cache is None or not cached:
+        return (await compute())[0]
+    # Only this branch is cached, so V2_BUNDLE_ENGINE needs no place in the key.
+    result: StorefrontAnswer = await cache.get_or_compute(shop, ("legacy-shape", product_gid), compute)
+    return result
+
+
+async def _legacy_legacy_shape(container: Container, shop: str, product_gid: str) -> StorefrontAnswer:
     try:
         views = await get_legacy_reader(container).for_product(shop, product_gid)
     except ShopifyUnavailable as exc:
@@ -233,6 +264,65 @@ async def bundles_for_product(
         raise ShopifyErrorProblem("Shopify refused to read the shop's bundles.", reason=exc.reason) from exc
     items = [legacy_item_from_view(v) for v in views if _shown_by_legacy_endpoint(v)]
     return StorefrontAnswer(orjson.dumps(items), READ_SOURCE_LEGACY)
+
+
+# --------------------------------------------------------------------------------------------
+# Shadow reads of /proxy/bundles-for-product
+# --------------------------------------------------------------------------------------------
+
+ENDPOINT_BUNDLES_FOR_PRODUCT = "GET /proxy/bundles-for-product"
+
+
+def storefront_projection(answer: StorefrontAnswer) -> dict[str, Any]:
+    """The legacy array as `{metaobject GID: {title, discount, description, products (sorted)}}`.
+
+    Keyed by the id both stores share; order is the theme's business, not a difference. A V2-only
+    bundle (answered with its V2 id: no metaobject) cannot exist in the legacy store and is not
+    compared, as on the bundle API.
+    """
+    items = orjson.loads(answer.body)
+    return {
+        item["id"]: {
+            "title": item["title"],
+            "discount": item["discount"],
+            "description": item["description"],
+            "products": sorted(item["products"]),
+        }
+        for item in items
+        if isinstance(item.get("id"), str) and item["id"].startswith(METAOBJECT_GID_PREFIX)
+    }
+
+
+async def _shadow_bundles_for_product(
+    container: Container, shop: str, product_gid: str, primary: StorefrontAnswer, primary_ms: float
+) -> None:
+    """Background: read the other store (timed), then settle the comparison (app.services.bundles.shadow)."""
+
+    async def legacy() -> Any:
+        return storefront_projection(await _legacy_legacy_shape(container, shop, product_gid))
+
+    async def v2() -> Any:
+        return storefront_projection(await _v2_legacy_shape(container, shop, product_gid, cached=True))
+
+    legacy_ms: float | None
+    v2_ms: float | None
+    if primary.read_source == READ_SOURCE_V2:
+        v2_p, v2_ms = storefront_projection(primary), primary_ms
+        legacy_p, legacy_ms = await shadow.timed(legacy)
+    else:
+        legacy_p, legacy_ms = storefront_projection(primary), primary_ms
+        try:
+            v2_p, v2_ms = await shadow.timed(v2)
+        except Exception:
+            row = ComparisonRow(
+                shop, ENDPOINT_BUNDLES_FOR_PRODUCT, OUTCOME_ERROR, product_gid, legacy_ms=legacy_ms, v2_error=True
+            )
+            await shadow.record(container, row)
+            raise
+    comparison = shadow.Comparison(
+        shop, ENDPOINT_BUNDLES_FOR_PRODUCT, product_gid, legacy_p, v2_p, legacy, v2, legacy_ms=legacy_ms, v2_ms=v2_ms
+    )
+    await shadow.settle(container, comparison)
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,13 +36,12 @@ V2 bundles the legacy store cannot represent are not compared.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
 import logging
-import random
-from collections.abc import Awaitable, Callable, Coroutine
+import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -52,7 +51,7 @@ from app.core.container import Container
 from app.core.db import is_db_unavailable
 from app.core.errors import DomainError, NotFound, ShopifyErrorProblem, ShopifyUnavailableProblem, ValidationFailed
 from app.core.metrics import SHADOW_COMPARISONS, SHADOW_MISMATCHES
-from app.core.time import as_utc, naive_utc, utcnow
+from app.core.time import as_utc, naive_utc
 from app.repos import bundles as repo
 from app.repos import shadow as shadow_repo
 from app.repos.base import Executor
@@ -71,7 +70,9 @@ from app.schemas.bundles import (
     ShadowMismatchOut,
     ShadowMismatchPage,
 )
+from app.services.bundles import shadow
 from app.services.bundles.legacy_reader import LegacyBundleView, get_legacy_reader
+from app.services.bundles.shadow import EvidenceRunner
 from app.services.bundles.writes import check_ref, etag_of, run_read, to_out
 from app.services.flags import store as flags
 from app.shopify.errors import ShopifyError, ShopifyUnavailable
@@ -80,17 +81,28 @@ log = logging.getLogger(__name__)
 
 ENDPOINT_GET = "GET /api/v2/shops/{shop}/bundles/{bundleId}"
 ENDPOINT_LIST = "GET /api/v2/shops/{shop}/bundles"
-MAX_SHADOW_IN_FLIGHT = 8
 MANUAL_FIELDS = ("name", "title", "description", "products", "discountPercent", "discountId")
 AI_FIELDS = ("products", "discountId", "status")
 _CENT = Decimal("0.01")
 _OLDEST = datetime.min.replace(tzinfo=UTC)
 
 
+SHADOW_SERIES = ("match", "mismatch", "confirmed", "transient", "noise_match", "noise_mismatch", "error", "dropped")
+
+
 def _register_series() -> None:
     """Zero-valued series, so dashboards and alerts see the families before the first comparison."""
     for endpoint in (ENDPOINT_GET, ENDPOINT_LIST):
-        for outcome in ("match", "mismatch", "error", "dropped"):
+        for outcome in (
+            "match",
+            "mismatch",
+            "confirmed",
+            "transient",
+            "noise_match",
+            "noise_mismatch",
+            "error",
+            "dropped",
+        ):
             SHADOW_COMPARISONS.add(0, {"endpoint": endpoint, "outcome": outcome})
         for name in ("presence", *dict.fromkeys(MANUAL_FIELDS + AI_FIELDS)):
             SHADOW_MISMATCHES.add(0, {"field": name, "endpoint": endpoint})
@@ -342,6 +354,8 @@ async def get_bundle(container: Container, shop: str, bundle_ref: str) -> ReadRe
     """One bundle from the flag-selected store (by V2 id, metaobject GID or legacy AI id)."""
     check_ref(bundle_ref)
     source = read_source(container, shop)
+    sampled = shadow.sampled(container, shop)
+    started = time.perf_counter()
     if source == "v2":
         out = await _v2_get(container, shop, bundle_ref)
     else:
@@ -349,9 +363,9 @@ async def get_bundle(container: Container, shop: str, bundle_ref: str) -> ReadRe
     if out is None:
         raise NotFound("Bundle not found.")
     body = out.model_dump(mode="json")
-    if _shadow_sampled(container, shop):
-        primary = out
-        get_shadow_runner(container).submit(ENDPOINT_GET, lambda: _shadow_get(container, shop, source, primary))
+    if sampled:
+        primary, took = out, (time.perf_counter() - started) * 1000.0
+        get_shadow_runner(container).submit(ENDPOINT_GET, lambda: _shadow_get(container, shop, source, primary, took))
     return ReadResult(body, source, etag_of(body) if source == "v2" else None)
 
 
@@ -379,7 +393,7 @@ async def list_bundles(
         items, more, last_key = await _guard_legacy(_legacy_list(container, shop, query))
     next_cursor = encode_cursor(source, items[-1].createdAt, last_key) if more and items and last_key else None
     body = BundlePage(items=items, nextCursor=next_cursor).model_dump(mode="json")
-    if items and _shadow_sampled(container, shop):
+    if items and shadow.sampled(container, shop):
         page = list(items)
         get_shadow_runner(container).submit(ENDPOINT_LIST, lambda: _shadow_list(container, shop, source, page))
     return ReadResult(body, source)
@@ -410,65 +424,12 @@ async def list_shadow_mismatches(
 # --------------------------------------------------------------------------------------------
 
 
-class ShadowRunner:
-    """Fire-and-forget comparisons, at most `max_in_flight` at once; extra ones are dropped, not queued."""
-
-    def __init__(self, max_in_flight: int = MAX_SHADOW_IN_FLIGHT) -> None:
-        self.max_in_flight = max_in_flight
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
-
-    def submit(self, endpoint: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> bool:
-        """Start `factory()` in the background unless `max_in_flight` comparisons already run."""
-        if len(self._tasks) >= self.max_in_flight:
-            SHADOW_COMPARISONS.add(1, {"endpoint": endpoint, "outcome": "dropped"})
-            return False
-        task = asyncio.create_task(self._guarded(endpoint, factory()))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return True
-
-    @staticmethod
-    async def _guarded(endpoint: str, coro: Coroutine[Any, Any, None]) -> None:
-        try:
-            await coro
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            SHADOW_COMPARISONS.add(1, {"endpoint": endpoint, "outcome": "error"})
-            log.warning("shadow read failed", exc_info=True)
-
-    async def drain(self, timeout_s: float = 5.0) -> None:
-        """Wait for running comparisons (tests; graceful shutdown)."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout_s)
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+#: The runner of background comparisons (kept under its old name for the container's annotation).
+ShadowRunner = EvidenceRunner
 
 
-def get_shadow_runner(container: Container) -> ShadowRunner:
-    runner = container.shadow_runner
-    if runner is None:
-        runner = container.shadow_runner = ShadowRunner()
-    return runner
-
-
-def _shadow_sampled(container: Container, shop: str) -> bool:
-    if not flags.is_on(container, "SHADOW_READS", shop):
-        return False
-    try:
-        rate = flags.shadow_rate(container, shop)
-    except Exception:  # a broken flag store must not break reads
-        log.warning("SHADOW_READS sample rate unavailable", exc_info=True)
-        return False
-    return rate > 0 and random.random() < rate
+def get_shadow_runner(container: Container) -> EvidenceRunner:
+    return shadow.get_runner(container)
 
 
 def _is_ai(out: BundleOut) -> bool:
@@ -519,36 +480,84 @@ def _representable_v2(out: BundleOut) -> bool:
     return bool(out.shopifyMetaobjectId and any(d.isActive for d in out.discounts))
 
 
-async def _record(
-    container: Container, shop: str, endpoint: str, key: str | None, legacy: BundleOut | None, v2: BundleOut | None
+def compared(out: BundleOut | None) -> dict[str, Any] | None:
+    """The fields shadow reads compare for this bundle (AI bundles: those the legacy AI row holds)."""
+    if out is None:
+        return None
+    full = projection(out)
+    return {name: full[name] for name in (AI_FIELDS if _is_ai(out) else MANUAL_FIELDS)}
+
+
+def lookup_key(out: BundleOut) -> str | None:
+    """How the legacy store finds a V2 bundle: `ai:<ai_bundle_id>`, else its metaobject GID."""
+    return _ai_key(out) or out.shopifyMetaobjectId
+
+
+def representable(out: BundleOut) -> bool:
+    """Whether the legacy store can hold this V2 bundle at all (else it is never compared)."""
+    return _representable_v2(out)
+
+
+async def v2_by_id(container: Container, shop: str, bundle_id: str) -> BundleOut | None:
+    found = await run_read(container, lambda conn: repo.fetch_full(conn, shop, [bundle_id]))
+    return to_out(found[0]) if found else None
+
+
+async def legacy_by_key(container: Container, shop: str, key: str) -> BundleOut | None:
+    """One bundle read from the legacy store by its lookup key (`ai:<id>` or metaobject GID)."""
+    reader = get_legacy_reader(container)
+    view = await (reader.get_ai(shop, key.removeprefix("ai:")) if key.startswith("ai:") else reader.get(shop, key))
+    return view_to_out(view) if view is not None else None
+
+
+async def v2_by_key(container: Container, shop: str, key: str) -> BundleOut | None:
+    ai = key.startswith("ai:")
+
+    async def q(conn: Executor) -> list[dict[str, Any]]:
+        ids = await repo.ids_by_legacy_keys(conn, shop, [] if ai else [key], [key.removeprefix("ai:")] if ai else [])
+        return await repo.fetch_full(conn, shop, ids[:1])
+
+    found = await run_read(container, q)
+    return to_out(found[0]) if found else None
+
+
+def _rereaders(container: Container, shop: str, key: str) -> tuple[shadow.Reread, shadow.Reread]:
+    """Fresh reads of one bundle from each store, as compared projections (re-check, noise)."""
+
+    async def legacy() -> Any:
+        return compared(await legacy_by_key(container, shop, key))
+
+    async def v2() -> Any:
+        return compared(await v2_by_key(container, shop, key))
+
+    return legacy, v2
+
+
+async def _compare(
+    container: Container,
+    shop: str,
+    endpoint: str,
+    key: str,
+    legacy: BundleOut | None,
+    v2: BundleOut | None,
+    timings: tuple[float | None, float | None] = (None, None),
 ) -> None:
-    """Compare one pair and log a mismatch if any."""
+    """Settle one pair (match, or confirmed/transient after the re-check)."""
     if legacy is None and v2 is None:
         return
-    legacy_p = projection(legacy) if legacy else None
-    v2_p = projection(v2) if v2 else None
-    if legacy_p is None or v2_p is None:
-        fields = ["presence"]
-    else:
-        ai = (legacy is not None and _is_ai(legacy)) or (v2 is not None and _is_ai(v2))
-        fields = [f for f in (AI_FIELDS if ai else MANUAL_FIELDS) if legacy_p[f] != v2_p[f]]
-    SHADOW_COMPARISONS.add(1, {"endpoint": endpoint, "outcome": "mismatch" if fields else "match"})
-    if not fields:
-        return
-    for name in fields:
-        SHADOW_MISMATCHES.add(1, {"field": name, "endpoint": endpoint})
-    now = utcnow()
-    await run_read(
+    reread_legacy, reread_v2 = _rereaders(container, shop, key)
+    await shadow.settle(
         container,
-        lambda conn: shadow_repo.insert_mismatch(
-            conn,
-            shop=shop,
-            endpoint=endpoint,
-            bundle_key=key,
-            fields=fields,
-            legacy=legacy_p,
-            v2=v2_p,
-            created_at=now,
+        shadow.Comparison(
+            shop,
+            endpoint,
+            shadow_key(legacy or v2) or key,  # type: ignore[arg-type]
+            compared(legacy),
+            compared(v2),
+            reread_legacy,
+            reread_v2,
+            legacy_ms=timings[0],
+            v2_ms=timings[1],
         ),
     )
 
@@ -591,25 +600,22 @@ def _legacy_key(out: BundleOut) -> str | None:
     return _ai_key(out) or out.shopifyMetaobjectId
 
 
-async def _shadow_get(container: Container, shop: str, source: ReadSource, primary: BundleOut) -> None:
-    reader = get_legacy_reader(container)
+async def _shadow_get(
+    container: Container, shop: str, source: ReadSource, primary: BundleOut, primary_ms: float
+) -> None:
     if source == "legacy":
         key = _legacy_key(primary)
         if key is None:
             return
-        others = await _other_v2(container, shop, [primary])
-        await _record(container, shop, ENDPOINT_GET, shadow_key(primary), primary, others.get(key))
+        other, took = await shadow.timed(lambda: _other_v2(container, shop, [primary]))
+        await _compare(container, shop, ENDPOINT_GET, key, primary, other.get(key), (primary_ms, took))
         return
     if not _representable_v2(primary):
         return
-    ai_key = _ai_key(primary)
-    view = None
-    if ai_key is not None:
-        view = await reader.get_ai(shop, ai_key.removeprefix("ai:"))
-    elif primary.shopifyMetaobjectId:
-        view = await reader.get(shop, primary.shopifyMetaobjectId)
-    legacy = view_to_out(view) if view is not None else None
-    await _record(container, shop, ENDPOINT_GET, shadow_key(primary), legacy, primary)
+    key = _ai_key(primary) or primary.shopifyMetaobjectId
+    assert key is not None
+    legacy, took = await shadow.timed(lambda: legacy_by_key(container, shop, key))
+    await _compare(container, shop, ENDPOINT_GET, key, legacy, primary, (took, primary_ms))
 
 
 async def _shadow_list(container: Container, shop: str, source: ReadSource, page: list[BundleOut]) -> None:
@@ -618,7 +624,7 @@ async def _shadow_list(container: Container, shop: str, source: ReadSource, page
         for item in page:
             key = _legacy_key(item)
             if key is not None:
-                await _record(container, shop, ENDPOINT_LIST, shadow_key(item), item, others.get(key))
+                await _compare(container, shop, ENDPOINT_LIST, key, item, others.get(key))
         return
     views = await get_legacy_reader(container).list_for_shop(shop)
     legacy_by_key: dict[str, BundleOut] = {}
@@ -632,4 +638,4 @@ async def _shadow_list(container: Container, shop: str, source: ReadSource, page
             continue
         key = _ai_key(item) or item.shopifyMetaobjectId
         assert key is not None
-        await _record(container, shop, ENDPOINT_LIST, shadow_key(item), legacy_by_key.get(key), item)
+        await _compare(container, shop, ENDPOINT_LIST, key, legacy_by_key.get(key), item)

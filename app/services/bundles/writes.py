@@ -83,6 +83,7 @@ from app.schemas.bundles import (
     PricingRuleIn,
     check_text,
 )
+from app.services.bundles import shadow
 from app.services.flags import store as flags
 from app.services.shopify_sync import write_through
 
@@ -657,6 +658,8 @@ async def create_bundle(
         raise
     if dual:
         _count("create", "ok" if sync == "synced" else sync)
+        if sync == "synced":  # re-read both stores after commit (sampled, in the background)
+            shadow.after_dual_write(container, shop, out["id"])
     return WriteResult(True, out, out["id"], etag_of(out))
 
 
@@ -789,6 +792,8 @@ async def update_bundle(
     out, sync = await _observe("update", dual, run_transaction(container, work))
     if dual:
         _count("update", "ok" if sync == "synced" else sync)
+        if sync == "synced":  # re-read both stores after commit (sampled, in the background)
+            shadow.after_dual_write(container, shop, out["id"])
     return WriteResult(False, out, out["id"], etag_of(out))
 
 
