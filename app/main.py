@@ -17,6 +17,7 @@ from app.api import (
     migrations,
     openapi_docs,
     rollout,
+    rollouts,
     shadow,
     shopify_sync,
     stage,
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrations,
         validation,
         rollout,
+        rollouts,
         shadow,
         consistency,
         shopify_sync,
@@ -102,6 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ui,
     ):
         app.include_router(module.router)
+    # The hot storefront reads match first; their documented FastAPI operations stay in the schema.
+    app.router.routes[0:0] = storefront.fast_routes()
     openapi_docs.install(app)  # the problem+json schemas every error response refers to
     telemetry.instrument_app(app)
     return app
