@@ -23,6 +23,7 @@ from app.api import shopify_sync as write_through_api
 from app.schemas.bundles import BundleCreate, BundleOut
 from app.services.bundles import writes as bundles_service
 from app.services.bundles.reads import MANUAL_FIELDS, projection
+from app.services.shopify_sync import shopify_objects
 from app.services.shopify_sync import write_through as wt
 from app.shopify.errors import ShopifyUserErrors
 from tests.integration.bundle_helpers import (
@@ -418,7 +419,7 @@ async def test_reconciliation_repairs_drift_by_the_documented_rule(
         untouched = (await client.post(bundles_url(shop), json=wt_body())).json()
         # Drift made behind the service's back: the legacy app edits a metaobject, a merchant deletes
         # a discount, and an orphan metaobject of ours is left over from a lost compensation.
-        await wt.update_metaobject(
+        await shopify_objects.update_metaobject(
             container.shopify,
             shop,
             edited["shopifyMetaobjectId"],
@@ -460,7 +461,7 @@ async def test_reconciliation_repairs_drift_by_the_documented_rule(
 
         # V2 wins (V2_BUNDLE_ENGINE on): Shopify is overwritten through the outbox.
         async with flag_override(client, "V2_BUNDLE_ENGINE", shop, True):
-            await wt.update_metaobject(
+            await shopify_objects.update_metaobject(
                 container.shopify, shop, untouched["shopifyMetaobjectId"], {"bundle_title": "Vandalised"}
             )
             pushed = await reconcile(client, shop)

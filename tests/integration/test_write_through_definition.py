@@ -20,7 +20,7 @@ import asyncpg
 import httpx
 import pytest
 
-from app.services.shopify_sync import write_through as wt
+from app.services.shopify_sync import shopify_objects
 from tests.integration.bundle_helpers import bundles_url, container_of, flag_override, product_gid, register_shop
 from tests.integration.test_write_through import (
     fields_of,
@@ -250,7 +250,9 @@ async def test_reconciliation_recreates_with_status_and_never_pulls_approximatio
         container = container_of(client)
 
         # Only the title was edited in Shopify: everything else is the bundle's own projection.
-        await wt.update_metaobject(container.shopify, shop, created["shopifyMetaobjectId"], {"bundle_title": "Edited"})
+        await shopify_objects.update_metaobject(
+            container.shopify, shop, created["shopifyMetaobjectId"], {"bundle_title": "Edited"}
+        )
         report = await reconcile(client, shop)
         assert [(c["kind"], set(c["fields"])) for c in report["changes"]] == [("metaobject_drift", {"bundle_title"})]
         await wait_drained(client, shop)

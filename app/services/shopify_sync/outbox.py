@@ -61,6 +61,7 @@ from app.repos import bundles as bundle_repo
 from app.repos import outbox as repo
 from app.repos import runner
 from app.services.bundles.legacy_reader import get_legacy_reader
+from app.services.shopify_sync import shopify_objects
 from app.services.shopify_sync import write_through as wt
 from app.shopify.client import ShopifyClient
 from app.shopify.errors import ShopifyError
@@ -92,18 +93,20 @@ async def deliver(shopify: ShopifyClient, conn: Any, row: dict[str, Any]) -> Non
     shop = row["shop"]
     payload = row["payload"] or {}
     if row["op"] == "upsert":
-        await wt.update_metaobject(shopify, shop, payload["metaobjectId"], payload["fields"], payload.get("status"))
+        await shopify_objects.update_metaobject(
+            shopify, shop, payload["metaobjectId"], payload["fields"], payload.get("status")
+        )
         discount = payload.get("discount")
         if discount:
-            await wt.update_discount(shopify, shop, discount["id"], discount["input"])
+            await shopify_objects.update_discount(shopify, shop, discount["id"], discount["input"])
         return
     if row["op"] == "delete":
         metaobject_id, discount_id = payload.get("metaobjectId"), payload.get("discountId")
         keep = await repo.shopify_refs(conn, shop, metaobject_id, discount_id)
         if discount_id and discount_id not in keep:
-            await wt.delete_discount(shopify, shop, discount_id)
+            await shopify_objects.delete_discount(shopify, shop, discount_id)
         if metaobject_id and metaobject_id not in keep:
-            await wt.delete_metaobject(shopify, shop, metaobject_id)
+            await shopify_objects.delete_metaobject(shopify, shop, metaobject_id)
         return
     if row["op"] == "compensate":
         if not await wt.compensate_intent(shopify, conn, row):
@@ -151,14 +154,14 @@ class OutboxDispatcher:
         """A dispatcher on its own small pool (a Shopify outage must not hold the API's connections)."""
         settings = container.settings
         concurrency = int(overrides.pop("concurrency", getattr(settings, "outbox_concurrency", 4)))
-        pool = await create_pool(container.database_url, max_size=concurrency + 1)
+        pool = await create_pool(container.session_database_url, max_size=concurrency + 1)
 
         def invalidate(shop: str, metaobject_id: str) -> None:
 
             get_legacy_reader(container).cache.invalidate(shop, metaobject_id)
 
         options: dict[str, Any] = {
-            "database_url": container.database_url,
+            "database_url": container.session_database_url,
             "concurrency": concurrency,
             "poll_interval_s": float(getattr(settings, "outbox_poll_interval_s", 1.0)),
             "max_attempts": int(getattr(settings, "outbox_max_attempts", 10)),

@@ -54,6 +54,7 @@ from app.rules.legacy_parsing import (
 from app.schemas.bundles import BundleUpdate
 from app.services.bundles.writes import etag_of, to_out, update_bundle
 from app.services.flags import store as flags
+from app.services.shopify_sync import shopify_objects
 from app.services.shopify_sync import write_through as wt
 from app.services.shopify_sync.outbox import enqueue_push
 from app.shopify.client import Metaobject
@@ -290,7 +291,7 @@ async def _reconcile_shop(container: Container, shop: str, report: Report) -> No
     gids = [str(b["shopifyMetaobjectId"]) for b in todo]
     metaobjects = await container.shopify.fetch_metaobjects(shop, gids) if gids else {}
     discount_ids = [d for d in (wt.automatic_discount_id(b) for b in todo) if d]
-    discounts = await wt.fetch_discounts(container.shopify, shop, discount_ids) if discount_ids else {}
+    discounts = await shopify_objects.fetch_discounts(container.shopify, shop, discount_ids) if discount_ids else {}
     settled: list[str] = []  # in sync or repaired: their dead outbox rows are resolved
     for full in todo:
         report.checked += 1
@@ -354,7 +355,7 @@ async def _reconcile_bundle(
         if actual is None:
             found.append(Change(shop, "discount_missing", "recreate_discount", winner, bundle_id, gid, discount_id))
             if not dry:
-                created_discount = await wt.create_discount(container.shopify, shop, state, wt.iso(None))
+                created_discount = await shopify_objects.create_discount(container.shopify, shop, state, wt.iso(None))
                 patch["discounts"] = [
                     {
                         **{k: d[k] for k in ("discountCode", "discountType", "isActive")},
@@ -437,5 +438,5 @@ async def _sweep_orphans(container: Container, shop: str, report: Report) -> Non
         change.detail = f"handle {metaobject.handle}"
         report.changes.append(change)
         if not report.dryRun:
-            await wt.delete_metaobject(container.shopify, shop, metaobject.id)
+            await shopify_objects.delete_metaobject(container.shopify, shop, metaobject.id)
             change.applied = True
