@@ -24,7 +24,7 @@ from tests.integration.bundle_helpers import (
     v2_counts,
 )
 
-PLAN = Path("/work/shared/seed/migration-plan-v2.md")
+PLAN = Path(__file__).resolve().parents[3] / "shared" / "seed" / "migration-plan-v2.md"
 PROBLEM = "application/problem+json"
 
 
