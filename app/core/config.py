@@ -132,6 +132,19 @@ class Settings(BaseSettings):
     run_worker: bool = Field(default=True, alias="RUN_WORKER")
     worker_concurrency: int = Field(default=4, alias="WORKER_CONCURRENCY")
     job_lease_s: float = Field(default=15.0, alias="JOB_LEASE_S")
+    # --- Guarded rollouts (docs/feature-flags.md, "Guarded rollouts") ---
+    rollout_driver: bool = Field(
+        default=True, alias="ROLLOUT_DRIVER", description="Run the rollout driver on this replica."
+    )
+    rollout_interval_s: float = Field(
+        default=1.0, gt=0, alias="ROLLOUT_INTERVAL_S", description="How often the driver evaluates every shop."
+    )
+    rollout_validation_ttl_s: float = Field(
+        default=10.0,
+        ge=0,
+        alias="ROLLOUT_VALIDATION_TTL_S",
+        description="How long the driver reuses a shop's validation report.",
+    )
     db_pool_size: int = Field(default=10, alias="DB_POOL_SIZE")
     log_format: Literal["json", "text"] = Field(default="json", alias="LOG_FORMAT")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # annotations only: the components are the services', the con
     from app.services.flags.store import FlagStore
     from app.services.migration.worker import JobWorker
     from app.services.ops.status_page import ValidationCache
+    from app.services.rollouts.driver import RolloutDriver
     from app.services.shopify_sync.outbox import OutboxDispatcher
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class Container:
     shadow_runner: ShadowRunner | None = None
     legacy_reader: LegacyReader | None = None
     status_page_validation: ValidationCache | None = None
+    #: The guarded-rollout driver (`ROLLOUT_DRIVER`): moves the shops of unfinished rollouts.
+    rollout_driver: RolloutDriver | None = None
     fault_hooks: FaultHooks = field(default_factory=FaultHooks)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 

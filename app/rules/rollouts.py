@@ -238,7 +238,8 @@ def decide(
     """The next step of one shop of an unfinished rollout.
 
     * step-backs are armed in every state but `waiting`, also while paused;
-    * `waiting` starts (moves to its first stage) when its wave opens and the rollout runs;
+    * `waiting` starts when its wave opens and the rollout runs: it is observed on its current stage
+      (its clock starts), or moved to `dualwrite` first when it is `off` or on a custom mix of flags;
     * `rolled_back` stays until `resume` (the service turns it into `observing`);
     * otherwise a shop whose guards all hold advances one stage (`done` once at the target); one
       whose guards fail with evidence of harm is `held`, one still gathering evidence `observing`.
@@ -249,9 +250,10 @@ def decide(
             return Decision("none", stage, state, "", values)
         if reached(stage, target):
             return Decision("done", stage, "done", f"already at {stage}", values)
-        first = next_stage(stage, target)
-        assert first is not None
-        return Decision("start", first, "observing", "wave started", values)
+        if stage in STAGES[STAGES.index("dualwrite") :]:
+            # observed where it is: the guards of its current stage decide its first step
+            return Decision("start", stage, "observing", "wave started", values)
+        return Decision("start", "dualwrite", "observing", "wave started: dual writes first", values)
     if evidence is None:
         return Decision("none", stage, state, "", values)
     trips = tripped(stage, guards, evidence)

@@ -20,6 +20,7 @@ from app.services.bundles.shadow import get_runner
 from app.services.consistency import verify_bundle
 from app.services.flags.store import start_flags, stop_flags
 from app.services.migration.worker import JobWorker
+from app.services.rollouts.driver import start_driver, stop_driver
 from app.services.shopify_sync.outbox import start_dispatcher, stop_dispatcher
 from app.services.storefront import start_read_model, stop_read_model
 
@@ -43,6 +44,7 @@ async def _start_services(container: Container) -> None:
         container.worker = worker
         await worker.start()
     await start_dispatcher(container)  # Shopify write-through outbox: only when its settings enable it
+    await start_driver(container)  # guarded rollouts: every replica drives (row locks keep it single)
 
 
 async def _start_when_schema_current(container: Container) -> None:
@@ -85,6 +87,7 @@ async def stop(container: Container) -> None:
         deferred.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await deferred
+    await stop_driver(container)  # before the flag store: a transition writes flags
     await stop_dispatcher(container)
     worker, container.worker = container.worker, None
     if worker is not None:  # lets in-flight migration batches record before the pools close

@@ -76,7 +76,11 @@ def test_waiting_shop_starts_only_when_its_wave_opens_and_running() -> None:
     assert decide(status="running", wave_open=False, **kw).action == "none"  # type: ignore[arg-type]
     assert decide(status="paused", wave_open=True, **kw).action == "none"  # type: ignore[arg-type]
     d = decide(status="running", wave_open=True, **kw)  # type: ignore[arg-type]
-    assert (d.action, d.to_stage, d.to_state) == ("start", "dualwrite", "observing")
+    assert (d.action, d.to_stage, d.to_state) == ("start", "dualwrite", "observing")  # off: dual writes first
+    d = decide(status="running", wave_open=True, **{**kw, "stage": "dualwrite"})  # type: ignore[arg-type]
+    assert (d.action, d.to_stage, d.to_state) == ("start", "dualwrite", "observing")  # observed where it is
+    d = decide(status="running", wave_open=True, **{**kw, "stage": "live"})  # type: ignore[arg-type]
+    assert (d.action, d.to_state) == ("done", "done")
 
 
 def test_clean_shadow_shop_advances_to_live_and_is_done_at_target() -> None:
