@@ -27,6 +27,23 @@ class Settings(BaseSettings):
         alias="DATABASE_URL",
         description="Plain postgresql:// URL; unset = embedded PostgreSQL under DATA_DIR.",
     )
+    database_read_url: str | None = Field(
+        default=None,
+        alias="DATABASE_READ_URL",
+        description="A read replica for read-only paths (storefront, bundle GET/list); unset = DATABASE_URL.",
+    )
+    database_direct_url: str | None = Field(
+        default=None,
+        alias="DATABASE_DIRECT_URL",
+        description="A session connection to the primary (LISTEN/NOTIFY, the job queue, migrations) "
+        "when DATABASE_URL goes through a pooler; unset = DATABASE_URL.",
+    )
+    database_pgbouncer: bool | None = Field(
+        default=None,
+        alias="DATABASE_PGBOUNCER",
+        description="DATABASE_URL / DATABASE_READ_URL go through PgBouncer in transaction mode: no "
+        "server-side statement cache. Unset: on when the URL's port is 6432.",
+    )
     data_dir: Path = Field(default=Path(".data"), alias="DATA_DIR")
     embedded_db_name: str = Field(default="shopibundle", alias="EMBEDDED_DB_NAME")
     auto_migrate: bool | None = Field(
@@ -168,7 +185,14 @@ class Settings(BaseSettings):
         description="How long a create's compensation intent waits before the dispatcher may act on it.",
     )
 
-    @field_validator("database_url", "shopify_api_key", "shopify_api_secret", "admin_api_token")
+    @field_validator(
+        "database_url",
+        "database_read_url",
+        "database_direct_url",
+        "shopify_api_key",
+        "shopify_api_secret",
+        "admin_api_token",
+    )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None

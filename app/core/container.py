@@ -20,7 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.auth import Authenticator, parse_admin_tokens
 from app.core.config import Settings
-from app.core.db import create_engine, create_pool, create_sessionmaker, resolve_database_url
+from app.core.db import (
+    create_engine,
+    create_pool,
+    create_sessionmaker,
+    resolve_database_url,
+    resolve_direct_url,
+    to_plain_url,
+    uses_pgbouncer,
+)
 from app.core.metrics import SHOPIFY_CALLS, SHOPIFY_THROTTLE_WAIT
 from app.core.migrations import upgrade_async
 from app.core.rate_limit import TokenBucketLimiter
@@ -86,6 +94,21 @@ class Container:
     rollout_driver: RolloutDriver | None = None
     fault_hooks: FaultHooks = field(default_factory=FaultHooks)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    #: DATABASE_DIRECT_URL: the primary without a transaction-mode pooler in between (None: the
+    #: same as `database_url`); use `session_database_url`.
+    direct_database_url: str | None = None
+    #: The pool on DATABASE_READ_URL (None: none configured); use `read_only_pool`.
+    read_pool: asyncpg.Pool | None = None
+
+    @property
+    def session_database_url(self) -> str:
+        """Where a connection that needs its session goes: LISTEN, pgqueuer, session state."""
+        return self.direct_database_url or self.database_url
+
+    @property
+    def read_only_pool(self) -> asyncpg.Pool:
+        """The pool of read-only paths that tolerate replica lag (storefront, bundle GET/list)."""
+        return self.read_pool or self.pool
 
     async def close(self) -> None:
         for task in self.tasks:
@@ -97,6 +120,8 @@ class Container:
                 pass
         await self.http.aclose()
         await self.pool.close()
+        if self.read_pool is not None:
+            await self.read_pool.close()
         await self.engine.dispose()
 
 
@@ -180,10 +205,21 @@ async def build_container(settings: Settings, *, serves_requests: bool = True) -
         proxy_max_age_s=settings.proxy_signature_max_age_s,
     )
     url = await asyncio.to_thread(resolve_database_url, settings)
+    direct_url = resolve_direct_url(settings, url)
     if settings.should_auto_migrate:
-        await upgrade_async(url)
-    engine = create_engine(url, pool_size=settings.db_pool_size)
-    pool = await create_pool(url, max_size=settings.db_pool_size)
+        await upgrade_async(direct_url)
+    pgbouncer = uses_pgbouncer(settings, url)
+    engine = create_engine(url, pool_size=settings.db_pool_size, pgbouncer=pgbouncer)
+    pool = await create_pool(url, max_size=settings.db_pool_size, pgbouncer=pgbouncer)
+    read_pool = None
+    if settings.database_read_url:
+        read_url = to_plain_url(settings.database_read_url)
+        read_pool = await create_pool(
+            read_url,
+            max_size=settings.db_pool_size,
+            pgbouncer=uses_pgbouncer(settings, read_url),
+            application_name="shopibundle-read",
+        )
     http = httpx.AsyncClient(
         timeout=httpx.Timeout(settings.shopify_timeout_s),
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
@@ -217,4 +253,6 @@ async def build_container(settings: Settings, *, serves_requests: bool = True) -
         sessionmaker=create_sessionmaker(engine),
         pool=pool,
         http=http,
+        direct_database_url=direct_url if direct_url != url else None,
+        read_pool=read_pool,
     )

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -74,6 +75,44 @@ def asyncpg_connect_kwargs(url: str) -> dict[str, Any]:
     if parts.port:
         kwargs["port"] = parts.port
     return kwargs
+
+
+def url_application_name(url: str) -> str | None:
+    """`?application_name=...` of a URL: operators (and tests) tell pools apart by it."""
+    return dict(parse_qsl(urlsplit(to_plain_url(url)).query)).get("application_name") or None
+
+
+#: PgBouncer's default port: a URL on it is taken to go through PgBouncer unless DATABASE_PGBOUNCER says.
+PGBOUNCER_DEFAULT_PORT = 6432
+
+
+def uses_pgbouncer(settings: Settings, url: str) -> bool:
+    """Whether `url` goes through PgBouncer in transaction mode (`DATABASE_PGBOUNCER`, else its port).
+
+    Behind it a server connection changes between transactions, so a statement prepared by name
+    on one may be missing (or another client's) on the next: the pools then keep no
+    server-side statement cache (PgBouncer < 1.21, Debian 12's 1.18, cannot track them).
+    """
+    if settings.database_pgbouncer is not None:
+        return settings.database_pgbouncer
+    return urlsplit(to_plain_url(url)).port == PGBOUNCER_DEFAULT_PORT
+
+
+def resolve_direct_url(settings: Settings, url: str) -> str:
+    """The session-capable URL of the primary: LISTEN/NOTIFY (flags, the read model, the outbox),
+    the job queue (pgqueuer's LISTEN), schema migrations. `DATABASE_DIRECT_URL`, else `url`.
+
+    Through a transaction-mode pooler LISTEN is accepted but its notifications are lost when the
+    server connection is handed to another client, so that combination is refused at start.
+    """
+    if settings.database_direct_url:
+        return to_plain_url(settings.database_direct_url)
+    if uses_pgbouncer(settings, url):
+        raise RuntimeError(
+            "DATABASE_URL goes through PgBouncer (DATABASE_PGBOUNCER or port 6432) but DATABASE_DIRECT_URL "
+            "is unset: LISTEN/NOTIFY and the job queue need a direct session connection to the primary"
+        )
+    return url
 
 
 def ensure_embedded_database(settings: Settings) -> str:
@@ -179,13 +218,26 @@ def resolve_database_url(settings: Settings) -> str:
     return ensure_embedded_database(settings)
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def _unique_statement_name() -> str:
+    return f"__sb_{uuid.uuid4().hex}__"
+
+
+def create_engine(url: str, *, pool_size: int = 10, pgbouncer: bool = False) -> AsyncEngine:
+    connect_args: dict[str, Any] = {"server_settings": {"application_name": "shopibundle"}}
+    if pgbouncer:
+        # SQLAlchemy prepares every statement by name inside its transaction: unique names, no
+        # cache, so two clients sharing a server connection never collide (SQLAlchemy's advice).
+        connect_args |= {
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": _unique_statement_name,
+        }
     return create_async_engine(
         to_sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        connect_args={"server_settings": {"application_name": "shopibundle"}},
+        connect_args=connect_args,
     )
 
 
@@ -317,8 +369,20 @@ async def transaction(
     await acquired.__aexit__(None, None, None)
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """Raw asyncpg pool for the hot storefront path and the bundle services (the ORM costs 10x)."""
+async def create_pool(
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    pgbouncer: bool = False,
+    application_name: str = "shopibundle-raw",
+) -> asyncpg.Pool:
+    """Raw asyncpg pool for the hot storefront path and the bundle services (the ORM costs 10x).
+
+    `pgbouncer`: no statement cache, so asyncpg sends every statement unnamed with its Parse in the
+    same message batch as its Bind (correct whichever server connection PgBouncer picks).
+    `application_name`: the URL's own `?application_name=` wins.
+    """
     pool = ResilientPool(
         min_size=min_size,
         max_size=max_size,
@@ -331,7 +395,8 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
         loop=None,
         connection_class=asyncpg.Connection,
         record_class=asyncpg.Record,
-        server_settings={"application_name": "shopibundle-raw"},
+        server_settings={"application_name": url_application_name(url) or application_name},
+        **({"statement_cache_size": 0} if pgbouncer else {}),
         **asyncpg_connect_kwargs(url),
     )
     await pool

@@ -241,7 +241,7 @@ async def _bundles_for_product(container: Container, shop: str, product_gid: str
 
 async def _v2_legacy_shape(container: Container, shop: str, product_gid: str, *, cached: bool) -> StorefrontAnswer:
     async def compute() -> tuple[StorefrontAnswer, float | None]:
-        rows = await repo.fetch_legacy_shape_for_product(container.pool, shop, product_gid)
+        rows = await repo.fetch_legacy_shape_for_product(_v2_pool(container, cached), shop, product_gid)
         answer = StorefrontAnswer(orjson.dumps([legacy_item_from_v2(r) for r in rows]), READ_SOURCE_V2)
         return answer, _earliest_epoch(row["next_change"] for row in rows)
 
@@ -251,6 +251,14 @@ async def _v2_legacy_shape(container: Container, shop: str, product_gid: str, *,
     # Only this branch is cached, so V2_BUNDLE_ENGINE needs no place in the key.
     result: StorefrontAnswer = await cache.get_or_compute(shop, ("legacy-shape", product_gid), compute)
     return result
+
+
+def _v2_pool(container: Container, cached: bool) -> asyncpg.Pool:
+    """Where a V2 storefront answer is computed. An answer the read model may keep is computed on
+    the primary: its generation check assumes a read sees every write whose notification has
+    arrived, which a lagging replica (DATABASE_READ_URL) does not promise (docs/decisions.md).
+    Uncached reads (read model off, `cached=False`) take the read-only pool."""
+    return container.pool if cached and container.storefront_cache is not None else container.read_only_pool
 
 
 async def _legacy_legacy_shape(container: Container, shop: str, product_gid: str) -> StorefrontAnswer:
@@ -469,7 +477,7 @@ async def v2_bundles_for_product(
     v2_pricing = flags.is_on(container, "V2_PRICING_ENGINE", shop)
 
     async def compute() -> tuple[StorefrontAnswer, float | None]:
-        rows = await repo.fetch_v2_bundles_for_product(container.pool, shop, product_gid)
+        rows = await repo.fetch_v2_bundles_for_product(_v2_pool(container, cached), shop, product_gid)
         now = utcnow()
         answer = StorefrontAnswer(render_v2_bundles(rows, v2_pricing=v2_pricing, now=now), READ_SOURCE_V2)
         return answer, next_pricing_change(rows, now)
@@ -497,7 +505,7 @@ async def start_read_model(container: Container) -> None:
         "storefront", max_entries=settings.storefront_cache_max_entries, ttl_s=settings.storefront_cache_ttl_s
     )
     listener = InvalidationListener(
-        cache, container.database_url, STOREFRONT_CHANNEL, application_name=READ_MODEL_APPLICATION_NAME
+        cache, container.session_database_url, STOREFRONT_CHANNEL, application_name=READ_MODEL_APPLICATION_NAME
     )
     container.storefront_cache, container.storefront_cache_listener = cache, listener
     await listener.start()
@@ -553,7 +561,7 @@ async def ai_bundles_for_product(
     here: the legacy endpoint never created one.
     """
     row = await repo.fetch_ai_bundles_for_product(
-        container.pool, shop, product_id_spellings(product_gid), session_id, AI_BUNDLES_SHOWN
+        container.read_only_pool, shop, product_id_spellings(product_gid), session_id, AI_BUNDLES_SHOWN
     )
     enabled = bool(row["enabled"])
     bundles = orjson.loads(row["bundles_json"]) if enabled and row["bundles_json"] else []

@@ -19,6 +19,9 @@
 * ETags: V2 reads carry the same ETag as write responses (for `If-Match`); legacy reads carry
   none, because the legacy store has no version to be conditional on (use the ETag of the last
   write response, or read with V2_BUNDLE_ENGINE on).
+* With `DATABASE_READ_URL` set, V2 GET and list read the replica: a read right after a write may
+  not see it yet (replica lag). Writes, their conditional checks and the shadow comparisons
+  read the primary.
 * Lists are newest first with an opaque cursor that records which store produced it; a cursor
   from the other store (the flag flipped mid-listing) is a 422: restart the listing.
 
@@ -53,6 +56,7 @@ from app.core.errors import DomainError, NotFound, ShopifyErrorProblem, ShopifyU
 from app.core.metrics import SHADOW_COMPARISONS, SHADOW_MISMATCHES
 from app.core.time import as_utc, naive_utc
 from app.repos import bundles as repo
+from app.repos import runner
 from app.repos import shadow as shadow_repo
 from app.repos.base import Executor
 from app.repos.runner import db_unavailable
@@ -237,7 +241,7 @@ async def _v2_get(container: Container, shop: str, ref: str) -> BundleOut | None
         found = await repo.fetch_full(conn, shop, [bundle_id])
         return to_out(found[0]) if found else None
 
-    result: BundleOut | None = await run_read(container, q)
+    result: BundleOut | None = await runner.run_read(container.read_only_pool, q)
     return result
 
 
@@ -313,7 +317,7 @@ async def _v2_list(container: Container, shop: str, query: _ListQuery) -> tuple[
         full = await repo.fetch_full(conn, shop, ids[: query.limit])
         return [to_out(f) for f in full], len(ids) > query.limit
 
-    page: tuple[list[BundleOut], bool] = await run_read(container, q)
+    page: tuple[list[BundleOut], bool] = await runner.run_read(container.read_only_pool, q)
     return page
 
 

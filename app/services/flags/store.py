@@ -353,7 +353,7 @@ def shadow_rate(container: Container, shop: str) -> float:
 async def start_flags(container: Container) -> FlagStore:
     """Create and start the replica's flag store (called by `lifecycle.start`)."""
     store = FlagStore(container.settings)
-    await store.start(container.pool, container.database_url)
+    await store.start(container.pool, container.session_database_url)
     return store
 
 

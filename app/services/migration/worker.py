@@ -111,7 +111,7 @@ class JobWorker:
         """A worker on its own small pool, so a migration cannot starve the API's connections."""
         settings = container.settings
         concurrency = int(overrides.pop("concurrency", settings.worker_concurrency))
-        pool = await create_pool(container.database_url, max_size=concurrency + 4)
+        pool = await create_pool(container.session_database_url, max_size=concurrency + 4)
         return cls(
             pool,
             container.shopify,
