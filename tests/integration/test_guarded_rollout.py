@@ -317,32 +317,44 @@ async def test_two_replicas_run_one_rollout_without_double_or_lost_transitions(
 async def test_a_write_racing_the_reads_is_transient_and_trips_nothing(
     app_factory: AppFactory, sim: Any, db: asyncpg.Connection
 ) -> None:
-    shop = new_shop("gt")
+    """A live shop whose bundle is PATCHed while it is read: the comparisons that raced the write are
+    re-read, found equal, counted transient, and the shop stays live. (A second, planted shop keeps the
+    rollout unfinished, so the live shop is still watched.)"""
+    racer, planted = new_shop("gt"), new_shop("gt")
     async with app_factory(**{**FAST_DRIVER, "CONSISTENCY_RECHECK_DELAY_S": 0.5}) as client, full_sampling(client):
-        await register_shop(sim, db, shop)
-        bundle = await seeded_bundle(client, sim, shop)
+        bundles = {}
+        for shop in (racer, planted):
+            await register_shop(sim, db, shop)
+            bundles[shop] = await seeded_bundle(client, sim, shop)
+        await plant_divergence(db, bundles[planted])
+        bundle = bundles[racer]
         rollout_id = await start_rollout(
-            client, targetStage="live", shops=[shop], guards={**TEST_GUARDS, "maxMismatchRate": 0.2}
+            client, targetStage="live", shops=[racer, planted], guards={**TEST_GUARDS, "maxMismatchRate": 0.2}
         )
         try:
-            async with traffic(client, [read_url(shop, bundle), bundles_url(shop)] * 3):
+            async with traffic(client, [read_url(racer, bundle), bundles_url(racer)] * 3):
 
                 async def live() -> bool:
-                    return (await shop_states(client, rollout_id))[shop] == ("live", "done")
+                    return (await shop_states(client, rollout_id))[racer] == ("live", "done")
 
                 assert await eventually(live, timeout_s=60), await rollout(client, rollout_id)
                 # writes race the reads (dual writes change both stores in one transaction)
-                for i in range(15):
-                    response = await client.patch(bundles_url(shop, bundle["id"]), json={"name": f"Renamed {i}"})
+                for i in range(20):
+                    response = await client.patch(bundles_url(racer, bundle["id"]), json={"name": f"Renamed {i}"})
                     assert response.status_code == 200, response.text
                     await asyncio.sleep(0.1)
                 await asyncio.sleep(3)
-            consistency = (await client.get(f"/admin/shops/{shop}/consistency")).json()
-            assert consistency["transient"] >= 1, consistency
-            assert consistency["confirmed"] == 0, consistency
-            assert (await shop_states(client, rollout_id))[shop] == ("live", "done")  # tripped nothing
+                consistency = (await client.get(f"/admin/shops/{racer}/consistency")).json()
+                assert consistency["sinceSource"] == "stage", consistency  # counted since it went live
+                assert consistency["shadow"]["transient"] >= 1, consistency
+                assert consistency["shadow"]["confirmed"] == 0, consistency
+                assert consistency["dualWrite"]["divergent"] == 0, consistency
+                view = await rollout(client, rollout_id)
+                assert view["status"] == "running"
+                assert (await shop_states(client, rollout_id))[racer] == ("live", "done")  # tripped nothing
+            assert not any(f"{racer} live → shadow" in reason for _, reason in await transitions(db, rollout_id))
         finally:
-            await stop(client, rollout_id, [shop])
+            await stop(client, rollout_id, [racer, planted])
 
 
 async def test_conflicts_and_bad_input(client: httpx.AsyncClient) -> None:
