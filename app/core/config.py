@@ -149,6 +149,18 @@ class Settings(BaseSettings):
     run_worker: bool = Field(default=True, alias="RUN_WORKER")
     worker_concurrency: int = Field(default=4, alias="WORKER_CONCURRENCY")
     job_lease_s: float = Field(default=15.0, alias="JOB_LEASE_S")
+    worker_max_shops: int = Field(
+        default=32,
+        ge=1,
+        alias="WORKER_MAX_SHOPS",
+        description="Shops a worker holds at once; only WORKER_CONCURRENCY run a batch, the rest wait for Shopify.",
+    )
+    migration_max_items_per_s: float = Field(
+        default=0.0,
+        ge=0,
+        alias="MIGRATION_MAX_ITEMS_PER_S",
+        description="Pace of a worker's migration batches in items/s (0: unpaced); leaves CPU to the storefront.",
+    )
     # --- Guarded rollouts (docs/feature-flags.md, "Guarded rollouts") ---
     rollout_driver: bool = Field(
         default=True, alias="ROLLOUT_DRIVER", description="Run the rollout driver on this replica."

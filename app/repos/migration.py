@@ -76,6 +76,36 @@ async def list_auto_rule_keys(conn: Conn, shops: list[str] | None) -> list[tuple
     return [(r["shop"], r["key"]) for r in rows]
 
 
+# The item keys of each kind, as (shop, key) in job order: what `list_*_keys` return, for planning
+# straight into the job's item table without the keys passing through the service's memory.
+_PLAN_SOURCES = {
+    "bundle": """SELECT shop, "bundleId" AS key FROM bundle_discount_id
+                 WHERE $2::text[] IS NULL OR shop = ANY($2::text[])""",
+    "ai_bundle": """SELECT shop, id AS key FROM ai_fbt_bundles WHERE $2::text[] IS NULL OR shop = ANY($2::text[])""",
+    "auto_rule": """SELECT shop, id AS key FROM auto_bundle_rules WHERE $2::text[] IS NULL OR shop = ANY($2::text[])
+                    UNION ALL
+                    SELECT shop, 'auto_bundle_data:' || shop AS key FROM auto_bundle_data
+                    WHERE $2::text[] IS NULL OR shop = ANY($2::text[])""",
+}
+
+
+async def plan_items_into(conn: Conn, job_id: str, item_kind: str, shops: list[str] | None, first_position: int) -> int:
+    """Insert a job's items of one kind in one statement, ordered by (shop, key) from
+    `first_position` on (the order `list_*_keys` give); duplicates are dropped. Returns how many
+    were inserted. Memory stays flat however many items a job has."""
+    status = await conn.execute(
+        f"""INSERT INTO sb_migration_job_items ("jobId", "itemKind", "legacyId", shop, position)
+            SELECT $1, $3, k.key, k.shop, ($4 + row_number() OVER (ORDER BY k.shop, k.key) - 1)::int
+            FROM ({_PLAN_SOURCES[item_kind]}) AS k
+            ON CONFLICT DO NOTHING""",
+        job_id,
+        shops,
+        item_kind,
+        first_position,
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
 # ----------------------------------------------------------------------------------- batch reads
 
 
@@ -665,3 +695,124 @@ async def fetch_ai_product_rows(conn: Conn, shop: str, ai_ids: Sequence[str]) ->
         list(ai_ids),
     )
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class ManualInsert:
+    """One manual bundle of a batched insert: the bundle, the legacy row it comes from, the name it
+    was built from (a rename under the lock writes nothing) and the id of its BundleDiscount row."""
+
+    bundle: NewBundle
+    legacy_id: str
+    expected_name: str
+    discount_row_id: str
+
+
+#: Many manual bundles of one shop in ONE statement (one implicit transaction, one round trip), with
+#: exactly the per-row semantics of INSERT_MANUAL_BUNDLE_SQL: every legacy row of the batch is
+#: share-locked (in "bundleId" order, so two batches never wait on each other crosswise), a Bundle
+#: is inserted only where its row still exists under the expected name, ON CONFLICT on the
+#: metaobject does nothing, and each child is written only for a Bundle this statement inserted.
+#: Returns one row per input, in input order. A unique violation on the slug aborts the whole
+#: statement (nothing written): the caller then goes item by item.
+INSERT_MANUAL_BUNDLES_SQL = """
+WITH input AS (
+    SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                         $9::text[], $10::text[], $11::text[], $12::timestamp[], $13::timestamp[], $14::text[],
+                         $15::text[], $16::numeric[], $17::text[])
+        WITH ORDINALITY AS i(legacy_id, expected_name, id, name, title, description, slug, status, metaobject_id,
+                             metadata, created_at, now, inventory_id, pricing_rule_id, discount_percent,
+                             discount_row_id, ord)
+), legacy AS (
+    SELECT "bundleId", "bundleName", "discountId" FROM bundle_discount_id
+    WHERE shop = $1 AND "bundleId" = ANY($2::text[])
+    ORDER BY "bundleId"
+    FOR SHARE
+), b AS (
+    INSERT INTO "Bundle" (id, shop, name, title, description, slug, type, status, "shopifyMetaobjectId",
+                          metadata, "createdAt", "updatedAt")
+    SELECT i.id, $1, i.name, i.title, i.description, i.slug, 'FIXED', i.status::"BundleStatus", i.metaobject_id,
+           i.metadata::jsonb, i.created_at, i.now
+    FROM input i JOIN legacy l ON l."bundleId" = i.legacy_id AND l."bundleName" = i.expected_name
+    ORDER BY i.ord
+    ON CONFLICT (shop, "shopifyMetaobjectId") WHERE "shopifyMetaobjectId" IS NOT NULL DO NOTHING
+    RETURNING id
+), components AS (
+    INSERT INTO "BundleComponent" (id, "bundleId", "shopifyProductId", "shopifyVariantId", quantity, "isRequired",
+                                   "displayOrder", "minQuantity", "maxQuantity", "priceAdjustmentType",
+                                   "cachedTitle", "cachedPrice", "cachedImageUrl", "cachedSku", "cachedInventory",
+                                   "lastSyncedAt", "createdAt", "updatedAt")
+    SELECT c.id, b.id, c.product_id, c.variant_id, c.quantity, true, c.display_order, 0, GREATEST(c.quantity, 1),
+           'NONE', c.title, c.price, c.image_url, c.sku, c.inventory,
+           CASE WHEN c.synced THEN i.now END, i.now, i.now
+    FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::int[], $23::int[], $24::text[],
+                $25::numeric[], $26::text[], $27::text[], $28::int[], $29::bool[])
+         AS c(bundle_id, id, product_id, variant_id, quantity, display_order, title, price, image_url, sku,
+              inventory, synced)
+    JOIN b ON b.id = c.bundle_id
+    JOIN input i ON i.id = c.bundle_id
+), pricing AS (
+    INSERT INTO "BundlePricingRule" (id, "bundleId", name, priority, "isActive", "ruleType", conditions,
+                                     "discountType", "discountValue", "usageCount", "createdAt", "updatedAt")
+    SELECT i.pricing_rule_id, b.id, 'Bundle Discount', 0, true, 'BUNDLE_DISCOUNT', '{}'::jsonb, 'PERCENTAGE',
+           i.discount_percent, 0, i.now, i.now
+    FROM input i JOIN b ON b.id = i.id WHERE i.pricing_rule_id IS NOT NULL
+), inventory AS (
+    INSERT INTO "BundleInventory" (id, "bundleId", "trackingMethod", "lowStockThreshold", "availableQuantity",
+                                   "reservedQuantity", "allowOversell", "autoSyncEnabled", "lastCalculatedAt")
+    SELECT i.inventory_id, b.id, 'COMPONENT_BASED', 10, 0, 0, false, true, i.now FROM input i JOIN b ON b.id = i.id
+), discounts AS (
+    INSERT INTO "BundleDiscount" (id, "bundleId", "shopifyDiscountId", "discountType", "isActive",
+                                  "createdAt", "updatedAt")
+    SELECT i.discount_row_id, b.id, l."discountId", 'automatic', true, i.now, i.now
+    FROM input i JOIN b ON b.id = i.id JOIN legacy l ON l."bundleId" = i.legacy_id
+    WHERE btrim(l."discountId") <> ''
+)
+SELECT i.legacy_id, b.id AS bundle_id, l."bundleId" IS NOT NULL AS found, l."bundleName" AS locked_name
+FROM input i LEFT JOIN legacy l ON l."bundleId" = i.legacy_id LEFT JOIN b ON b.id = i.id
+ORDER BY i.ord
+"""
+
+
+async def insert_manual_bundles(conn: Conn, shop: str, entries: Sequence[ManualInsert]) -> list[ManualInsertResult]:
+    """Insert many manual bundles of `shop` in one statement (run it outside an explicit
+    transaction: the statement is the batch's transaction); one result per entry, in order, with
+    the meaning of `insert_manual_bundle`'s. Raises `asyncpg.UniqueViolationError` on
+    `Bundle_shop_slug_key` (then nothing was written)."""
+    if not entries:
+        return []
+    bundles = [e.bundle for e in entries]
+    comps = [(b.id, position, c) for b in bundles for position, c in enumerate(b.components)]
+    rows = await conn.fetch(
+        INSERT_MANUAL_BUNDLES_SQL,
+        shop,
+        [e.legacy_id for e in entries],
+        [e.expected_name for e in entries],
+        [b.id for b in bundles],
+        [b.name for b in bundles],
+        [b.title for b in bundles],
+        [b.description for b in bundles],
+        [b.slug for b in bundles],
+        [b.status for b in bundles],
+        [b.shopify_metaobject_id for b in bundles],
+        [b.metadata_json for b in bundles],
+        [b.created_at for b in bundles],
+        [b.now for b in bundles],
+        [b.inventory_id for b in bundles],
+        [b.pricing_rule_id for b in bundles],
+        [b.discount_percent for b in bundles],
+        [e.discount_row_id for e in entries],
+        [bundle_id for bundle_id, _, _ in comps],
+        [c.id for _, _, c in comps],
+        [c.product_id for _, _, c in comps],
+        [c.variant_id for _, _, c in comps],
+        [c.quantity for _, _, c in comps],
+        [position for _, position, _ in comps],
+        [c.cached_title for _, _, c in comps],
+        [c.cached_price for _, _, c in comps],
+        [c.cached_image_url for _, _, c in comps],
+        [c.cached_sku for _, _, c in comps],
+        [c.cached_inventory for _, _, c in comps],
+        [c.synced for _, _, c in comps],
+    )
+    return [ManualInsertResult(r["bundle_id"], r["found"], r["locked_name"]) for r in rows]

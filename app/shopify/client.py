@@ -251,6 +251,12 @@ class ShopifyClient:
             throttle = self._throttles[shop] = ShopThrottle(self._clock)
         return throttle
 
+    def batched_read_delay(self, shop: str, kind: str, count: int) -> float:
+        """Seconds until a batched read of `count` ids of `kind` ("metaobject", "product") would be
+        sent without waiting for the shop's bucket (0 when it fits now or the bucket is unknown), so
+        a scheduler can let the shop wait without holding a slot other shops could use."""
+        return self.throttle_for(shop).delay_for(self._estimate_cost(kind, count))
+
     def invalidate_token(self, shop: str) -> None:
         self._tokens.pop(shop, None)
 

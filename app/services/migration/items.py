@@ -755,6 +755,8 @@ class _BundleBatch:
             ai_ids = [i.ai_id for i in self.items.values() if i.ai_id]
             taken = await repo.taken_slugs(conn, shop, [*bases.values(), *(_ai_slug_base(a) for a in ai_ids)])
             slugs = _SlugAllocator(shop, taken)
+            if not ctx.dry_run:
+                await self._write_manual_batch(conn, slugs, products, failed, batch_error, note)
             for legacy_id in self.ids:
                 item = self.items.get(legacy_id)
                 if item is None:
@@ -900,6 +902,69 @@ class _BundleBatch:
                 self._done(_failed(item.legacy_id, REASON_INVALID_LEGACY_DATA, str(exc)))
 
     # ------------------------------------------------------------------ phase 3: item transactions
+
+    async def _write_manual_batch(
+        self,
+        conn: repo.Conn,
+        slugs: _SlugAllocator,
+        products: dict[str, Product | None] | None,
+        failed: dict[str, str],
+        batch_error: ShopifyError | None,
+        note: str | None,
+    ) -> None:
+        """Write every ordinary manual bundle of the batch in ONE statement (`insert_manual_bundles`:
+        the same lock, name check and ON CONFLICT per row as the one-item statement). What it settles
+        is done; everything else (a renamed row, and the whole batch when the statement fails, e.g. a
+        slug taken meanwhile or one item's bad value) stays for the item-by-item path below, which
+        handles races and reports per item. The statement is atomic, so a failure wrote nothing."""
+        shop = self.shop
+        candidates: list[_BundleItem] = []
+        for legacy_id in self.ids:
+            item = self.items.get(legacy_id)
+            if item is None or item.parsed is None or item.ai_id is not None:
+                continue
+            if item.kind not in (LegacyRowKind.METAOBJECT_ID, LegacyRowKind.METAOBJECT_HANDLE):
+                continue
+            if _product_failure(legacy_id, item.parsed.products, failed, batch_error) is not None:
+                continue  # reported by the item path
+            candidates.append(item)
+        if len(candidates) < 2:
+            return  # the item path costs the same round trip
+        taken_before = set(slugs.taken)
+        entries: list[repo.ManualInsert] = []
+        now = utcnow()
+        try:
+            for item in candidates:
+                assert item.parsed is not None
+                base = slugify(_bundle_name(item.row.bundle_name, item.parsed))
+                bundle = _build_manual_bundle(shop, item, item.row.bundle_name, slugs.allocate(base), products, now)
+                entries.append(repo.ManualInsert(bundle, item.legacy_id, item.row.bundle_name, new_id()))
+            results = await repo.insert_manual_bundles(conn, shop, entries)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Nothing was written: hand every candidate to the item path with the slugs it had.
+            slugs.taken = taken_before
+            log.info("batched manual insert fell back to items", extra={"shop": shop, "error": repr(exc)[:300]})
+            return
+        for item, entry, result in zip(candidates, entries, results, strict=True):
+            legacy_id = item.legacy_id
+            if not result.found:
+                self._done(_skipped(legacy_id, SKIP_DELETED_MEANWHILE, "bundle_discount_id row is gone"))
+            elif result.bundle_id is not None:
+                detail = note
+                if item.handle is not None:
+                    assert item.metaobject is not None
+                    resolved = f"handle {item.handle!r} resolved to {item.metaobject.id}"
+                    detail = "; ".join(filter(None, [resolved, note]))
+                self._done(_migrated(legacy_id, result.bundle_id, detail))
+            elif result.locked_name is not None and result.locked_name != item.row.bundle_name:
+                slugs.taken.discard(entry.bundle.slug)  # renamed meanwhile: the item path rebuilds it
+            else:
+                assert item.metaobject is not None
+                self._done(
+                    _skipped(legacy_id, SKIP_ALREADY_MIGRATED, f"metaobject {item.metaobject.id} is already in V2")
+                )
 
     async def _manual_row(
         self,

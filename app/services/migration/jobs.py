@@ -38,6 +38,7 @@ from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.ids import new_id
 from app.core.time import as_utc
 from app.repos import jobs as repo
+from app.repos import migration as migration_repo
 from app.schemas.jobs import FailureOut, FailurePage, JobOut, JobPage, JobStats, ShopStats
 from app.services.migration import items as migration_items
 from app.services.migration.items import ITEM_KINDS_BY_JOB_KIND, ItemKind, ItemOutcome, PlannedItem
@@ -289,16 +290,25 @@ async def create_job(
             if not dry_run:
                 await _check_overlap(conn, kind, shop_list)
             await repo.insert_job(conn, **job_row)
-            planned: list[PlannedItem] = []
-            for item_kind in ITEM_KINDS_BY_JOB_KIND[kind]:
-                planned.extend(await planner(conn, item_kind, list(shop_list) if shop_list is not None else None))
-            total = await repo.insert_items(
-                conn,
-                job_id,
-                [p.item_kind for p in planned],
-                [p.legacy_id for p in planned],
-                [p.shop for p in planned],
-            )
+            if plan is None:
+                # The default plan is made by the database (INSERT ... SELECT per kind): a job of any
+                # size costs the service no memory.
+                total = 0
+                for item_kind in ITEM_KINDS_BY_JOB_KIND[kind]:
+                    total += await migration_repo.plan_items_into(
+                        conn, job_id, item_kind, list(shop_list) if shop_list is not None else None, total
+                    )
+            else:
+                planned: list[PlannedItem] = []
+                for item_kind in ITEM_KINDS_BY_JOB_KIND[kind]:
+                    planned.extend(await planner(conn, item_kind, list(shop_list) if shop_list is not None else None))
+                total = await repo.insert_items(
+                    conn,
+                    job_id,
+                    [p.item_kind for p in planned],
+                    [p.legacy_id for p in planned],
+                    [p.shop for p in planned],
+                )
             counts = await repo.item_counts_by_shop(conn, job_id) if total else {}
             await repo.set_plan(
                 conn, job_id, total=total, per_shop=_initial_per_shop(counts, shop_list), finished=total == 0

@@ -5,8 +5,13 @@ Dispatch is pgqueuer: one queue row per (job, shop) with a dedupe key, picked wi
 `FOR UPDATE SKIP LOCKED`, kept alive by heartbeats and re-picked by any worker once its heartbeat
 is older than `JOB_LEASE_S` (the worker died). LISTEN/NOTIFY (pgqueuer's trigger) starts work as
 soon as a job is created; a short poll catches re-picks. A dispatch processes its shop's batches
-one after the other; up to `WORKER_CONCURRENCY` shops run in parallel per worker, and the
-ShopifyClient's own semaphore bounds requests across all of them.
+one after the other. Up to `WORKER_MAX_SHOPS` dispatches are held per worker, but only
+`WORKER_CONCURRENCY` batches run at once (the slots): a shop whose Shopify bucket has not refilled
+enough for its next batch waits *before* taking a slot, so shops with points left use the slots
+meanwhile (a waiting shop holding a slot would cap a job at `WORKER_CONCURRENCY` buckets' refill).
+The ShopifyClient's own semaphore bounds requests across all of them. `MIGRATION_MAX_ITEMS_PER_S`
+paces a worker's batches (0: as fast as it goes), so a replica serving the storefront can give a
+job only what the storefront does not need.
 
 Per batch (`_run_batch`): claim up to batchSize pending items of the shop (an item-level lease,
 heartbeated while `migrate_batch` runs), call `migrate_batch`, settle outcomes
@@ -26,6 +31,7 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -49,6 +55,9 @@ from app.shopify.client import ShopifyClient
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
+
+# Job kinds whose batches read metaobjects from Shopify (the others need Shopify only to fill caches).
+BUCKET_BOUND_KINDS = frozenset({"bundles", "all"})
 
 MigrateBatch = Callable[[MigrationContext, str, ItemKind, list[str]], Awaitable[list[ItemOutcome]]]
 
@@ -85,6 +94,8 @@ class JobWorker:
         poll_interval_s: float = 1.0,
         sweep_interval_s: float = 1.0,
         owns_pool: bool = False,
+        max_shops: int = 32,
+        max_items_per_s: float = 0.0,
     ) -> None:
         self.pool = pool
         self.shopify = shopify
@@ -100,6 +111,9 @@ class JobWorker:
         self._migrate: MigrateBatch = migrate_batch or _real_migrate_batch
         self._owns_pool = owns_pool
         self._slots = asyncio.Semaphore(self.concurrency)
+        self.max_shops = max(self.concurrency, max_shops)
+        self.max_items_per_s = max(0.0, max_items_per_s)
+        self._pace_next = 0.0  # monotonic time from which the next batch may start (pacing)
         self._stopping = asyncio.Event()
         self._qm: Any = None
         self._runner: asyncio.Task[None] | None = None
@@ -117,6 +131,8 @@ class JobWorker:
             container.shopify,
             concurrency=concurrency,
             lease_s=float(overrides.pop("lease_s", settings.job_lease_s)),
+            max_shops=int(overrides.pop("max_shops", settings.worker_max_shops)),
+            max_items_per_s=float(overrides.pop("max_items_per_s", settings.migration_max_items_per_s)),
             owns_pool=True,
             **overrides,
         )
@@ -170,7 +186,7 @@ class JobWorker:
                 await qm.run(
                     dequeue_timeout=timedelta(seconds=self.poll_interval_s),
                     batch_size=1,
-                    max_concurrent_tasks=max(2, self.concurrency),
+                    max_concurrent_tasks=max(2, self.max_shops),
                     heartbeat_timeout=timedelta(seconds=self.lease_s),
                 )
             except asyncio.CancelledError:
@@ -227,6 +243,9 @@ class JobWorker:
                 return
             if row["status"] != "running":
                 return
+            await self._await_turn(row, shop)
+            if self._stopping.is_set():
+                return
             async with self._slots:
                 result = await self._run_batch(row, shop)
             if result is None:
@@ -241,6 +260,21 @@ class JobWorker:
                 await self._pause(self._backoff(retry_round))
             else:
                 retry_round = 0
+
+    async def _await_turn(self, row: dict[str, Any], shop: str) -> None:
+        """Wait, without a slot, for the worker's pace and for the shop's Shopify bucket to hold its
+        next batch's metaobject read (the client would otherwise wait inside the slot)."""
+        batch = int(row["batchSize"])
+        if self.max_items_per_s > 0:
+            now = time.monotonic()
+            start = max(now, self._pace_next)
+            self._pace_next = start + batch / self.max_items_per_s
+            await self._pause(start - now)
+        # (Tests drive the worker with a stand-in client that models no bucket.)
+        if row["kind"] in BUCKET_BOUND_KINDS and isinstance(self.shopify, ShopifyClient):
+            delay = self.shopify.batched_read_delay(shop, "metaobject", batch)
+            if delay > 0:
+                await self._pause(delay)
 
     async def _heartbeat(self, job_id: str, token: str) -> None:
         while True:
