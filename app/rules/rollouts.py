@@ -20,8 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
+from app.core.config import FLAG_NAMES
 from app.rules.consistency import ConsistencyFigures, wilson_upper
-from app.rules.stages import STAGES, Stage
+from app.rules.flags import DEFAULT_STATES, FlagState, evaluate_state
+from app.rules.stages import STAGE_TABLE, STAGES, Stage
 
 RolloutStatus = Literal["running", "paused", "completed", "aborted"]
 ShopState = Literal["waiting", "observing", "advancing", "held", "rolled_back", "done"]
@@ -117,6 +119,24 @@ def next_stage(current: Stage | str, target: Stage) -> Stage | None:
     if here >= goal:
         return None
     return STAGES[here + 1]
+
+
+def stored_stage_of(states: Mapping[str, FlagState], shop: str) -> Stage | Literal["custom"]:
+    """The stage the stored flags put `shop` on (environment kill switches aside: they are per
+    replica and beat whatever is stored anyway); `custom` when they match no stage."""
+    values = {name: evaluate_state(states.get(name) or DEFAULT_STATES[name], shop, None).value for name in FLAG_NAMES}
+    for stage, table in STAGE_TABLE.items():
+        if all(values[name] is on for name, on in table.items()):
+            return stage
+    return "custom"
+
+
+def flags_guard(stored: str, stage: str) -> GuardValue:
+    """Whether the shop's stored flags still put it on the stage the rollout set: when someone changed
+    them outside the rollout (a global stage change, an immediate rollback, an override by hand),
+    the rollout holds the shop and writes nothing for it (the person's change wins)."""
+    ok = stored == stage
+    return GuardValue("flagsMatchStage", 0.0 if ok else 1.0, 0.0, ok, 1)
 
 
 def reached(current: Stage | str, target: Stage) -> bool:

@@ -321,7 +321,7 @@ async def test_a_write_racing_the_reads_is_transient_and_trips_nothing(
     re-read, found equal, counted transient, and the shop stays live. (A second, planted shop keeps the
     rollout unfinished, so the live shop is still watched.)"""
     racer, planted = new_shop("gt"), new_shop("gt")
-    async with app_factory(**{**FAST_DRIVER, "CONSISTENCY_RECHECK_DELAY_S": 0.5}) as client, full_sampling(client):
+    async with app_factory(**{**FAST_DRIVER, "CONSISTENCY_RECHECK_DELAY_S": 1.0}) as client, full_sampling(client):
         bundles = {}
         for shop in (racer, planted):
             await register_shop(sim, db, shop)
@@ -338,11 +338,19 @@ async def test_a_write_racing_the_reads_is_transient_and_trips_nothing(
                     return (await shop_states(client, rollout_id))[racer] == ("live", "done")
 
                 assert await eventually(live, timeout_s=60), await rollout(client, rollout_id)
-                # writes race the reads (dual writes change both stores in one transaction)
-                for i in range(20):
-                    response = await client.patch(bundles_url(racer, bundle["id"]), json={"name": f"Renamed {i}"})
+                # a write half-way between the two stores while the shop is read: the legacy row
+                # changes first, reads see the difference, the write completes before the re-check
+                for i in range(3):
+                    name = f"Renamed {i}"
+                    await db.execute(
+                        'UPDATE bundle_discount_id SET "bundleName" = $2 WHERE "bundleId" = $1',
+                        bundle["shopifyMetaobjectId"],
+                        name,
+                    )
+                    assert (await client.get(read_url(racer, bundle))).status_code == 200
+                    response = await client.patch(bundles_url(racer, bundle["id"]), json={"name": name})
                     assert response.status_code == 200, response.text
-                    await asyncio.sleep(0.1)
+                    await asyncio.sleep(0.3)
                 await asyncio.sleep(3)
                 consistency = (await client.get(f"/admin/shops/{racer}/consistency")).json()
                 assert consistency["sinceSource"] == "stage", consistency  # counted since it went live
@@ -355,6 +363,43 @@ async def test_a_write_racing_the_reads_is_transient_and_trips_nothing(
             assert not any(f"{racer} live → shadow" in reason for _, reason in await transitions(db, rollout_id))
         finally:
             await stop(client, rollout_id, [racer, planted])
+
+
+async def test_flags_changed_outside_the_rollout_hold_the_shop(app_factory: AppFactory, db: asyncpg.Connection) -> None:
+    """A person's change to the shop's flags wins: the rollout holds the shop and writes nothing for it."""
+    shop = new_shop("gd")
+    guards = {**TEST_GUARDS, "minComparisons": 1_000_000, "minDwellSeconds": 0.3}  # never beyond shadow
+    async with app_factory(**FAST_DRIVER) as client:
+        rollout_id = await start_rollout(client, targetStage="live", shops=[shop], guards=guards)
+        try:
+
+            async def observed_on_shadow() -> bool:
+                return (await shop_states(client, rollout_id))[shop] == ("shadow", "observing")
+
+            assert await eventually(observed_on_shadow, timeout_s=15), await rollout(client, rollout_id)
+            state = await flag_state(client, "V2_BUNDLE_ENGINE")
+            body = {
+                "enabled": state["enabled"],
+                "shopOverrides": {**state["shopOverrides"], shop: True},
+                "reason": "hand",
+            }
+            assert (await client.put("/admin/flags/V2_BUNDLE_ENGINE", json=body)).status_code == 200
+
+            async def held() -> bool:
+                return (await shop_states(client, rollout_id))[shop] == ("shadow", "held")
+
+            assert await eventually(held, timeout_s=10), await rollout(client, rollout_id)
+            view = next(s for s in (await rollout(client, rollout_id))["shops"] if s["shop"] == shop)
+            assert view["guards"] == [
+                {"name": "flagsMatchStage", "value": 1.0, "threshold": 0.0, "ok": False, "samples": 1}
+            ]
+            before = await transitions(db, rollout_id)
+            await asyncio.sleep(1)
+            assert await transitions(db, rollout_id) == before  # nothing written for it
+            assert (await flag_state(client, "V2_BUNDLE_ENGINE"))["shopOverrides"][shop] is True
+            assert (await client.get(f"/admin/shops/{shop}/stage")).json()["stage"] == "custom"
+        finally:
+            await stop(client, rollout_id, [shop])
 
 
 async def test_conflicts_and_bad_input(client: httpx.AsyncClient) -> None:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import pytest
 
 from app.rules.consistency import ConsistencyFigures, wilson_upper
+from app.rules.flags import DEFAULT_STATES, FlagState
 from app.rules.rollouts import (
     Evidence,
     Guards,
     decide,
+    flags_guard,
     guard_values,
     next_stage,
+    stored_stage_of,
     tripped,
     wilson_lower,
 )
+from app.rules.stages import STAGE_TABLE
 
 FAST = Guards(min_comparisons=20, max_mismatch_rate=0.2, min_dwell_seconds=1)
 
@@ -202,3 +206,14 @@ def test_dualwrite_has_no_comparison_guards() -> None:
         evidence=evidence(),
     )
     assert (d.action, d.to_stage, d.to_state) == ("advance", "shadow", "observing")
+
+
+def test_stored_stage_of_a_shop() -> None:
+    shop = "a.myshopify.com"
+    assert stored_stage_of(DEFAULT_STATES, shop) == "dualwrite"  # the stored defaults
+    pinned = {name: FlagState(name, shop_overrides={shop: on}) for name, on in STAGE_TABLE["live"].items()}
+    assert stored_stage_of(pinned, shop) == "live"
+    assert stored_stage_of(pinned, "b.myshopify.com") == "off"  # other shops: the (all off) defaults
+    mixed = {**pinned, "DUAL_WRITE": FlagState("DUAL_WRITE", shop_overrides={shop: False})}
+    assert stored_stage_of(mixed, shop) == "custom"
+    assert flags_guard("live", "live").ok and not flags_guard("custom", "live").ok

@@ -43,12 +43,13 @@ from app.rules.rollouts import (
     RolloutStatus,
     ShopState,
     decide,
+    flags_guard,
     guard_values,
 )
 from app.rules.stages import Stage
 from app.services import consistency
 from app.services.migration.validation import build_validation_report
-from app.services.rollouts.stages import write_shop_stage
+from app.services.rollouts.stages import stored_stage, write_shop_stage
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,8 @@ class RolloutDriver:
             open_wave = min((s["position"] // size for s in rows if s["state"] != "done"), default=None)
             for row in rows:
                 wave_open = open_wave is not None and row["position"] // size <= open_wave
+                if row["state"] == "waiting" and (not wave_open or rollout["status"] != "running"):
+                    continue  # nothing can happen to it this tick
                 try:
                     await self._evaluate(rollout, row["shop"], wave_open)
                 except DomainError as exc:  # e.g. the legacy tables archived meanwhile: the shop waits
@@ -159,6 +162,16 @@ class RolloutDriver:
             if status not in ("running", "paused"):
                 return
             stage, state = row["stage"], row["state"]
+            current = await stored_stage(conn, shop)
+            if state == "waiting":
+                if current != stage:  # the flags moved before its wave started: it starts from there
+                    moved = await self._set(conn, rollout_id, shop, (stage, state), current, state, [])
+                    if not moved:
+                        return
+                    stage = current
+            elif current != stage:
+                await self._hold_for_drift(conn, rollout_id, shop, (stage, state), current)
+                return
             if state == "advancing":
                 verify_needed = True
             else:
@@ -180,6 +193,20 @@ class RolloutDriver:
                     await self._apply(conn, rollout_id, shop, (stage, state), decision)
         if verify_needed:
             await self._verify_then_go_live(rollout_id, shop, target, guards)
+
+    async def _hold_for_drift(
+        self, conn: Conn, rollout_id: str, shop: str, expected: tuple[str, str], current: str
+    ) -> None:
+        """Someone changed the shop's flags outside the rollout: hold it and write nothing for it."""
+        if expected[1] != "held":
+            log.warning(
+                "rollout %s: %s is on %s by its flags, not %s: held (abort and start a new rollout to go on)",
+                rollout_id,
+                shop,
+                current,
+                expected[0],
+            )
+        await self._set(conn, rollout_id, shop, expected, expected[0], "held", [flags_guard(current, expected[0])])
 
     async def _set(
         self,
@@ -259,6 +286,10 @@ class RolloutDriver:
                 return
             status = await repo.status_for_share(conn, rollout_id)
             expected = (row["stage"], "advancing")
+            current = await stored_stage(conn, shop)
+            if current != row["stage"]:
+                await self._hold_for_drift(conn, rollout_id, shop, expected, current)
+                return
             evidence = await self._evidence(conn, shop, row["since"])
             values = tuple(guard_values(row["stage"], guards, evidence))
             verified = GuardValue("verifiedBeforeLive", float(divergent), 0.0, divergent == 0, 1)

@@ -13,11 +13,13 @@ from typing import Any, Literal
 
 from app.core.config import FLAG_NAMES
 from app.core.container import Container
+from app.repos import flags as flag_repo
 from app.repos import legacy_tables as tables_repo
 from app.repos import rollouts as repo
 from app.repos.base import Conn
 from app.repos.runner import run_read
 from app.rules.flags import FlagState
+from app.rules.rollouts import stored_stage_of
 from app.rules.stages import STAGE_TABLE, Stage, stage_of
 from app.services.flags.store import FlagStore, FlagWrite, write_flags_in_transaction
 
@@ -44,6 +46,12 @@ async def write_shop_stage(conn: Conn, shop: str, stage: Stage, *, actor: str, r
     override changes are written, each audited with `reason`."""
     await tables_repo.lock_rollout(conn)
     return await write_flags_in_transaction(conn, _pin(shop, stage), actor=actor, reason=reason)
+
+
+async def stored_stage(conn: Conn, shop: str) -> Stage | Literal["custom"]:
+    """The stage the stored flags put `shop` on now (read in the caller's transaction)."""
+    rows = await flag_repo.fetch_all(conn)
+    return stored_stage_of({row["name"]: FlagState.from_row(row) for row in rows}, shop)
 
 
 def effective_stage(store: FlagStore, shop: str) -> tuple[Stage | Literal["custom"], Source, list[dict[str, Any]]]:
