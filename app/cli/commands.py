@@ -41,7 +41,7 @@ import uvicorn
 from app.cli.render import print_job, print_json, print_rollout, progress_line, render_flags, render_validation
 from app.core.config import Settings, get_settings
 from app.core.container import build_container
-from app.core.db import asyncpg_connect_kwargs, connect, create_pool, resolve_database_url
+from app.core.db import asyncpg_connect_kwargs, connect, create_pool, resolve_database_url, resolve_direct_url
 from app.core.errors import DomainError
 from app.core.logging import configure_logging
 from app.core.migrations import current_revision, downgrade, head_revision, upgrade
@@ -92,10 +92,11 @@ def _configure_logging(settings: Settings) -> None:
 
 @asynccontextmanager
 async def _pool(settings: Settings) -> AsyncIterator[asyncpg.Pool[Any]]:
-    """A small asyncpg pool on DATABASE_URL (or the embedded development database)."""
+    """A small asyncpg pool on the primary's direct URL (DATABASE_DIRECT_URL, else DATABASE_URL, or the
+    embedded development database): a short-lived command needs no transaction pooler."""
 
     url = await asyncio.to_thread(resolve_database_url, settings)
-    pool = await create_pool(url, max_size=3)
+    pool = await create_pool(resolve_direct_url(settings, url), max_size=3)
     try:
         yield pool
     finally:
@@ -180,8 +181,9 @@ def add_db(sub: Subparsers) -> None:
 
 
 def _db_url() -> str:
-
-    return resolve_database_url(_settings())
+    """Schema migrations and the demo seed: the primary's direct URL (session state, no pooler)."""
+    settings = _settings()
+    return resolve_direct_url(settings, resolve_database_url(settings))
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
