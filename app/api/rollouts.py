@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 
 from app.api.deps import AdminDep, ContainerDep, FlagsDep, validate_shop
 from app.api.openapi_docs import (
@@ -60,10 +62,11 @@ def _transition(action: str) -> dict[int | str, dict[str, object]]:
 @router.post(
     ROLLOUTS,
     status_code=201,
+    response_model=RolloutCreated,
     summary="Start a guarded rollout (or dry-run it); 409 if an unfinished rollout covers a shop",
     responses={
         **example_response(CREATED_EXAMPLE, 201, "Stored; the driver starts moving shops", headers=_LOCATION),
-        **example_response(DRY_RUN_EXAMPLE, 200, "Dry run: the plan, nothing written"),
+        **example_response(DRY_RUN_EXAMPLE, 200, "Dry run: the plan, nothing written", model=RolloutPlan),
         **ADMIN_ERRORS,
         **BODY_ERRORS,
         **problem(
@@ -80,7 +83,7 @@ def _transition(action: str) -> dict[int | str, dict[str, object]]:
 )
 async def create_rollout(
     body: CreateRolloutIn, actor: AdminDep, container: ContainerDep, store: FlagsDep, response: Response
-) -> RolloutCreated | RolloutPlan:
+) -> RolloutCreated | JSONResponse:
     result = await service.create_rollout(
         container,
         store,
@@ -93,9 +96,8 @@ async def create_rollout(
         guards=body.guards.model_dump(exclude_none=True) if body.guards else None,
         dry_run=body.dryRun,
     )
-    if result.get("dryRun"):
-        response.status_code = 200
-        return RolloutPlan.model_validate(result)
+    if result.get("dryRun"):  # a second JSON status: its schema is documented above
+        return JSONResponse(jsonable_encoder(RolloutPlan.model_validate(result)), status_code=200)
     response.headers["Location"] = result["statusUrl"]
     return RolloutCreated.model_validate(result)
 
