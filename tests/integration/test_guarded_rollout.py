@@ -402,6 +402,49 @@ async def test_flags_changed_outside_the_rollout_hold_the_shop(app_factory: AppF
             await stop(client, rollout_id, [shop])
 
 
+async def test_the_rollouts_sample_rate_is_the_observed_shops(
+    app_factory: AppFactory, sim: Any, db: asyncpg.Connection
+) -> None:
+    """The flag samples nothing (sampleRate 0); the rollout's `sampleRate` 1 makes its shop compared on every
+    read while observed, so it gathers its comparisons and reaches live; a shop outside the rollout with
+    shadow reads on still samples at the flag's rate (nothing)."""
+    shop, bystander = new_shop("gr"), new_shop("gr")
+    async with app_factory(**FAST_DRIVER) as client:
+        before = await flag_state(client, "SHADOW_READS")
+        put = {"enabled": before["enabled"], "sampleRate": 0.0, "reason": "guarded rollout test: flag samples nothing"}
+        assert (await client.put("/admin/flags/SHADOW_READS", json=put)).status_code == 200
+        bundles = {}
+        for s in (shop, bystander):
+            await register_shop(sim, db, s)
+            bundles[s] = await seeded_bundle(client, sim, s)
+        state = await flag_state(client, "SHADOW_READS")
+        put = {"enabled": state["enabled"], "shopOverrides": {**state["shopOverrides"], bystander: True}, "reason": "t"}
+        assert (await client.put("/admin/flags/SHADOW_READS", json=put)).status_code == 200
+        rollout_id = await start_rollout(
+            client, targetStage="live", shops=[shop], guards={**TEST_GUARDS, "sampleRate": 1.0}
+        )
+        try:
+            async with traffic(client, [read_url(shop, bundles[shop]), read_url(bystander, bundles[bystander])]):
+
+                async def live() -> bool:
+                    return (await shop_states(client, rollout_id))[shop] == ("live", "done")
+
+                assert await eventually(live, timeout_s=60), await rollout(client, rollout_id)
+            since = "2000-01-01T00:00:00Z"
+            mine = (await client.get(f"/admin/shops/{shop}/consistency", params={"since": since})).json()
+            other = (await client.get(f"/admin/shops/{bystander}/consistency", params={"since": since})).json()
+            assert mine["shadow"]["comparisons"] >= TEST_GUARDS["minComparisons"], mine
+            assert other["shadow"]["comparisons"] == 0, other
+        finally:
+            await stop(client, rollout_id, [shop, bystander])
+            put = {
+                "enabled": before["enabled"],
+                "sampleRate": before["sampleRate"],
+                "reason": "guarded rollout test done",
+            }
+            await client.put("/admin/flags/SHADOW_READS", json=put)
+
+
 async def test_conflicts_and_bad_input(client: httpx.AsyncClient) -> None:
     shops = [new_shop("gc"), new_shop("gc")]
     rollout_id = await start_rollout(client, targetStage="shadow", shops=shops, guards={"minDwellSeconds": 3600})

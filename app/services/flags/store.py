@@ -343,10 +343,17 @@ def is_on(container: Container, name: str, shop: str | None) -> bool:
 
 
 def shadow_rate(container: Container, shop: str) -> float:
-    """Fraction of reads to shadow for `shop`; without a loaded snapshot the default's `sampleRate`, 0."""
+    """Fraction of reads to shadow for `shop`; without a loaded snapshot the default's `sampleRate`, 0.
+    While a guarded rollout observes the shop with its own `sampleRate`, that rate (the replica's
+    rollout driver keeps them, refreshed every tick; docs/feature-flags.md, "Guarded rollouts")."""
     store = container.flags
     if store is None:
         return 0.0
+    driver = container.rollout_driver
+    if driver is not None and store.is_enabled(Flag.SHADOW_READS, shop):
+        observed = driver.sample_rates.get(shop)
+        if observed is not None:
+            return observed
     return store.sample_rate(Flag.SHADOW_READS, shop)
 
 

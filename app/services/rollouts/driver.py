@@ -23,8 +23,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, cast
 
 from app.core.container import Container
@@ -83,6 +84,9 @@ class RolloutDriver:
         self.figures = figures
         self.verify = verify
         self._validation: dict[str, tuple[float, bool | None]] = {}
+        #: Shop → the shadow sample rate of the rollout observing it (`guards.sampleRate`), for
+        #: `flags.store.shadow_rate`; replaced whole at every tick (a dict read is atomic for readers).
+        self.sample_rates: Mapping[str, float] = MappingProxyType({})
         self._task: asyncio.Task[None] | None = None
         self.transitions = 0  # this replica's, for logs and tests
 
@@ -114,6 +118,7 @@ class RolloutDriver:
         async with self.container.pool.acquire() as conn:
             rollouts = await repo.unfinished_rollouts(conn)
             shops = await repo.shops_of(conn, [r["id"] for r in rollouts]) if rollouts else []
+        self.sample_rates = MappingProxyType(_observed_sample_rates(rollouts, shops))
         for rollout in rollouts:
             rows = [s for s in shops if s["rolloutId"] == rollout["id"]]
             size = rollout["waveSize"] or DEFAULT_WAVE_SIZE
@@ -322,6 +327,14 @@ class RolloutDriver:
                 return
             await repo.set_status(conn, rollout_id, "completed", finished=True, now=utcnow())
             log.info("rollout %s completed", rollout_id)
+
+
+def _observed_sample_rates(rollouts: list[dict[str, Any]], shops: list[dict[str, Any]]) -> dict[str, float]:
+    """Shop → `guards.sampleRate` of its unfinished rollout, for the shops it observes (started ones)."""
+    rates = {r["id"]: Guards.from_api(r["guards"]).sample_rate for r in rollouts}
+    return {
+        s["shop"]: rate for s in shops if s["state"] != "waiting" and (rate := rates.get(s["rolloutId"])) is not None
+    }
 
 
 async def start_driver(container: Container) -> None:
