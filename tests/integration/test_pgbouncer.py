@@ -256,7 +256,7 @@ async def test_the_service_works_behind_pgbouncer(
             answer = await client.get("/proxy/v2/bundles", params=signed(shop, product))
             return any(b["title"] == "Renamed" for b in answer.json()["bundles"])
 
-        await eventually(renamed_on_storefront, "the storefront still serves the old title", timeout_s=1.0)
+        await eventually(renamed_on_storefront, "the storefront still serves the old title", timeout_s=5.0)
 
         # Deletes.
         deleted = await client.delete(bundles_url(shop, ids[-1]), headers={"If-Match": patched[-1].headers["ETag"]})

@@ -70,6 +70,8 @@ async def test_read_paths_use_the_read_pool_and_writes_do_not(
         assert container.read_pool is not None and container.read_only_pool is container.read_pool
         for flag in ("V2_BUNDLE_ENGINE", "V2_PRICING_ENGINE"):
             await set_flag_override(client, flag, shop, True)
+        # No background shadow comparison may read the replica while a write is being watched.
+        await set_flag_override(client, "SHADOW_READS", shop, False)
         assert await activity(db, name), "the read pool holds a connection under its application_name"
 
         # Writes: nothing runs on the read pool, the rows are on the primary.
@@ -125,6 +127,7 @@ async def test_the_read_model_computes_on_the_primary(
         container = client.app.state.container
         assert container.storefront_cache is not None
         await set_flag_override(client, "V2_BUNDLE_ENGINE", shop, True)
+        await set_flag_override(client, "SHADOW_READS", shop, False)
         created = await client.post(bundles_url(shop), json=bundle_body(products=[product], status="ACTIVE"))
         assert created.status_code == 201, created.text
         await container.storefront_cache_listener.sync()
