@@ -7,7 +7,7 @@ Two directions, two standards of evidence:
 * **to advance**, a shop must show it is good: enough comparisons, and the Wilson 95% *upper*
   bound of its confirmed-mismatch rate under `maxMismatchRate` (0 of 400 gives 0.95%, under the
   default 1%; 0 of 20 gives 16%, which is not evidence of anything);
-* **to step back** from `live` (or a later stage), the evidence must show it is bad: the Wilson 95%
+* **to step back** from `live` or `rampdown`, the evidence must show it is bad: the Wilson 95%
   *lower* bound of the confirmed rate over `maxMismatchRate` (so one unlucky mismatch among many
   clean comparisons does not flap a shop back and forth), any dual-write divergence, the error rate's
   lower bound over `maxErrorRate`, a p99 ratio over `maxP99Ratio` on enough reads, or a validation
@@ -33,8 +33,10 @@ SHOP_STATES: Final[tuple[ShopState, ...]] = ("waiting", "observing", "advancing"
 UNFINISHED: Final[tuple[RolloutStatus, ...]] = ("running", "paused")
 #: Stages a rollout may target (it never moves a shop to `off`).
 TARGET_STAGES: Final[tuple[Stage, ...]] = ("dualwrite", "shadow", "live", "rampdown", "complete")
-#: Stages in which the shop reads from V2: a tripped guard there sends it back to `shadow`.
-V2_READ_STAGES: Final[tuple[Stage, ...]] = ("live", "rampdown", "complete")
+#: Stages a tripped guard sends a shop back from, to `shadow`: it reads from V2 there while the legacy
+#: tables are still written. Not `complete`: dual writes are off there, so the legacy tables miss
+#: the writes since, and reading them again is a person's decision (the rollback procedure).
+STEP_BACK_STAGES: Final[tuple[Stage, ...]] = ("live", "rampdown")
 #: Where a shop stepping back goes: reads from legacy, comparisons still running.
 STEP_BACK_STAGE: Final[Stage] = "shadow"
 #: Stages with shadow comparisons (SHADOW_READS on): only there do the comparison guards apply.
@@ -208,7 +210,7 @@ def guard_values(stage: Stage | str, guards: Guards, evidence: Evidence) -> list
 def tripped(stage: Stage | str, guards: Guards, evidence: Evidence) -> list[str]:
     """Why a shop reading from V2 must step back now (empty: it stays). Needs evidence of harm, not
     its absence (module docstring)."""
-    if stage not in V2_READ_STAGES:
+    if stage not in STEP_BACK_STAGES:
         return []
     f = evidence.figures
     reasons: list[str] = []

@@ -217,3 +217,10 @@ def test_stored_stage_of_a_shop() -> None:
     mixed = {**pinned, "DUAL_WRITE": FlagState("DUAL_WRITE", shop_overrides={shop: False})}
     assert stored_stage_of(mixed, shop) == "custom"
     assert flags_guard("live", "live").ok and not flags_guard("custom", "live").ok
+
+
+def test_complete_is_never_stepped_back_automatically() -> None:
+    """In `complete` the legacy tables no longer receive writes: reading them again is a person's call."""
+    harm = evidence(comparisons=30, confirmed=30, divergent=1, validation=False)
+    assert tripped("rampdown", FAST, harm)
+    assert tripped("complete", FAST, harm) == []

@@ -129,7 +129,8 @@ class RolloutDriver:
                     continue  # nothing can happen to it this tick
                 try:
                     await self._evaluate(rollout, row["shop"], wave_open)
-                except DomainError as exc:  # e.g. the legacy tables archived meanwhile: the shop waits
+                except Exception as exc:  # e.g. the legacy tables archived meanwhile: this shop waits,
+                    # the others are still evaluated (a step-back elsewhere must not wait for it)
                     log.warning("rollout %s, shop %s: %s", rollout["id"], row["shop"], exc)
             if rollout["status"] == "running":
                 await self._complete_if_done(rollout["id"])
