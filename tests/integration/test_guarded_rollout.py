@@ -314,6 +314,34 @@ async def test_two_replicas_run_one_rollout_without_double_or_lost_transitions(
             await stop(one, rollout_id, shops)
 
 
+async def test_a_rollout_survives_a_restart(app_factory: AppFactory, db: asyncpg.Connection) -> None:
+    """State lives in the tables: a replica stopped mid-rollout, another one started later finishes it,
+    and each transition still happens exactly once."""
+    shops = [new_shop("gz") for _ in range(3)]
+    guards = {"minComparisons": 0, "maxMismatchRate": 1, "maxErrorRate": 1, "maxP99Ratio": 1000, "minDwellSeconds": 0.3}
+    async with app_factory(**FAST_DRIVER) as first:
+        rollout_id = await start_rollout(first, targetStage="live", shops=shops, waveSize=1, guards=guards)
+
+        async def some_progress() -> bool:
+            return len(moves(await transitions(db, rollout_id))) >= 2
+
+        assert await eventually(some_progress, timeout_s=30)
+    midway = moves(await transitions(db, rollout_id))
+    assert len(midway) < 2 * len(shops), "the first replica was meant to stop mid-way"
+    async with app_factory(**FAST_DRIVER) as second:
+        try:
+
+            async def completed() -> bool:
+                return (await rollout(second, rollout_id))["status"] == "completed"
+
+            assert await eventually(completed, timeout_s=60), await rollout(second, rollout_id)
+            steps = moves(await transitions(db, rollout_id))
+            assert set(steps) == {(shop, step) for shop in shops for step in ("dualwrite → shadow", "shadow → live")}
+            assert all(count == 1 for count in steps.values()), steps
+        finally:
+            await stop(second, rollout_id, shops)
+
+
 async def test_a_write_racing_the_reads_is_transient_and_trips_nothing(
     app_factory: AppFactory, sim: Any, db: asyncpg.Connection
 ) -> None:
@@ -454,6 +482,13 @@ async def test_conflicts_and_bad_input(client: httpx.AsyncClient) -> None:
         )
         assert again.status_code == 409, again.text
         assert again.json()["coveredShops"] == [{"shop": shops[1], "rolloutId": rollout_id}]
+        # two requests racing for one free shop: the unique index lets exactly one of them have it
+        free = new_shop("gc")
+        body = {"targetStage": "shadow", "shops": [free], "guards": {"minDwellSeconds": 3600}, "reason": "race"}
+        raced = await asyncio.gather(*(client.post("/admin/rollouts", json=body) for _ in range(4)))
+        assert sorted(r.status_code for r in raced) == [201, 409, 409, 409], [r.text for r in raced]
+        winner = next(r.json()["id"] for r in raced if r.status_code == 201)
+        await stop(client, winner, [free])
         bad = [
             {"targetStage": "live", "reason": "neither shops nor percent"},
             {"targetStage": "live", "shops": shops, "percent": 10, "reason": "both"},
