@@ -1,0 +1,266 @@
+"""The rollout's evidence: storefront shadow reads, confirmed vs transient mismatches, the noise
+baseline, dual-write verification and `GET /admin/shops/{shop}/consistency`.
+
+Real PostgreSQL and the Shopify simulator over HTTP. Each test uses its own shop, so the figures
+it reads are its own; one service instance with a short re-check delay serves the module.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import asyncpg
+import httpx
+import pytest
+
+from app.core.security import sign_app_proxy_params
+from app.rules.consistency import wilson_upper
+from app.services.consistency import verify_shop
+from tests.conftest import API_SECRET
+from tests.integration.bundle_helpers import (
+    bundle_body,
+    bundles_url,
+    container_of,
+    drain_shadow,
+    flag_override,
+    forget_legacy_cache,
+    metaobject_gid,
+    metaobject_item,
+    product_gid,
+    register_shop,
+)
+
+RECHECK_S = 0.8
+STOREFRONT = "GET /proxy/bundles-for-product"
+
+
+@pytest.fixture(scope="module")
+async def evidence(app_factory: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with app_factory(CONSISTENCY_RECHECK_DELAY_S=RECHECK_S, CONSISTENCY_NOISE_EVERY=10) as c:
+        yield c
+
+
+def signed(shop: str, product: str) -> list[tuple[str, Any]]:
+    items = [
+        ("shop", shop),
+        ("logged_in_customer_id", ""),
+        ("path_prefix", "/apps/proxy"),
+        ("timestamp", str(int(time.time()))),
+        ("product_id", product),
+    ]
+    return [*items, ("signature", sign_app_proxy_params(items, API_SECRET))]
+
+
+async def seeded(client: httpx.AsyncClient, sim: Any, shop: str, *, title: str = "Summer set") -> dict[str, Any]:
+    """A dual-written bundle whose metaobject exists in the simulator (both stores agree)."""
+    metaobject, products = metaobject_gid(), [product_gid(), product_gid()]
+    name = f"Bundle {metaobject[-6:]}"
+    await sim.add_metaobjects(
+        shop, [metaobject_item(metaobject, name=name, title=title, discount="15", products=products)]
+    )
+    body = bundle_body(name=name, metaobject=metaobject, products=products, percent="15")
+    body["title"] = title
+    body["status"] = "ACTIVE"  # the storefront shows active bundles only
+    body["components"] = [{"shopifyProductId": p} for p in products]
+    response = await client.post(bundles_url(shop), json=body)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def rows(db: asyncpg.Connection, shop: str, endpoint: str | None = None) -> list[dict[str, Any]]:
+    found = await db.fetch(
+        "SELECT * FROM sb_consistency_comparisons WHERE shop = $1 AND ($2::text IS NULL OR endpoint = $2) ORDER BY id",
+        shop,
+        endpoint,
+    )
+    out = []
+    for record in found:
+        row = dict(record)
+        for side in ("legacy", "v2"):
+            row[side] = None if row[side] is None else json.loads(row[side])
+        out.append(row)
+    return out
+
+
+def outcomes(found: list[dict[str, Any]]) -> list[str]:
+    return [r["outcome"] for r in found]
+
+
+async def report(client: httpx.AsyncClient, shop: str) -> dict[str, Any]:
+    response = await client.get(f"/admin/shops/{shop}/consistency")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_storefront_reads_are_shadowed_off_the_response_path(
+    evidence: httpx.AsyncClient, sim: Any, shop: str, db: asyncpg.Connection
+) -> None:
+    client = evidence
+    await register_shop(sim, db, shop)
+    bundle = await seeded(client, sim, shop)
+    product = bundle["components"][0]["shopifyProductId"]
+    path = "/proxy/bundles-for-product"
+
+    plain = await client.get(path, params=signed(shop, product))
+    assert plain.status_code == 200 and len(plain.json()) == 1
+    assert await rows(db, shop, STOREFRONT) == []  # not sampled: nothing compared
+
+    async with flag_override(client, "SHADOW_READS", shop, True, sampleRate=1.0):
+        shadowed = await client.get(path, params=signed(shop, product))
+        assert shadowed.content == plain.content and shadowed.headers["x-bundle-read-source"] == "legacy"
+        await drain_shadow(client)
+        async with flag_override(client, "V2_BUNDLE_ENGINE", shop, True):
+            from_v2 = await client.get(path, params=signed(shop, product))
+            assert from_v2.headers["x-bundle-read-source"] == "v2"
+            assert from_v2.json() == plain.json()
+            await client.get(path, params=signed(shop, product))  # a read-model cache hit: sampled too
+            await drain_shadow(client)
+
+        found = await rows(db, shop, STOREFRONT)
+        shadow_rows = [r for r in found if r["outcome"] in ("match", "confirmed", "transient")]
+        assert outcomes(shadow_rows) == ["match", "match", "match"]
+        assert all(r["legacyMs"] is not None and r["v2Ms"] is not None for r in shadow_rows)
+        assert all(r["bundleKey"] == product for r in found)
+        assert outcomes(found).count("noise_match") == 1  # the first comparison of the shop, then every 10th
+
+        # Content drift in Shopify: the legacy answer's title changes, V2 keeps its own; it persists.
+        forget_legacy_cache(client, shop)
+        item = metaobject_item(
+            bundle["shopifyMetaobjectId"],
+            name=bundle["name"],
+            title="Edited in Shopify",
+            discount="15",
+            products=[c["shopifyProductId"] for c in bundle["components"]],
+        )
+        await sim.add_metaobjects(shop, [item])
+        drifted = await client.get(path, params=signed(shop, product))
+        assert drifted.json()[0]["title"] == "Edited in Shopify"
+        await drain_shadow(client)
+
+    confirmed = [r for r in await rows(db, shop, STOREFRONT) if r["outcome"] == "confirmed"]
+    assert len(confirmed) == 1
+    assert confirmed[0]["fields"] == [f"{bundle['shopifyMetaobjectId']}.title"]
+    body = await report(client, shop)
+    assert body["shadow"] == {"comparisons": 4, "confirmed": 1, "transient": 0}
+    assert body["latestDiffs"][0]["fields"] == [f"{bundle['shopifyMetaobjectId']}.title"]
+    assert body["reads"]["v2Reads"] == 4 and body["reads"]["v2Errors"] == 0
+    assert body["reads"]["v2P99Ms"] is not None and body["reads"]["legacyP99Ms"] is not None
+
+
+async def test_a_patch_racing_the_reads_is_transient_a_lasting_difference_confirmed(
+    evidence: httpx.AsyncClient, sim: Any, shop: str, db: asyncpg.Connection
+) -> None:
+    client = evidence
+    await register_shop(sim, db, shop)
+    raced = await seeded(client, sim, shop)
+    lasting = await seeded(client, sim, shop)
+    await drain_shadow(client)  # the verifications after commit see both stores alike
+    for bundle, name in ((raced, "Renamed mid-write"), (lasting, "Renamed for good")):
+        # The legacy row changes first, as if the write were half-way between the two stores.
+        await db.execute(
+            'UPDATE bundle_discount_id SET "bundleName" = $2 WHERE "bundleId" = $1', bundle["shopifyMetaobjectId"], name
+        )
+
+    async with flag_override(client, "SHADOW_READS", shop, True, sampleRate=1.0):
+        for bundle in (raced, lasting):
+            url = bundles_url(shop, quote(bundle["shopifyMetaobjectId"], safe=""))
+            assert (await client.get(url)).status_code == 200
+        # The write completes (both stores) before the re-check: the first difference was a race.
+        patched = await client.patch(bundles_url(shop, raced["id"]), json={"name": "Renamed mid-write"})
+        assert patched.status_code == 200, patched.text
+        await drain_shadow(client)
+
+    by_key = {r["bundleKey"]: r for r in await rows(db, shop) if r["outcome"] in ("match", "confirmed", "transient")}
+    assert by_key[raced["shopifyMetaobjectId"]]["outcome"] == "transient"
+    assert by_key[raced["shopifyMetaobjectId"]]["fields"] == ["name"]
+    assert by_key[lasting["shopifyMetaobjectId"]]["outcome"] == "confirmed"
+    assert by_key[lasting["shopifyMetaobjectId"]]["fields"] == ["name"]
+    assert by_key[lasting["shopifyMetaobjectId"]]["legacy"]["name"] == "Renamed for good"
+
+    body = await report(client, shop)
+    assert body["shadow"] == {"comparisons": 2, "confirmed": 1, "transient": 1}
+    # Only the confirmed one counts, and the dual writes were verified after commit (3 of them).
+    assert body["dualWrite"] == {"verified": 3, "divergent": 0}
+    assert body["mismatchRate"] == pytest.approx(1 / 5)
+    assert body["mismatchUpperBound"] == pytest.approx(wilson_upper(1, 5))
+    logged = await client.get("/admin/shadow-mismatches", params={"shop": shop})
+    assert [m["bundleKey"] for m in logged.json()["items"]] == [lasting["shopifyMetaobjectId"]]
+
+
+async def test_noise_baseline_is_at_least_five_percent_of_the_comparisons(
+    evidence: httpx.AsyncClient, sim: Any, shop: str, db: asyncpg.Connection
+) -> None:
+    client = evidence
+    await register_shop(sim, db, shop)
+    bundle = await seeded(client, sim, shop)
+    url = bundles_url(shop, quote(bundle["shopifyMetaobjectId"], safe=""))
+    async with flag_override(client, "SHADOW_READS", shop, True, sampleRate=1.0):
+        for _ in range(25):
+            assert (await client.get(url)).status_code == 200
+            await drain_shadow(client)  # one at a time: the runner's bound drops a burst beyond it
+    body = await report(client, shop)
+    assert body["shadow"]["comparisons"] == 25
+    assert body["noise"]["comparisons"] == 3  # comparisons 1, 11 and 21
+    assert body["noise"]["comparisons"] * 20 >= body["shadow"]["comparisons"]
+    assert body["noise"]["mismatches"] == 0 and body["noise"]["rate"] == 0.0
+    assert body["noise"]["upperBound"] == pytest.approx(wilson_upper(0, 3))
+    assert body["mismatchRate"] == 0.0
+
+
+async def test_dual_write_verification_finds_a_divergence_planted_in_the_legacy_table(
+    evidence: httpx.AsyncClient, sim: Any, shop: str, db: asyncpg.Connection
+) -> None:
+    client = evidence
+    await register_shop(sim, db, shop)
+    clean = await seeded(client, sim, shop)
+    planted = await seeded(client, sim, shop)
+    not_representable = await client.post(bundles_url(shop), json=bundle_body(metaobject=None, discount=None))
+    assert not_representable.json()["legacySync"] == "not_representable"
+    await drain_shadow(client)
+    after_commit = await rows(db, shop, "dual-write verification")
+    assert sorted(outcomes(after_commit)) == ["verified", "verified"]  # the unrepresentable one is not compared
+
+    await db.execute(
+        'UPDATE bundle_discount_id SET "bundleName" = $2, "discountId" = $3 WHERE "bundleId" = $1',
+        planted["shopifyMetaobjectId"],
+        "Planted by SQL",
+        "gid://shopify/DiscountAutomaticNode/1",
+    )
+    assert await verify_shop(container_of(client), shop) == 1
+
+    found = await rows(db, shop, "dual-write verification")
+    divergent = [r for r in found if r["outcome"] == "divergent"]
+    assert len(divergent) == 1
+    assert divergent[0]["bundleKey"] == planted["shopifyMetaobjectId"]
+    assert divergent[0]["fields"] == ["discountId", "name"]
+    assert [r["bundleKey"] for r in found[2:] if r["outcome"] == "verified"] == [clean["shopifyMetaobjectId"]]
+
+    body = await report(client, shop)
+    assert body["dualWrite"] == {"verified": 3, "divergent": 1}
+    assert body["latestDiffs"][0]["outcome"] == "divergent"
+    assert body["latestDiffs"][0]["fields"] == ["discountId", "name"]
+    assert body["latestDiffs"][0]["legacy"]["name"] == "Planted by SQL"
+    assert body["mismatchRate"] == pytest.approx(1 / 4)
+
+    # A PATCH re-synchronises the legacy row: the next verification is clean again.
+    assert (await client.patch(bundles_url(shop, planted["id"]), json={"name": planted["name"]})).status_code == 200
+    assert await verify_shop(container_of(client), shop) == 0
+
+
+async def test_consistency_endpoint_contract(evidence: httpx.AsyncClient, shop: str) -> None:
+    client = evidence
+    empty = await report(client, shop)
+    assert empty["shadow"] == {"comparisons": 0, "confirmed": 0, "transient": 0}
+    assert empty["mismatchRate"] is None and empty["mismatchUpperBound"] == 1.0
+    assert empty["sinceSource"] == "window" and empty["latestDiffs"] == []
+    since = await client.get(f"/admin/shops/{shop}/consistency", params={"since": "2026-01-01T00:00:00Z"})
+    assert since.status_code == 200 and since.json()["sinceSource"] == "query"
+    assert (await client.get(f"/admin/shops/{shop}/consistency", headers={"Authorization": ""})).status_code == 401
+    assert (await client.get("/admin/shops/not-a-shop/consistency")).status_code == 422
+    assert (await client.get(f"/admin/shops/{shop}/consistency", params={"since": "yesterday"})).status_code == 422
