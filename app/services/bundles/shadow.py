@@ -31,6 +31,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 from app.core.container import Container
@@ -63,6 +64,8 @@ Reread = Callable[[], Awaitable[Any]]
 Verifier = Callable[[Container, str, str], Coroutine[Any, Any, None]]
 
 ENDPOINT_VERIFY = "dual-write verification"
+#: How often a replica deletes comparisons older than `CONSISTENCY_RETENTION_H`.
+PRUNE_EVERY_S = 3600.0
 
 
 class EvidenceRunner:
@@ -75,6 +78,15 @@ class EvidenceRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._delayed: set[asyncio.Task[None]] = set()
         self._noise_counters: dict[str, int] = {}
+        self._pruned_at: float | None = None
+
+    def prune_due(self, every_s: float = PRUNE_EVERY_S) -> bool:
+        """True at most once per `every_s` on this replica (the first call included)."""
+        now = time.monotonic()
+        if self._pruned_at is not None and now - self._pruned_at < every_s:
+            return False
+        self._pruned_at = now
+        return True
 
     @property
     def in_flight(self) -> int:
@@ -190,6 +202,10 @@ async def record(container: Container, row: ComparisonRow) -> None:
             )
 
     await runner.run_transaction(container.pool, write)
+    if get_runner(container).prune_due():
+        cutoff = naive_utc(utcnow() - timedelta(hours=container.settings.consistency_retention_h))
+        deleted = await runner.run_read(container.pool, lambda conn: repo.prune(conn, cutoff))
+        log.info("pruned %d consistency comparisons older than %s", deleted, cutoff)
 
 
 @dataclass(frozen=True, slots=True)
