@@ -33,6 +33,7 @@ from app.schemas.rollout import (
     RestoreOut,
     RollbackIn,
     RollbackOut,
+    V2OnlyHoldings,
 )
 from app.services.rollout import operations as service
 from app.services.rollout.operations import ARCHIVED_LEGACY_TABLES
@@ -52,7 +53,45 @@ _ERRORS: Responses = {
     **problem(503, "Feature flags not loaded yet", ready=FLAGS_NOT_READY),
 }
 
-_ROLLBACK_CONFLICT = problem(409, "The legacy tables are archived: restore them first", archived=_ARCHIVED)
+_ROLLBACK_CONFLICT = problem(
+    409,
+    "The legacy tables are archived (restore them first), or shops reading from V2 hold data the legacy tables "
+    "cannot represent (`v2Only` lists it; send `confirm: true` to proceed)",
+    archived=_ARCHIVED,
+    v2OnlyData=problem_example(
+        409,
+        "2 V2 bundle(s) in 1 shop(s) reading from V2 hold data the legacy tables cannot represent: "
+        "acme.myshopify.com (2). Nothing is deleted, but reads from legacy will not show it. Confirm to proceed.",
+        v2Only={
+            "shops": [
+                {
+                    "shop": "acme.myshopify.com",
+                    "readsFromV2Since": "2026-12-06T03:10:00Z",
+                    "count": 2,
+                    "scanned": 14,
+                    "truncated": False,
+                    "bundles": [
+                        {
+                            "id": "cm4b1x2y30000",
+                            "name": "Gift box",
+                            "shopifyMetaobjectId": None,
+                            "updatedAt": "2026-12-06T03:12:40Z",
+                            "reasons": ["not_representable"],
+                        },
+                        {
+                            "id": "cm4b1x2y30001",
+                            "name": "Trio",
+                            "shopifyMetaobjectId": "gid://shopify/Metaobject/101",
+                            "updatedAt": "2026-12-06T03:14:02Z",
+                            "reasons": ["quantity", "fractional_percentage"],
+                        },
+                    ],
+                }
+            ],
+            "total": 2,
+        },
+    ),
+)
 _CLEANUP_CONFLICT = problem(
     409,
     "Refused, nothing archived: validation not ok, reads not on V2 yet, unfinished jobs, already archived, "
@@ -92,9 +131,19 @@ _RESTORE_CONFLICT = problem(
 )
 async def post_rollback(body: RollbackIn, actor: AdminDep, container: ContainerDep, store: FlagsDep) -> RollbackOut:
     result: dict[str, Any] = await service.immediate_rollback(
-        container.pool, actor=actor, reason=body.reason, store=store
+        container.pool, actor=actor, reason=body.reason, store=store, confirm=body.confirm
     )
     return RollbackOut.model_validate(result)
+
+
+@router.get(
+    "/admin/rollback/preview",
+    summary="What only V2 holds for the shops reading from V2 (what a rollback would hide; nothing is deleted)",
+    responses={**_ERRORS},
+)
+async def get_rollback_preview(_: AdminDep, container: ContainerDep) -> V2OnlyHoldings:
+    result: dict[str, Any] = await service.rollback_preview(container.pool)
+    return V2OnlyHoldings.model_validate(result)
 
 
 @router.post(

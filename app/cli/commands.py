@@ -38,7 +38,15 @@ import asyncpg
 import httpx
 import uvicorn
 
-from app.cli.render import print_job, print_json, print_rollout, progress_line, render_flags, render_validation
+from app.cli.render import (
+    print_job,
+    print_json,
+    print_rollout,
+    progress_line,
+    render_flags,
+    render_v2_only,
+    render_validation,
+)
 from app.core.config import Settings, get_settings
 from app.core.container import build_container
 from app.core.db import asyncpg_connect_kwargs, connect, create_pool, resolve_database_url, resolve_direct_url
@@ -54,6 +62,7 @@ from app.services.migration.validation import build_validation_report
 from app.services.migration.worker import JobWorker
 from app.services.rollout.operations import (
     ConfirmationRequired,
+    V2OnlyData,
     full_rollback,
     immediate_rollback,
     phase5_cleanup,
@@ -539,6 +548,9 @@ def add_rollback(sub: Subparsers) -> None:
     imm = rsub.add_parser("immediate", help="reads back to legacy, V2 features off, dual write on (no restart)")
     imm.add_argument("--reason", required=True, help="why (kept in the flag audit log)")
     imm.add_argument("--actor", help="audit name (default cli:<user>)")
+    imm.add_argument(
+        "--yes", action="store_true", help="proceed although V2 holds data the legacy tables cannot represent"
+    )
     imm.add_argument("--json", action="store_true")
     imm.set_defaults(func=_rollback_immediate)
     full = rsub.add_parser(
@@ -551,12 +563,29 @@ def add_rollback(sub: Subparsers) -> None:
     full.set_defaults(func=_rollback_full)
 
 
+def _refuse_v2_only(exc: DomainError, as_json: bool, hint: str) -> int:
+    """A rollback refused for want of confirmation: the reason and what only V2 holds; exit 2."""
+    if as_json:
+        print_json({"status": exc.status, "title": exc.title, "detail": exc.detail, **exc.extra}, sys.stderr)
+        return 2
+    print(f"refusing: {exc.detail}", file=sys.stderr)
+    for line in render_v2_only(exc.extra.get("v2Only") or {}):
+        print(line, file=sys.stderr)
+    if hint:
+        print(hint, file=sys.stderr)
+    return 2
+
+
 async def _rollback_immediate(args: argparse.Namespace) -> int:
 
     settings = _settings()
     async with _pool(settings) as pool:
         try:
-            result = await immediate_rollback(pool, actor=_actor(args), reason=args.reason, settings=settings)
+            result = await immediate_rollback(
+                pool, actor=_actor(args), reason=args.reason, settings=settings, confirm=args.yes
+            )
+        except V2OnlyData as exc:
+            return _refuse_v2_only(exc, args.json, "add --yes to roll back anyway")
         except DomainError as exc:
             return _fail(exc, args.json)
     changed = ", ".join(result["changedFlags"]) or "nothing (already rolled back)"
@@ -570,8 +599,7 @@ async def _rollback_full(args: argparse.Namespace) -> int:
     try:
         result = await full_rollback(url, confirmed=args.yes, actor=_actor(args), reason=args.reason)
     except ConfirmationRequired as exc:
-        print(f"refusing: {exc.detail}", file=sys.stderr)
-        return 2
+        return _refuse_v2_only(exc, args.json, "")
     except DomainError as exc:
         return _fail(exc, args.json)
     if args.json:
@@ -694,4 +722,3 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _await(awaitable: Awaitable[int]) -> int:
     return await awaitable
-

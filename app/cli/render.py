@@ -123,3 +123,18 @@ def print_rollout(result: dict[str, Any], as_json: bool, headline: str) -> None:
     print("\n".join(render_flags(result)))
     for warning in result.get("warnings", []):
         print(f"warning: {warning}")
+
+
+def render_v2_only(holdings: Mapping[str, Any], limit: int = 10) -> list[str]:
+    """What only V2 holds, per shop and bundle (the rollback's confirmation list)."""
+    lines: list[str] = []
+    for shop in holdings.get("shops") or ():
+        since = shop.get("readsFromV2Since") or "before the audit began"
+        more = " (more changed than examined)" if shop.get("truncated") else ""
+        lines.append(f"  {shop['shop']}: {shop['count']} bundle(s), reads from V2 since {since}{more}")
+        for bundle in (shop.get("bundles") or [])[:limit]:
+            name = bundle.get("name") or bundle["id"]
+            lines.append(f"    {bundle['id']}  {name}: {', '.join(bundle['reasons'])}")
+        if shop["count"] > limit:
+            lines.append(f"    ... {shop['count'] - limit} more")
+    return lines

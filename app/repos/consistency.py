@@ -156,3 +156,32 @@ async def rollout_stage_since(conn: Executor, shop: str) -> datetime | None:
         "SELECT since FROM sb_rollout_shops WHERE shop = $1 AND active ORDER BY since DESC LIMIT 1", shop
     )
     return value
+
+
+async def v2_bundles_changed_since(conn: Executor, shop: str, since: datetime | None, limit: int) -> list[str]:
+    """Ids of `shop`'s V2 bundles created or changed at or after `since` (None: all), newest first."""
+    rows = await conn.fetch(
+        """
+        SELECT id FROM "Bundle"
+        WHERE shop = $1 AND ($2::timestamp IS NULL OR "updatedAt" >= $2)
+        ORDER BY "updatedAt" DESC, id DESC
+        LIMIT $3
+        """,
+        shop,
+        since,
+        limit,
+    )
+    return [r["id"] for r in rows]
+
+
+async def count_v2_bundles_changed_since(conn: Executor, shop: str, since: datetime | None) -> int:
+    value: int = await conn.fetchval(
+        'SELECT count(*) FROM "Bundle" WHERE shop = $1 AND ($2::timestamp IS NULL OR "updatedAt" >= $2)',
+        shop,
+        since,
+    )
+    return value
+
+
+async def shops_with_bundles(conn: Executor) -> list[str]:
+    return [r["shop"] for r in await conn.fetch('SELECT DISTINCT shop FROM "Bundle" ORDER BY shop')]

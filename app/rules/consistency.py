@@ -21,8 +21,13 @@ threshold, not the raw rate: 0 mismatches out of 20 comparisons is not evidence 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
+
+from app.rules.flags import FlagState, evaluate_state
+from app.rules.legacy_metaobject import legacy_metaobject_fields
 
 # z for a two-sided 95% interval (the one-sided upper bound of that interval is what the guard uses).
 Z_95: Final = 1.959964
@@ -175,3 +180,69 @@ def _diff(left: Any, right: Any, path: str, out: set[str]) -> None:
         return
     if left != right:
         out.add(path or "$")
+
+
+# ---- since when a shop reads from V2 ----------------------------------------------------------
+
+
+def reads_v2_since(
+    shop: str, current: FlagState, audit_newest_first: Sequence[Mapping[str, Any]]
+) -> tuple[bool, datetime | None]:
+    """(reads from V2 now, since when) for `shop`, from the stored `V2_BUNDLE_ENGINE` state and its
+    audit entries (`oldValue`/`newValue` as stored, newest first). The moment is that of the latest
+    entry that switched the shop from legacy reads to V2 reads; None when the shop reads legacy, or
+    when no entry says (it has read from V2 since before the audit began: everything counts)."""
+    if not evaluate_state(current, shop, None).value:
+        return False, None
+    for entry in audit_newest_first:
+        new = _state_of(current.name, entry.get("newValue"))
+        old = _state_of(current.name, entry.get("oldValue"))
+        if evaluate_state(new, shop, None).value and not evaluate_state(old, shop, None).value:
+            moment = entry.get("changedAt")
+            return True, moment if isinstance(moment, datetime) else None
+    return True, None
+
+
+def _state_of(name: str, values: Any) -> FlagState:
+    """A flag state from an audit value (None: the row did not exist, i.e. the default, off)."""
+    if not isinstance(values, Mapping):
+        return FlagState(name)
+    return FlagState.from_row({"name": name, "sampleRate": 0, **values})
+
+
+# ---- what only V2 holds -------------------------------------------------------------------------
+
+#: Reasons a V2 bundle holds something the legacy tables cannot, in the order they are listed.
+V2_ONLY_REASONS: Final = (
+    "not_representable",  # no metaobject or no active discount: no bundle_discount_id row at all
+    "ai_only",  # an AI bundle without a legacy AI id: no ai_fbt_bundles row
+    "ai_fields",  # an AI bundle's name, title, description or pricing: ai_fbt_bundles has no column for them
+    "draft",  # the legacy app has no drafts: the legacy store shows the bundle as active
+    "variant",
+    "quantity",
+    "duplicate_product",
+    "fractional_percentage",
+    "pricing_not_representable",
+    "tags_or_images",  # V2-only fields
+)
+
+
+def v2_only_reasons(bundle: Mapping[str, Any]) -> list[str]:
+    """What the legacy tables would lose of this V2 bundle (a `repos.bundles.fetch_full` row), in
+    `V2_ONLY_REASONS` order; empty when the legacy store holds it whole. The metaobject's
+    approximations are `legacy_metaobject_fields`' (the description fallback loses nothing)."""
+    found: set[str] = set()
+    metadata = bundle.get("metadata") if isinstance(bundle.get("metadata"), Mapping) else {}
+    assert isinstance(metadata, Mapping)
+    if metadata.get("source") == "AI":
+        found.add("ai_fields" if metadata.get("ai_bundle_id") else "ai_only")
+    elif not bundle.get("shopifyMetaobjectId") or not any(d.get("isActive") for d in bundle.get("discounts") or ()):
+        found.add("not_representable")
+    else:
+        _fields, approximations = legacy_metaobject_fields(bundle)
+        found.update(a for a in approximations if a != "description_fallback")
+        if bundle.get("status") != "ACTIVE":
+            found.add("draft")
+    if bundle.get("tags") or bundle.get("images"):
+        found.add("tags_or_images")
+    return [reason for reason in V2_ONLY_REASONS if reason in found]

@@ -63,6 +63,7 @@ ROLLBACK_EXAMPLE: dict[str, Any] = {
     "flags": _DUALWRITE_FLAGS,
     "propagation": "every replica applies it within 1 s (LISTEN/NOTIFY), no restart",
     "warnings": [],
+    "v2Only": {"shops": [], "total": 0},
 }
 CLEANUP_EXAMPLE: dict[str, Any] = {
     "action": "phase5_cleanup",
@@ -111,9 +112,43 @@ class _Reasoned(BaseModel):
 
 
 class RollbackIn(_Reasoned):
-    """Immediate rollback: no options, on purpose (it is the button to press under stress)."""
+    """Immediate rollback: one option, the confirmation that V2-only data may be hidden."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [ROLLBACK_IN_EXAMPLE]})
+
+    confirm: StrictBool = Field(
+        default=False,
+        description="Proceed although shops reading from V2 hold data the legacy tables cannot represent "
+        "(without it such a rollback answers 409 with the list; `GET /admin/rollback/preview` shows it first). "
+        "Nothing is deleted either way.",
+    )
+
+
+class V2OnlyBundle(BaseModel):
+    id: str
+    name: str | None
+    shopifyMetaobjectId: str | None
+    updatedAt: datetime | None
+    reasons: list[str] = Field(
+        description="not_representable | ai_only | ai_fields | draft | variant | quantity | duplicate_product | "
+        "fractional_percentage | pricing_not_representable | tags_or_images"
+    )
+
+
+class V2OnlyShop(BaseModel):
+    shop: str
+    readsFromV2Since: datetime | None = Field(description="When the shop left legacy reads (null: before the audit).")
+    count: int = Field(description="Bundles changed since then that hold V2-only data.")
+    scanned: int
+    truncated: bool = Field(description="More bundles changed than were examined.")
+    bundles: list[V2OnlyBundle] = Field(description="At most 100, newest change first.")
+
+
+class V2OnlyHoldings(BaseModel):
+    """What only V2 holds for the shops reading from V2: hidden (not deleted) by a rollback."""
+
+    shops: list[V2OnlyShop]
+    total: int
 
 
 class CleanupIn(_Reasoned):
@@ -163,6 +198,7 @@ class _FlagsResult(BaseModel):
 class RollbackOut(_FlagsResult):
     action: Literal["immediate_rollback"]
     propagation: str
+    v2Only: V2OnlyHoldings = Field(description="What only V2 held when the rollback was confirmed (kept in V2).")
 
 
 class CleanupOut(_FlagsResult):

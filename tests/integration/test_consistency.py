@@ -264,3 +264,51 @@ async def test_consistency_endpoint_contract(evidence: httpx.AsyncClient, shop: 
     assert (await client.get(f"/admin/shops/{shop}/consistency", headers={"Authorization": ""})).status_code == 401
     assert (await client.get("/admin/shops/not-a-shop/consistency")).status_code == 422
     assert (await client.get(f"/admin/shops/{shop}/consistency", params={"since": "yesterday"})).status_code == 422
+
+
+async def test_a_rollback_lists_what_only_v2_holds_and_needs_confirmation(
+    evidence: httpx.AsyncClient, sim: Any, shop: str, db: asyncpg.Connection
+) -> None:
+    """Immediate rollback: 409 with the list while a shop reading from V2 holds V2-only data written
+    since it left legacy reads; `confirm: true` proceeds; nothing is deleted."""
+    client = evidence
+    await register_shop(sim, db, shop)
+    before_v2 = await client.post(bundles_url(shop), json=bundle_body(metaobject=None, discount=None))
+    assert before_v2.status_code == 201  # written while the shop read from legacy: not listed
+    async with flag_override(client, "V2_BUNDLE_ENGINE", shop, True):
+        lone = await client.post(bundles_url(shop), json=bundle_body(metaobject=None, discount=None, status="ACTIVE"))
+        assert lone.json()["legacySync"] == "not_representable"
+        products = [product_gid()]
+        approximated = bundle_body(status="ACTIVE", products=products, percent="12.5")
+        approximated["components"] = [{"shopifyProductId": products[0], "quantity": 2}]
+        approx = await client.post(bundles_url(shop), json=approximated)
+        assert approx.status_code == 201, approx.text
+        faithful = await seeded(client, sim, shop)  # ACTIVE, integer percent, one of each: nothing lost
+
+        preview = await client.get("/admin/rollback/preview")
+        assert preview.status_code == 200, preview.text
+        mine = {s["shop"]: s for s in preview.json()["shops"]}[shop]
+        reasons = {b["id"]: b["reasons"] for b in mine["bundles"]}
+        assert reasons == {
+            lone.json()["id"]: ["not_representable"],
+            approx.json()["id"]: ["quantity", "fractional_percentage"],
+        }
+        assert faithful["id"] not in reasons and before_v2.json()["id"] not in reasons
+        assert mine["count"] == 2 and mine["readsFromV2Since"] is not None
+
+        refused = await client.post("/admin/rollback", json={"reason": "incident"})
+        assert refused.status_code == 409, refused.text
+        problem = refused.json()
+        assert problem["type"].endswith("v2-only-data")
+        assert {s["shop"]: s["count"] for s in problem["v2Only"]["shops"]}[shop] == 2
+        engine = (await client.get("/admin/flags/V2_BUNDLE_ENGINE")).json()
+        assert engine["shopOverrides"].get(shop) is True, "refused: nothing changed"
+
+        done = await client.post("/admin/rollback", json={"reason": "incident", "confirm": True})
+        assert done.status_code == 200, done.text
+        assert {s["shop"]: s["count"] for s in done.json()["v2Only"]["shops"]}[shop] == 2
+        assert done.json()["stage"] == "dualwrite"
+        for bundle_id in (lone.json()["id"], approx.json()["id"]):
+            assert await db.fetchval('SELECT count(*) FROM "Bundle" WHERE id = $1', bundle_id) == 1
+        # Reads are on legacy for the shop now: nothing left to list, no confirmation needed.
+        assert shop not in {s["shop"] for s in (await client.get("/admin/rollback/preview")).json()["shops"]}

@@ -1,10 +1,13 @@
 """The pure evidence rules: the Wilson bound, rates, p99 and the projection diff."""
 
 import math
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
-from app.rules.consistency import ConsistencyFigures, diff_fields, p99, wilson_upper
+from app.rules.consistency import ConsistencyFigures, diff_fields, p99, reads_v2_since, v2_only_reasons, wilson_upper
+from app.rules.flags import FlagState
 
 
 def _figures(**kw: object) -> ConsistencyFigures:
@@ -105,3 +108,59 @@ def test_diff_fields_names_what_differs() -> None:
     assert diff_fields({"x": [1, 2]}, {"x": [1]}) == ["x"]
     assert diff_fields(left, left) == []
     assert diff_fields(1, 2) == ["$"]
+
+
+def _bundle(**kw: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "name": "B",
+        "title": "T",
+        "description": "D",
+        "status": "ACTIVE",
+        "shopifyMetaobjectId": "gid://shopify/Metaobject/1",
+        "metadata": {},
+        "components": [{"shopifyProductId": "gid://shopify/Product/1", "quantity": 1}],
+        "pricingRules": [
+            {
+                "ruleType": "BUNDLE_DISCOUNT",
+                "discountType": "PERCENTAGE",
+                "discountValue": Decimal("15"),
+                "isActive": True,
+            }
+        ],
+        "discounts": [{"shopifyDiscountId": "gid://shopify/DiscountAutomaticNode/1", "isActive": True}],
+        "tags": [],
+        "images": [],
+    }
+    base.update(kw)
+    return base
+
+
+def test_v2_only_reasons() -> None:
+    assert v2_only_reasons(_bundle()) == []
+    assert v2_only_reasons(_bundle(description=None)) == []  # the fallback loses nothing
+    assert v2_only_reasons(_bundle(shopifyMetaobjectId=None)) == ["not_representable"]
+    assert v2_only_reasons(_bundle(discounts=[])) == ["not_representable"]
+    assert v2_only_reasons(_bundle(status="DRAFT", tags=["x"])) == ["draft", "tags_or_images"]
+    assert v2_only_reasons(
+        _bundle(components=[{"shopifyProductId": "gid://shopify/Product/1", "shopifyVariantId": "v", "quantity": 3}])
+    ) == ["variant", "quantity"]
+    assert v2_only_reasons(_bundle(metadata={"source": "AI", "ai_bundle_id": "a1"})) == ["ai_fields"]
+    assert v2_only_reasons(_bundle(metadata={"source": "AI"})) == ["ai_only"]
+
+
+def test_reads_v2_since_follows_the_latest_switch() -> None:
+    shop = "a.myshopify.com"
+    t1, t2, t3 = (datetime(2026, 12, 6, h, tzinfo=UTC) for h in (1, 2, 3))
+    off = {"enabled": False, "rolloutPercent": 0, "shopOverrides": {}, "sampleRate": 0}
+    on_for_shop = {**off, "shopOverrides": {shop: True}}
+    global_on = {**off, "enabled": True}
+    audit = [  # newest first
+        {"changedAt": t3, "oldValue": on_for_shop, "newValue": global_on},  # stays on: not a switch
+        {"changedAt": t2, "oldValue": off, "newValue": on_for_shop},  # the switch
+        {"changedAt": t1, "oldValue": None, "newValue": off},
+    ]
+    current = FlagState("V2_BUNDLE_ENGINE", enabled=True)
+    assert reads_v2_since(shop, current, audit) == (True, t2)
+    assert reads_v2_since("b.myshopify.com", current, audit) == (True, t3)
+    assert reads_v2_since(shop, current, []) == (True, None)  # before the audit: everything counts
+    assert reads_v2_since(shop, FlagState("V2_BUNDLE_ENGINE"), audit) == (False, None)

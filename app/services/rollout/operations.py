@@ -94,6 +94,7 @@ from app.repos.base import Conn
 from app.repos.legacy_tables import ARCHIVE_SCHEMA, ARCHIVED_LEGACY_TABLES, LIVE_SCHEMA, Location
 from app.rules.flags import DEFAULT_STATES, Flag, FlagState
 from app.rules.stages import STAGE_TABLE, Stage, stage_of, stage_values
+from app.services.consistency.v2_only import describe, v2_only_holdings
 from app.services.flags import store as flag_service
 from app.services.flags.store import FlagStore, write_flags_in_transaction
 from app.services.migration.validation import build_validation_report
@@ -115,6 +116,7 @@ __all__ = [
     "phase5_cleanup",
     "require_legacy_tables",
     "restore_from_archive",
+    "rollback_preview",
     "rollout_status",
     "set_stage",
 ]
@@ -146,8 +148,32 @@ SERVICE_BACKUP_TABLES: tuple[str, ...] = (
     "sb_shadow_mismatches",
     "sb_outbox",
 )
+
+
 class ConfirmationRequired(BadRequest):
     """A destructive operation was asked for without its explicit confirmation."""
+
+
+class V2OnlyData(Conflict):
+    """A rollback would hide data only V2 holds; the problem lists it (`v2Only`). Confirm to proceed."""
+
+    title, type_slug = "V2-only data would be hidden", "v2-only-data"
+
+
+def jsonable(holdings: Mapping[str, Any]) -> dict[str, Any]:
+    """The holdings with their datetimes as ISO strings (a problem body is plain JSON)."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat().replace("+00:00", "Z")
+        if isinstance(value, Mapping):
+            return {k: convert(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        return value
+
+    result: dict[str, Any] = convert(holdings)
+    return result
 
 
 async def legacy_table_locations(conn: Conn) -> dict[str, Location]:
@@ -320,16 +346,22 @@ async def immediate_rollback(
     reason: str,
     store: FlagStore | None = None,
     settings: Settings | None = None,
+    confirm: bool = False,
 ) -> dict[str, Any]:
     """Reads back to legacy, V2 features off, DUAL_WRITE on: the `dualwrite` stage (module docstring).
 
     Idempotent: flags already in place are not rewritten. 409 while the legacy tables are archived.
+    409 `v2-only-data` with the list when shops reading from V2 hold data the legacy tables cannot
+    represent, unless `confirm` (nothing is deleted either way; the result lists it).
     """
     reason = _require_reason(reason)
     env_override = _env_source(store, settings)
     async with pool.acquire() as conn, conn.transaction():
         await tables_repo.lock_rollout(conn)
         await require_legacy_tables(conn, "An immediate rollback (reads from the legacy tables)")
+        holdings = await v2_only_holdings(conn)
+        if holdings["total"] and not confirm:
+            raise V2OnlyData(describe(holdings) + " Confirm to proceed.", v2Only=jsonable(holdings))
         before = await _stored_states(conn)
         written = await _write_stage(
             conn,
@@ -359,6 +391,7 @@ async def immediate_rollback(
         **view,
         "propagation": "every replica within 1 s (LISTEN/NOTIFY; 0.5 s polling as the safety net), no restart",
         "warnings": warnings,
+        "v2Only": holdings,
     }
 
 
@@ -569,6 +602,25 @@ async def restore_from_archive(
 # ================================================================================== full rollback
 
 
+async def rollback_preview(pool: asyncpg.Pool) -> dict[str, Any]:
+    """`GET /admin/rollback/preview`: what only V2 holds for the shops reading from V2 now."""
+    async with pool.acquire() as conn:
+        return await v2_only_holdings(conn)
+
+
+async def full_rollback_preview(url: str) -> dict[str, Any]:
+    """What only V2 holds for the shops reading from V2 (empty when the service's tables are gone)."""
+    conn = await asyncpg.connect(**asyncpg_connect_kwargs(url))
+    try:
+        if not (
+            await tables_repo.table_exists(conn, "sb_feature_flags") and await tables_repo.table_exists(conn, "Bundle")
+        ):
+            return {"shops": [], "total": 0}
+        return await v2_only_holdings(conn)
+    finally:
+        await conn.close()
+
+
 async def full_rollback(
     url: str,
     *,
@@ -582,13 +634,17 @@ async def full_rollback(
     Blocking work (Alembic) runs in a thread. See the module docstring for the steps and why the
     target is `0001_legacy_baseline`.
     """
-    if not confirmed:
-        raise ConfirmationRequired(
-            "A full rollback drops every V2 table and the service's own tables (after copying those holding rows "
-            "to *_backup tables) and leaves the database at revision 0001_legacy_baseline. Confirm with --yes."
-        )
-    reason = _require_reason(reason)
     kwargs: dict[str, Any] = asyncpg_connect_kwargs(url)
+    holdings = await full_rollback_preview(url)
+    if not confirmed:
+        message = (
+            "A full rollback drops every V2 table and the service's own tables (after copying those holding rows "
+            "to *_backup tables) and leaves the database at revision 0001_legacy_baseline."
+        )
+        if holdings["total"]:
+            message += " " + describe(holdings) + " After a full rollback it is only in the *_backup tables."
+        raise ConfirmationRequired(message + " Confirm with --yes.", v2Only=jsonable(holdings))
+    reason = _require_reason(reason)
     conn = await asyncpg.connect(**kwargs)
     warnings: list[str] = []
     restored: list[dict[str, Any]] = []
@@ -661,4 +717,5 @@ async def full_rollback(
         "serviceBackups": service_backups,
         "backups": backups,
         "warnings": warnings,
+        "v2Only": jsonable(holdings),
     }
