@@ -123,6 +123,8 @@ def _settings(url: str, simulator: SimulatorServer, args: argparse.Namespace) ->
     values: dict[str, Any] = {
         "DATABASE_URL": url,
         "ADMIN_API_TOKEN": secrets.token_urlsafe(24),  # required outside embedded mode; never used
+        "SHOPIFY_API_KEY": "bench",  # the app's own credentials, likewise required; never used here
+        "SHOPIFY_API_SECRET": secrets.token_urlsafe(24),
         "SHOPIFY_ADMIN_URL_TEMPLATE": simulator.url_template,
         "AUTO_MIGRATE": False,
         "LOG_FORMAT": "text",

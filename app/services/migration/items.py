@@ -273,6 +273,15 @@ async def _guarded(legacy_id: str, work: Callable[[], Awaitable[ItemOutcome]]) -
 
 # ==================================================================================== shared helpers
 
+# A batch's CPU-bound loops (parsing, building rows) give the event loop back every this many items,
+# so requests served by the same process (the storefront) wait for a few items, not a whole batch.
+YIELD_EVERY_ITEMS = 10
+
+
+async def _yield_now_and_then(position: int) -> None:
+    if position % YIELD_EVERY_ITEMS == YIELD_EVERY_ITEMS - 1:
+        await asyncio.sleep(0)
+
 
 class _SlugAllocator:
     """Hands out slugs unique within the shop: `taken` is read once per batch (one query), so the
@@ -744,7 +753,7 @@ class _BundleBatch:
         async with ctx.pool.acquire() as conn:
             await self._classify(conn)
         await self._fetch_metaobjects()
-        self._parse()
+        await self._parse()
         to_write = [i for i in self.items.values() if i.parsed is not None]
         refs = [ref for item in to_write if item.parsed for ref in item.parsed.products]
         refs += [ref for ai_refs in self.ai_refs.values() for ref in ai_refs]
@@ -892,8 +901,9 @@ class _BundleBatch:
         reason, transient = _classify_unexpected(exc)
         return _failed(legacy_id, reason, repr(exc)[:500], transient=transient)
 
-    def _parse(self) -> None:
-        for item in list(self.items.values()):
+    async def _parse(self) -> None:
+        for position, item in enumerate(list(self.items.values())):
+            await _yield_now_and_then(position)
             if item.metaobject is None:
                 continue
             try:
@@ -934,7 +944,8 @@ class _BundleBatch:
         entries: list[repo.ManualInsert] = []
         now = utcnow()
         try:
-            for item in candidates:
+            for position, item in enumerate(candidates):
+                await _yield_now_and_then(position)
                 assert item.parsed is not None
                 base = slugify(_bundle_name(item.row.bundle_name, item.parsed))
                 bundle = _build_manual_bundle(shop, item, item.row.bundle_name, slugs.allocate(base), products, now)
