@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import resource
@@ -44,6 +45,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -64,6 +66,8 @@ from tests.legacy_fixtures import seed_bulk_manual_bundles  # noqa: E402
 
 HOST = "127.0.0.1"
 COMMAND = ".venv/bin/python bench/bench_migration.py"
+RESULTS = ROOT / "bench" / "results"
+TARGET_SPEEDUP = 100.0
 
 
 @contextmanager
@@ -268,13 +272,36 @@ async def run(url: str, args: argparse.Namespace) -> None:
         f"{literal.rate:,.1f} items/s; Shopify calls/item {literal_calls / max(1, literal.processed):.3f}; "
         f"migrated={literal.migrated} failed={literal.failed} skipped={literal.skipped}"
         + (f" (failures: {_describe(literal.errors)})" if literal.errors else ""),
-        f"speed-up      : {speedup:,.1f}x (engine items/s / literal items/s)",
+        f"speed-up      : {speedup:,.1f}x (engine items/s / literal items/s); target >= {TARGET_SPEEDUP:g}x: "
+        + ("holds" if speedup >= TARGET_SPEEDUP else "falls short"),
         f"peak RSS      : this process {own:,.0f} MiB (engine phase {engine.rss_mb:,.0f} MiB; simulator, engine and "
         f"literal run share it), waited-for children {children:,.0f} MiB; the PostgreSQL server is not included",
         f"command       : {COMMAND}" + (" --literal-full" if args.literal_full else ""),
         "=" * 77,
     ]
     print("\n".join(lines), flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    result = {
+        "command": COMMAND + (" --literal-full" if args.literal_full else ""),
+        "loadavg_end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "engine": {**vars(engine), "rate": engine.rate},
+        "literal": {
+            "items": literal.processed,
+            "seconds": literal.seconds,
+            "rate": literal.rate,
+            "migrated": literal.migrated,
+            "failed": literal.failed,
+            "calls": literal_calls,
+        },
+        "speedup": speedup,
+        "target": TARGET_SPEEDUP,
+        "holds": speedup >= TARGET_SPEEDUP,
+        "lines": lines,
+    }
+    out = RESULTS / f"migration-{stamp}.json"
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"results       : {out.relative_to(ROOT)}", flush=True)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
