@@ -11,7 +11,8 @@ SQL only: which rows to write and what an outcome means is decided in
   docs/migration.md), then ONE `INSERT ... ON CONFLICT DO NOTHING RETURNING id` statement that
   writes the V2 row *and* its children through data-modifying CTEs. Nothing returned means the
   unique index already holds a row for that legacy key: the children are not written either, so a
-  concurrent API write is never overwritten.
+  concurrent API write is never overwritten. The manual bundles of a batch share one such
+  statement (`insert_manual_bundles`), with the same per-row lock, check and conflict handling.
 """
 
 from __future__ import annotations

@@ -20,9 +20,12 @@ How a batch runs (`migrate_batch`), and why:
    data-modifying CTEs. Nothing returned → skipped `already_migrated`, nothing else written: the
    unique index, not a read, decides, so concurrent jobs, replicas and the dual-writing API cannot
    create duplicates, and an API write is never overwritten. For manual bundles (the bulk of the
-   data) lock and insert are ONE statement, i.e. one implicit transaction and one round trip; AI
-   bundles and auto rules use an explicit BEGIN / SELECT ... FOR SHARE / INSERT / COMMIT. See
-   docs/migration.md for the full argument.
+   data) lock and insert are ONE statement, i.e. one implicit transaction and one round trip, and
+   all ordinary manual bundles of the batch share that statement (`repo.insert_manual_bundles`:
+   the same lock, name check and ON CONFLICT per row); a statement that fails (a slug taken
+   meanwhile, one item's bad value) wrote nothing and its items go through the one-item path,
+   which reports each of them. AI bundles and auto rules use an explicit BEGIN / SELECT ... FOR
+   SHARE / INSERT / COMMIT. See docs/migration.md for the full argument.
 
 Nothing here raises for a bad item or a Shopify failure: every legacy id gets exactly one outcome.
 """
