@@ -257,9 +257,38 @@ async def _seed(url: str, simulator_url: str, run_id: str) -> dict[str, str]:
                 (shops[0], "/api/v2/shops/{shop}/bundles/{id}", "bundle-summer-set", ["title", "products"], now),
             ],
         )
+        # A guarded rollout over the three demo shops, and the evidence its guards read.
+        rollout = f"rollout-{run_id}"
+        await conn.execute(
+            'INSERT INTO sb_rollouts (id, status, "targetStage", reason, "createdBy", "createdAt") '
+            "VALUES ($1, 'running', 'live', 'guarded go-live', 'ops@example.com', $2)",
+            rollout, now - timedelta(minutes=20),
+        )
+        failing = [{"name": "maxMismatchRate", "value": 0.4, "threshold": 0.01, "ok": False, "samples": 5}]
+        await conn.executemany(
+            'INSERT INTO sb_rollout_shops ("rolloutId", shop, position, "startStage", stage, state, "guardValues") '
+            "VALUES ($1, $2, $3, 'dualwrite', $4, $5, $6::jsonb)",
+            [
+                (rollout, shops[0], 0, "live", "done", "[]"),
+                (rollout, shops[1], 1, "shadow", "rolled_back", json.dumps(failing)),
+                (rollout, shops[2], 2, "shadow", "observing", "[]"),
+            ],
+        )
+        samples = []
+        for minutes_ago in (9, 6, 3, 1):
+            at = now - timedelta(minutes=minutes_ago)
+            for shop in shops:
+                samples.append((shop, "match", 2.0 + minutes_ago, 40.0 + minutes_ago, at))
+            samples.append((shops[1], "confirmed", 3.0, 45.0, at))
+            samples.append((shops[0], "noise_match", None, None, at))
+        await conn.executemany(
+            'INSERT INTO sb_consistency_comparisons (shop, endpoint, outcome, "v2Ms", "legacyMs", "createdAt") '
+            "VALUES ($1, 'GET /proxy/bundles-for-product', $2, $3, $4, $5)",
+            samples,
+        )
     finally:
         await conn.close()
-    return {"running": running, "finished": finished}
+    return {"running": running, "finished": finished, "rollout": rollout}
 
 
 async def _advance(url: str, job_id: str, processed: int) -> None:
@@ -274,7 +303,7 @@ async def _advance(url: str, job_id: str, processed: int) -> None:
 async def test_status_page_in_chromium(chromium: str, page_db: str, simulator: Any) -> None:
     run_id = os.urandom(3).hex()
     jobs = await _seed(page_db, simulator.base_url, run_id)
-    app = create_app(make_settings(page_db, simulator, RUN_WORKER=False))
+    app = create_app(make_settings(page_db, simulator, RUN_WORKER=False, ROLLOUT_DRIVER=False))
     with ThreadedServer(app) as server:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as api:
             # An audited change, so the audit trail has a human entry next to the seeded defaults.
@@ -345,6 +374,26 @@ async def test_status_page_in_chromium(chromium: str, page_db: str, simulator: A
             assert "Discount ids that differ" in text
             assert re.search(r"[1-9][0-9]* unmigrated", text), text
             assert "Shadow-read mismatches" in text and "bundle-summer-set" in text and "discount" in text
+
+            # The rollout: each shop a cell coloured by its state, the evidence as server-side SVG charts.
+            assert "Guarded rollouts" in text and "live" in text
+            states = await browser.evaluate(
+                "Object.fromEntries([...document.querySelectorAll('#rollout ul.shop-grid li')]"
+                ".map((li) => [li.dataset.shop, li.dataset.state]))"
+            )
+            assert states == {DEMO_SHOPS[0]: "done", DEMO_SHOPS[1]: "rolled_back", DEMO_SHOPS[2]: "observing"}
+            colour = "getComputedStyle(document.querySelector(\"#rollout li[data-state='%s']\")).backgroundColor"
+            assert await browser.evaluate(colour % "rolled_back") == "rgb(207, 34, 46)"
+            assert await browser.evaluate(colour % "done") == "rgb(26, 127, 55)"
+            tip = await browser.evaluate("document.querySelector(\"#rollout li[data-state='rolled_back']\").title")
+            assert "failing: maxMismatchRate" in tip
+            charts = await browser.evaluate(
+                "[...document.querySelectorAll('#rollout svg.chart')].map((svg) => [svg.getAttribute('aria-label'), "
+                "svg.querySelectorAll('polyline').length, svg.getBoundingClientRect().width])"
+            )
+            assert [c[0] for c in charts] == ["Mismatch rate and noise baseline", "Read latency p99 per origin"]
+            assert all(lines == 2 and width > 200 for _, lines, width in charts), charts
+            assert "noise baseline" in text and "V2 p99" in text and "legacy p99" in text
 
             await browser.screenshot(SCREENSHOT)
 

@@ -24,20 +24,24 @@ import html
 import logging
 import time
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from app.core.container import Container
-from app.core.time import as_utc
+from app.core.time import as_utc, naive_utc, utcnow
+from app.repos import consistency as consistency_repo
 from app.repos import flags as flag_repo
+from app.repos.runner import run_read
 from app.rules.flags import FlagState
 from app.rules.stages import STAGES, stage_of
 from app.services.flags import store as flag_service
 from app.services.migration import jobs as migration_jobs
 from app.services.migration.validation import build_validation_report
+from app.services.ops.charts import Series, line_chart
+from app.services.rollouts import operations as rollouts_ops
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,11 @@ MISMATCH_FIELD_SAMPLE = 1000
 SHOPS_PER_JOB = 50
 VALIDATION_MAX_AGE_S = 60.0
 VALIDATION_LIST_LIMIT = 20
+ROLLOUTS_SHOWN = 5
+CHART_WINDOW_S = 3600
+CHART_BUCKET_S = 60
+#: Shop states of a guarded rollout, in the order of the grid's legend.
+ROLLOUT_STATES = ("waiting", "observing", "advancing", "held", "rolled_back", "done")
 
 
 # ============================================================================== data gathering
@@ -72,6 +81,7 @@ class StatusView:
     flags: SectionResult
     validation: SectionResult
     shadow: SectionResult
+    rollout: SectionResult = field(default_factory=SectionResult)
 
 
 _JOB_BADGES = {
@@ -216,6 +226,21 @@ async def _shadow(container: Container) -> dict[str, Any]:
     }
 
 
+async def _rollout(container: Container) -> dict[str, Any]:
+    """The latest rollouts, their shops (each shop once, from its newest rollout) and the evidence
+    over the last hour in one-minute buckets, for those shops (all shops when there is no rollout)."""
+    page = await rollouts_ops.list_rollouts(container, limit=ROLLOUTS_SHOWN, cursor=None)
+    rollouts: list[dict[str, Any]] = page["items"]
+    shops: dict[str, dict[str, Any]] = {}
+    for rollout in rollouts:
+        for shop in rollout["shops"]:
+            shops.setdefault(shop["shop"], {**shop, "rolloutId": rollout["id"], "rolloutStatus": rollout["status"]})
+    scope = sorted(shops) or None
+    since = naive_utc(utcnow() - timedelta(seconds=CHART_WINDOW_S))
+    series = await run_read(container.pool, lambda conn: consistency_repo.series(conn, scope, since, CHART_BUCKET_S))
+    return {"rollouts": rollouts, "shops": list(shops.values()), "series": series, "scoped": scope is not None}
+
+
 async def _guarded(name: str, source: Awaitable[Any]) -> SectionResult:
     try:
         return SectionResult(data=await asyncio.wait_for(source, SECTION_TIMEOUT_S))
@@ -228,13 +253,14 @@ async def _guarded(name: str, source: Awaitable[Any]) -> SectionResult:
 
 async def collect(container: Container) -> StatusView:
     """Gather every section concurrently; failures are per section."""
-    jobs, flags, validation, shadow = await asyncio.gather(
+    jobs, flags, validation, shadow, rollout = await asyncio.gather(
         _guarded("jobs", _jobs(container)),
         _guarded("flags", _flags(container)),
         _guarded("validation", _validation(container)),
         _guarded("shadow", _shadow(container)),
+        _guarded("rollout", _rollout(container)),
     )
-    return StatusView(datetime.now(UTC), jobs, flags, validation, shadow)
+    return StatusView(datetime.now(UTC), jobs, flags, validation, shadow, rollout)
 
 
 # ==================================================================================== rendering
@@ -519,6 +545,86 @@ def _render_shadow(section: SectionResult, now: datetime) -> str:
     )
 
 
+def _pct(value: float) -> str:
+    return f"{value * 100:.2g} %" if value else "0 %"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3g} ms"
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _rollout_charts(series: list[Mapping[str, Any]]) -> str:
+    points = [(float(b["bucket"]), b) for b in series]
+    mismatch = Series(
+        "confirmed mismatch rate",
+        "#cf222e",
+        [(x, _ratio(int(b["confirmed"]), int(b["comparisons"]) + int(b["verified"]))) for x, b in points],
+    )
+    noise = Series(
+        "noise baseline (legacy vs legacy)",
+        "#656d76",
+        [(x, _ratio(int(b["noise_mismatches"]), int(b["noise_comparisons"]))) for x, b in points],
+        dashed=True,
+    )
+    v2 = Series("V2 p99", "#0969da", [(x, b["v2_p99_ms"]) for x, b in points])
+    legacy = Series("legacy p99", "#9a6700", [(x, b["legacy_p99_ms"]) for x, b in points])
+    return (
+        '<div class="charts">'
+        "<figure><figcaption>Mismatch rate against its noise baseline (per minute)</figcaption>"
+        f"{line_chart([mismatch, noise], title='Mismatch rate and noise baseline', y_format=_pct, y_min_top=0.01)}"
+        "</figure>"
+        "<figure><figcaption>Read latency per origin, p99 (per minute)</figcaption>"
+        f"{line_chart([v2, legacy], title='Read latency p99 per origin', y_format=_ms, y_min_top=1.0)}"
+        "</figure></div>"
+    )
+
+
+def _shop_cell(shop: Mapping[str, Any]) -> str:
+    state = str(shop["state"])
+    failing = [str(g.get("name")) for g in shop.get("guards") or () if not g.get("ok")]
+    tip = f"{shop['shop']}: {shop['stage']}, {state}" + (f"; failing: {', '.join(failing)}" if failing else "")
+    name = str(shop["shop"]).removesuffix(".myshopify.com")
+    return (
+        f'<li class="cell st-{_e(state)}" title="{_e(tip)}" data-shop="{_e(shop["shop"])}" data-state="{_e(state)}">'
+        f'<span class="name">{_e(name)}</span><span class="meta">{_e(shop["stage"])} · {_e(state)}</span></li>'
+    )
+
+
+def _render_rollout(section: SectionResult, now: datetime) -> str:
+    if section.error:
+        return _unavailable(section, "Guarded rollouts")
+    data = section.data
+    parts: list[str] = []
+    if not data["rollouts"]:
+        parts.append('<p class="empty">No guarded rollout yet. The charts show every shop\'s evidence.</p>')
+    else:
+        rows = []
+        for r in data["rollouts"]:
+            counts: dict[str, int] = {}
+            for shop in r["shops"]:
+                counts[shop["state"]] = counts.get(shop["state"], 0) + 1
+            summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+            kind = {"running": "info", "paused": "warn", "completed": "ok", "aborted": "muted"}.get(r["status"])
+            rows.append(
+                f"<tr><td><code>{_e(_short_id(r['id']))}</code></td><td>{_badge(r['status'], kind)}</td>"
+                f"<td>{_e(r['targetStage'])}</td><td>{_e(summary)}</td><td>{_ago(r['createdAt'], now)}</td></tr>"
+            )
+        parts.append(
+            '<table class="rollouts"><thead><tr><th>Rollout</th><th>Status</th><th>Target</th><th>Shops</th>'
+            f"<th>Started</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        )
+        legend = "".join(f'<li class="cell st-{state}">{state}</li>' for state in ROLLOUT_STATES)
+        cells = "".join(_shop_cell(shop) for shop in data["shops"])
+        parts.append(f'<h3>Shops by state</h3><ul class="shop-grid">{cells}</ul><ul class="legend">{legend}</ul>')
+    scope = "the rollouts' shops" if data["scoped"] else "every shop"
+    parts.append(f"<h3>Evidence over the last hour ({scope})</h3>{_rollout_charts(data['series'])}")
+    return "".join(parts)
+
+
 def render_content(view: StatusView) -> str:
     """The refreshable part of the page (everything below the header)."""
     now = view.generated_at
@@ -527,6 +633,7 @@ def render_content(view: StatusView) -> str:
         ("flags", "Flags and migration stage", _render_flags(view.flags, now)),
         ("validation", "Validation", _render_validation(view.validation, now)),
         ("shadow", "Shadow-read mismatches", _render_shadow(view.shadow, now)),
+        ("rollout", "Guarded rollouts", _render_rollout(view.rollout, now)),
     )
     body = "".join(f'<section id="{sid}"><h2>{title}</h2>{content}</section>' for sid, title, content in sections)
     stamp = now.strftime("%H:%M:%S UTC")
