@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
@@ -137,4 +137,35 @@ def render_v2_only(holdings: Mapping[str, Any], limit: int = 10) -> list[str]:
             lines.append(f"    {bundle['id']}  {name}: {', '.join(bundle['reasons'])}")
         if shop["count"] > limit:
             lines.append(f"    ... {shop['count'] - limit} more")
+    return lines
+
+
+def _guard_text(guard: Mapping[str, Any]) -> str:
+    value = guard.get("value")
+    shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{guard.get('name')} {shown} (limit {guard.get('threshold')}, n={guard.get('samples')})"
+
+
+def render_rollout(rollout: Mapping[str, Any], now: datetime | None = None) -> list[str]:
+    """One rollout: its header, then a line per shop (stage, state, time in stage, failing guards,
+    last transition). The live view of `shopibundle rollout watch` redraws exactly this."""
+    now = now or datetime.now(UTC)
+    shops = list(rollout.get("shops") or ())
+    counts: dict[str, int] = {}
+    for shop in shops:
+        counts[shop["state"]] = counts.get(shop["state"], 0) + 1
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no shops"
+    lines = [
+        f"rollout {rollout['id']}  {rollout['status']}  → {rollout['targetStage']}  ({summary})",
+        f"  {'shop':<40} {'stage':<10} {'state':<12} {'in stage':>9}  guards / last transition",
+    ]
+    for shop in shops:
+        since = shop.get("since")
+        elapsed = (now - since).total_seconds() if isinstance(since, datetime) else None
+        failing = [g for g in shop.get("guards") or () if not g.get("ok")]
+        note = "; ".join(_guard_text(g) for g in failing) if failing else "guards hold"
+        last = shop.get("lastTransition") or {}
+        if last:
+            note += f" | {last.get('from')} → {last.get('to')}: {last.get('reason')}"
+        lines.append(f"  {shop['shop']:<40} {shop['stage']:<10} {shop['state']:<12} {fmt_seconds(elapsed):>9}  {note}")
     return lines
