@@ -221,10 +221,9 @@ async def bundles_for_product(
     v2_primary = flags.is_on(container, "V2_BUNDLE_ENGINE", shop)
     try:
         answer = await _bundles_for_product(container, shop, product_gid, cached=cached)
-    except Exception:
+    except Exception as exc:
         if v2_primary:  # a failed V2 read is evidence too (the guards' error rate)
-            row = ComparisonRow(shop, ENDPOINT_BUNDLES_FOR_PRODUCT, OUTCOME_ERROR, product_gid, v2_error=True)
-            shadow.get_runner(container).submit(ENDPOINT_BUNDLES_FOR_PRODUCT, lambda: shadow.record(container, row))
+            shadow.v2_read_failed(container, shop, ENDPOINT_BUNDLES_FOR_PRODUCT, product_gid, exc)
         raise
     took = (time.perf_counter() - started) * 1000.0
     shadow.get_runner(container).submit(

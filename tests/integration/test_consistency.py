@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from app.core.security import sign_app_proxy_params
+from app.repos import storefront as storefront_repo
 from app.rules.consistency import wilson_upper
 from app.services.consistency import verify_shop
 from tests.conftest import API_SECRET
@@ -312,3 +313,31 @@ async def test_a_rollback_lists_what_only_v2_holds_and_needs_confirmation(
             assert await db.fetchval('SELECT count(*) FROM "Bundle" WHERE id = $1', bundle_id) == 1
         # Reads are on legacy for the shop now: nothing left to list, no confirmation needed.
         assert shop not in {s["shop"] for s in (await client.get("/admin/rollback/preview")).json()["shops"]}
+
+
+async def test_a_failed_sampled_v2_read_counts_in_the_error_rate(
+    evidence: httpx.AsyncClient, sim: Any, shop: str, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = evidence
+    await register_shop(sim, db, shop)
+    bundle = await seeded(client, sim, shop)
+    product = bundle["components"][0]["shopifyProductId"]
+
+    async def lost(*_: Any) -> Any:
+        raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+
+    async with (
+        flag_override(client, "SHADOW_READS", shop, True, sampleRate=1.0),
+        flag_override(client, "V2_BUNDLE_ENGINE", shop, True),
+    ):
+        ok = await client.get("/proxy/bundles-for-product", params=signed(shop, product))
+        assert ok.status_code == 200
+        await drain_shadow(client)
+        monkeypatch.setattr(storefront_repo, "fetch_legacy_shape_for_product", lost)
+        container_of(client).storefront_cache.invalidate(shop)
+        failed = await client.get("/proxy/bundles-for-product", params=signed(shop, product))
+        assert failed.status_code == 503, failed.text
+        await drain_shadow(client)
+    reads = (await report(client, shop))["reads"]
+    assert (reads["v2Reads"], reads["v2Errors"]) == (2, 1)
+    assert reads["v2ErrorRate"] == pytest.approx(0.5)

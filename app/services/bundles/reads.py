@@ -361,7 +361,12 @@ async def get_bundle(container: Container, shop: str, bundle_ref: str) -> ReadRe
     sampled = shadow.sampled(container, shop)
     started = time.perf_counter()
     if source == "v2":
-        out = await _v2_get(container, shop, bundle_ref)
+        try:
+            out = await _v2_get(container, shop, bundle_ref)
+        except Exception as exc:
+            if sampled:  # a failed V2 read is evidence too (the guards' error rate)
+                shadow.v2_read_failed(container, shop, ENDPOINT_GET, bundle_ref, exc)
+            raise
     else:
         out = await _guard_legacy(_legacy_get(container, shop, bundle_ref))
     if out is None:

@@ -35,6 +35,7 @@ from datetime import timedelta
 from typing import Any
 
 from app.core.container import Container
+from app.core.errors import DomainError
 from app.core.metrics import SHADOW_COMPARISONS, SHADOW_MISMATCHES
 from app.core.time import naive_utc, utcnow
 from app.repos import consistency as repo
@@ -45,6 +46,7 @@ from app.repos.consistency import ComparisonRow
 from app.rules.consistency import (
     OUTCOME_CONFIRMED,
     OUTCOME_DIVERGENT,
+    OUTCOME_ERROR,
     OUTCOME_MATCH,
     OUTCOME_NOISE_MATCH,
     OUTCOME_NOISE_MISMATCH,
@@ -278,6 +280,15 @@ async def verify_pair(container: Container, shop: str, key: str, legacy: Reread,
         row = replace(row, fields=fields, legacy=first_legacy, v2=first_v2)
     await record(container, row)
     return bool(fields)
+
+
+def v2_read_failed(container: Container, shop: str, endpoint: str, key: str | None, exc: BaseException) -> None:
+    """A sampled V2 read failed on the server's side (not a 4xx answer): an `error` row, in the
+    background, for the guards' V2 error rate."""
+    if isinstance(exc, DomainError) and exc.status < 500:
+        return
+    row = ComparisonRow(shop, endpoint, OUTCOME_ERROR, key, v2_error=True)
+    get_runner(container).submit(endpoint, lambda: record(container, row))
 
 
 def after_dual_write(container: Container, shop: str, bundle_id: str) -> None:
