@@ -20,6 +20,7 @@ import pytest
 from app.core.security import sign_app_proxy_params
 from app.repos import storefront as storefront_repo
 from app.rules.consistency import wilson_upper
+from app.services.bundles.reads import get_shadow_runner
 from app.services.consistency import verify_shop
 from tests.conftest import API_SECRET
 from tests.integration.bundle_helpers import (
@@ -341,3 +342,32 @@ async def test_a_failed_sampled_v2_read_counts_in_the_error_rate(
     reads = (await report(client, shop))["reads"]
     assert (reads["v2Reads"], reads["v2Errors"]) == (2, 1)
     assert reads["v2ErrorRate"] == pytest.approx(0.5)
+
+
+async def test_the_comparison_does_not_delay_the_answer(
+    evidence: httpx.AsyncClient, sim: Any, shop: str, db: asyncpg.Connection
+) -> None:
+    """V2 answers; the legacy read of the comparison takes 800 ms at Shopify: the answer does not wait."""
+    client = evidence
+    await register_shop(sim, db, shop)
+    bundle = await seeded(client, sim, shop)
+    product = bundle["components"][0]["shopifyProductId"]
+    runner = get_shadow_runner(container_of(client))
+    async with (
+        flag_override(client, "SHADOW_READS", shop, True, sampleRate=1.0),
+        flag_override(client, "V2_BUNDLE_ENGINE", shop, True),
+    ):
+        forget_legacy_cache(client, shop)
+        await sim.set_faults(shop, latency_ms=800)
+        try:
+            started = time.perf_counter()
+            answer = await client.get("/proxy/bundles-for-product", params=signed(shop, product))
+            took = time.perf_counter() - started
+            assert answer.status_code == 200 and answer.headers["x-bundle-read-source"] == "v2"
+            assert took < 0.4, took
+            assert runner.in_flight >= 1  # the comparison is still reading the legacy store
+            await drain_shadow(client)
+        finally:
+            await sim.set_faults(shop, latency_ms=0)
+    found = [r for r in await rows(db, shop, STOREFRONT) if r["outcome"] == "match"]
+    assert len(found) == 1 and found[0]["legacyMs"] >= 800 and found[0]["v2Ms"] < 400
