@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from starlette.requests import Request
-from starlette.routing import Route
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from app.api.deps import ContainerDep, ProxyShopDep
 from app.api.openapi_docs import PROXY_ERRORS, UNEXPECTED_ERROR, example_response, problem, problem_example
@@ -108,6 +109,17 @@ def _storefront_get(
     return register
 
 
+class _MeasuredRoute(Route):
+    """A Starlette route that, like FastAPI's, records itself in the scope: the HTTP metrics label
+    requests by the matched route's template."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is not Match.NONE:
+            child["route"] = self
+        return match, child
+
+
 def fast_routes() -> list[Route]:
     """The two hot storefront reads as plain Starlette routes, mounted ahead of the FastAPI router.
 
@@ -116,10 +128,10 @@ def fast_routes() -> list[Route]:
     request guard middleware has already verified the signature and cached the shop, and the
     handlers below are what the documented FastAPI operations run too, so both answer the same.
     """
-    routes = []
+    routes: list[Route] = []
     for handler, path in ((_fast_bundles_for_product, "/bundles-for-product"), (_fast_v2_bundles, "/v2/bundles")):
         for prefix in (PROXY_PREFIX, LEGACY_PROXY_PREFIX):
-            routes.append(Route(prefix + path, handler, methods=["GET"], include_in_schema=False))
+            routes.append(_MeasuredRoute(prefix + path, handler, methods=["GET"], include_in_schema=False))
     return routes
 
 
