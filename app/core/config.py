@@ -117,35 +117,6 @@ class Settings(BaseSettings):
     consistency_retention_h: float = Field(
         default=168.0, gt=0, alias="CONSISTENCY_RETENTION_H", description="How long comparisons are kept."
     )
-    # --- The rollout's evidence (docs/feature-flags.md, "Evidence") ---
-    shadow_max_in_flight: int = Field(
-        default=16, ge=1, alias="SHADOW_MAX_IN_FLIGHT", description="Background comparisons at once; more are dropped."
-    )
-    consistency_recheck_delay_s: float = Field(
-        default=2.0,
-        ge=0,
-        alias="CONSISTENCY_RECHECK_DELAY_S",
-        description="A mismatch is re-read this much later: confirmed if it persists, else transient.",
-    )
-    consistency_noise_every: int = Field(
-        default=10,
-        ge=1,
-        alias="CONSISTENCY_NOISE_EVERY",
-        description="One control-vs-control (legacy vs legacy) comparison per this many shadow comparisons.",
-    )
-    consistency_verify_rate: float = Field(
-        default=1.0,
-        ge=0,
-        le=1,
-        alias="CONSISTENCY_VERIFY_RATE",
-        description="Share of dual writes re-read from both stores after commit.",
-    )
-    consistency_retention_h: float = Field(
-        default=168.0, gt=0, alias="CONSISTENCY_RETENTION_H", description="How long comparisons are kept."
-    )
-    run_worker: bool = Field(default=True, alias="RUN_WORKER")
-    worker_concurrency: int = Field(default=4, alias="WORKER_CONCURRENCY")
-    job_lease_s: float = Field(default=15.0, alias="JOB_LEASE_S")
     run_worker: bool = Field(default=True, alias="RUN_WORKER")
     worker_concurrency: int = Field(default=4, alias="WORKER_CONCURRENCY")
     job_lease_s: float = Field(default=15.0, alias="JOB_LEASE_S")
