@@ -14,8 +14,10 @@ from fastapi import APIRouter
 
 from app.api.deps import AdminDep, ContainerDep, FlagsDep
 from app.api.openapi_docs import (
+    ADMIN_AUTH,
     ADMIN_ERRORS,
     BODY_ERRORS,
+    DB_ERRORS,
     FLAGS_NOT_READY,
     UNEXPECTED_ERROR,
     Responses,
@@ -53,6 +55,35 @@ _ERRORS: Responses = {
     **problem(503, "Feature flags not loaded yet", ready=FLAGS_NOT_READY),
 }
 
+V2_ONLY_EXAMPLE: dict[str, Any] = {
+    "shops": [
+        {
+            "shop": "acme.myshopify.com",
+            "readsFromV2Since": "2026-12-06T03:10:00Z",
+            "count": 2,
+            "scanned": 14,
+            "truncated": False,
+            "bundles": [
+                {
+                    "id": "cm4b1x2y30000",
+                    "name": "Gift box",
+                    "shopifyMetaobjectId": None,
+                    "updatedAt": "2026-12-06T03:12:40Z",
+                    "reasons": ["not_representable"],
+                },
+                {
+                    "id": "cm4b1x2y30001",
+                    "name": "Trio",
+                    "shopifyMetaobjectId": "gid://shopify/Metaobject/101",
+                    "updatedAt": "2026-12-06T03:14:02Z",
+                    "reasons": ["quantity", "fractional_percentage"],
+                },
+            ],
+        }
+    ],
+    "total": 2,
+}
+
 _ROLLBACK_CONFLICT = problem(
     409,
     "The legacy tables are archived (restore them first), or shops reading from V2 hold data the legacy tables "
@@ -62,34 +93,7 @@ _ROLLBACK_CONFLICT = problem(
         409,
         "2 V2 bundle(s) in 1 shop(s) reading from V2 hold data the legacy tables cannot represent: "
         "acme.myshopify.com (2). Nothing is deleted, but reads from legacy will not show it. Confirm to proceed.",
-        v2Only={
-            "shops": [
-                {
-                    "shop": "acme.myshopify.com",
-                    "readsFromV2Since": "2026-12-06T03:10:00Z",
-                    "count": 2,
-                    "scanned": 14,
-                    "truncated": False,
-                    "bundles": [
-                        {
-                            "id": "cm4b1x2y30000",
-                            "name": "Gift box",
-                            "shopifyMetaobjectId": None,
-                            "updatedAt": "2026-12-06T03:12:40Z",
-                            "reasons": ["not_representable"],
-                        },
-                        {
-                            "id": "cm4b1x2y30001",
-                            "name": "Trio",
-                            "shopifyMetaobjectId": "gid://shopify/Metaobject/101",
-                            "updatedAt": "2026-12-06T03:14:02Z",
-                            "reasons": ["quantity", "fractional_percentage"],
-                        },
-                    ],
-                }
-            ],
-            "total": 2,
-        },
+        v2Only=V2_ONLY_EXAMPLE,
     ),
 )
 _CLEANUP_CONFLICT = problem(
@@ -139,7 +143,7 @@ async def post_rollback(body: RollbackIn, actor: AdminDep, container: ContainerD
 @router.get(
     "/admin/rollback/preview",
     summary="What only V2 holds for the shops reading from V2 (what a rollback would hide; nothing is deleted)",
-    responses={**_ERRORS},
+    responses={**example_response(V2_ONLY_EXAMPLE), **ADMIN_AUTH, **DB_ERRORS},
 )
 async def get_rollback_preview(_: AdminDep, container: ContainerDep) -> V2OnlyHoldings:
     result: dict[str, Any] = await service.rollback_preview(container.pool)

@@ -91,9 +91,9 @@ CONSISTENCY_REPORT_EXAMPLE: dict[str, Any] = {
             "endpoint": "GET /proxy/bundles-for-product",
             "outcome": "confirmed",
             "bundleKey": "gid://shopify/Product/7001",
-            "fields": ["gid://shopify/Metaobject/101.title"],
-            "legacy": {"gid://shopify/Metaobject/101": {"title": "Summer set"}},
-            "v2": {"gid://shopify/Metaobject/101": {"title": "Summer Set"}},
+            "fields": ["bundles.gid://shopify/Metaobject/101.title"],
+            "legacy": {"bundles": {"gid://shopify/Metaobject/101": {"title": "Summer set"}}},
+            "v2": {"bundles": {"gid://shopify/Metaobject/101": {"title": "Summer Set"}}},
             "createdAt": "2026-12-06T03:31:12.004Z",
         }
     ],

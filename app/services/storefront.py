@@ -281,14 +281,15 @@ ENDPOINT_BUNDLES_FOR_PRODUCT = "GET /proxy/bundles-for-product"
 
 
 def storefront_projection(answer: StorefrontAnswer) -> dict[str, Any]:
-    """The legacy array as `{metaobject GID: {title, discount, description, products (sorted)}}`.
+    """The legacy array as `{"bundles": {metaobject GID: {title, discount, description, products (sorted)}}}`
+    (so a diff path reads `bundles.<GID>.title`).
 
     Keyed by the id both stores share; order is the theme's business, not a difference. A V2-only
     bundle (answered with its V2 id: no metaobject) cannot exist in the legacy store and is not
     compared, as on the bundle API.
     """
     items = orjson.loads(answer.body)
-    return {
+    bundles = {
         item["id"]: {
             "title": item["title"],
             "discount": item["discount"],
@@ -298,6 +299,7 @@ def storefront_projection(answer: StorefrontAnswer) -> dict[str, Any]:
         for item in items
         if isinstance(item.get("id"), str) and item["id"].startswith(METAOBJECT_GID_PREFIX)
     }
+    return {"bundles": bundles}
 
 
 async def _shadow_bundles_for_product(

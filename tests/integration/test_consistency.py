@@ -147,10 +147,10 @@ async def test_storefront_reads_are_shadowed_off_the_response_path(
 
     confirmed = [r for r in await rows(db, shop, STOREFRONT) if r["outcome"] == "confirmed"]
     assert len(confirmed) == 1
-    assert confirmed[0]["fields"] == [f"{bundle['shopifyMetaobjectId']}.title"]
+    assert confirmed[0]["fields"] == [f"bundles.{bundle['shopifyMetaobjectId']}.title"]
     body = await report(client, shop)
     assert body["shadow"] == {"comparisons": 4, "confirmed": 1, "transient": 0}
-    assert body["latestDiffs"][0]["fields"] == [f"{bundle['shopifyMetaobjectId']}.title"]
+    assert body["latestDiffs"][0]["fields"] == [f"bundles.{bundle['shopifyMetaobjectId']}.title"]
     assert body["reads"]["v2Reads"] == 4 and body["reads"]["v2Errors"] == 0
     assert body["reads"]["v2P99Ms"] is not None and body["reads"]["legacyP99Ms"] is not None
 

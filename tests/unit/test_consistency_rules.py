@@ -6,7 +6,15 @@ from decimal import Decimal
 
 import pytest
 
-from app.rules.consistency import ConsistencyFigures, diff_fields, p99, reads_v2_since, v2_only_reasons, wilson_upper
+from app.rules.consistency import (
+    ConsistencyFigures,
+    diff_fields,
+    field_label,
+    p99,
+    reads_v2_since,
+    v2_only_reasons,
+    wilson_upper,
+)
 from app.rules.flags import FlagState
 
 
@@ -108,6 +116,15 @@ def test_diff_fields_names_what_differs() -> None:
     assert diff_fields({"x": [1, 2]}, {"x": [1]}) == ["x"]
     assert diff_fields(left, left) == []
     assert diff_fields(1, 2) == ["$"]
+    assert diff_fields(None, {"a": 1}) == ["presence"]
+
+
+def test_field_label_drops_ids_and_indexes() -> None:
+    assert field_label("name") == "name"
+    assert field_label("bundles.gid://shopify/Metaobject/1.title") == "title"
+    assert field_label("bundles.gid://shopify/Metaobject/1.products[0]") == "products"
+    assert field_label("bundles.gid://shopify/Metaobject/1") == "presence"
+    assert field_label("presence") == "presence"
 
 
 def _bundle(**kw: object) -> dict[str, object]:
