@@ -313,6 +313,10 @@ async def _shadow_bundles_for_product(
     async def v2() -> Any:
         return storefront_projection(await _v2_legacy_shape(container, shop, product_gid, cached=True))
 
+    async def fresh_legacy() -> Any:  # the re-check asks Shopify, not a metaobject cached before the difference
+        get_legacy_reader(container).cache.invalidate(shop)
+        return await legacy()
+
     legacy_ms: float | None
     v2_ms: float | None
     if primary.read_source == READ_SOURCE_V2:
@@ -329,7 +333,16 @@ async def _shadow_bundles_for_product(
             await shadow.record(container, row)
             raise
     comparison = shadow.Comparison(
-        shop, ENDPOINT_BUNDLES_FOR_PRODUCT, product_gid, legacy_p, v2_p, legacy, v2, legacy_ms=legacy_ms, v2_ms=v2_ms
+        shop,
+        ENDPOINT_BUNDLES_FOR_PRODUCT,
+        product_gid,
+        legacy_p,
+        v2_p,
+        legacy,
+        v2,
+        legacy_ms=legacy_ms,
+        v2_ms=v2_ms,
+        fresh_legacy=fresh_legacy,
     )
     await shadow.settle(container, comparison)
 

@@ -371,3 +371,30 @@ async def test_the_comparison_does_not_delay_the_answer(
             await sim.set_faults(shop, latency_ms=0)
     found = [r for r in await rows(db, shop, STOREFRONT) if r["outcome"] == "match"]
     assert len(found) == 1 and found[0]["legacyMs"] >= 800 and found[0]["v2Ms"] < 400
+
+
+async def test_a_stale_metaobject_cache_is_transient_not_confirmed(
+    evidence: httpx.AsyncClient, sim: Any, shop: str, db: asyncpg.Connection
+) -> None:
+    """Shopify and V2 agree, but this replica's metaobject cache still holds the copy from before a
+    write-through another replica delivered: the re-check reads past the cache and finds no difference."""
+    client = evidence
+    await register_shop(sim, db, shop)
+    bundle = await seeded(client, sim, shop)
+    url = bundles_url(shop, quote(bundle["shopifyMetaobjectId"], safe=""))
+    await drain_shadow(client)
+    assert (await client.get(url)).json()["title"] == "Summer set"  # cached now
+    item = metaobject_item(
+        bundle["shopifyMetaobjectId"],
+        name=bundle["name"],
+        title="New title",
+        discount="15",
+        products=[c["shopifyProductId"] for c in bundle["components"]],
+    )
+    await sim.add_metaobjects(shop, [item])
+    await db.execute('UPDATE "Bundle" SET title = $2 WHERE id = $1', bundle["id"], "New title")
+    async with flag_override(client, "SHADOW_READS", shop, True, sampleRate=1.0):
+        assert (await client.get(url)).json()["title"] == "Summer set"  # the stale copy answers
+        await drain_shadow(client)
+    found = [r for r in await rows(db, shop) if r["outcome"] in ("match", "confirmed", "transient")]
+    assert [(r["outcome"], r["fields"]) for r in found] == [("transient", ["title"])]

@@ -530,8 +530,16 @@ async def v2_by_key(container: Container, shop: str, key: str) -> BundleOut | No
     return to_out(found[0]) if found else None
 
 
-def _rereaders(container: Container, shop: str, key: str) -> tuple[shadow.Reread, shadow.Reread]:
-    """Fresh reads of one bundle from each store, as compared projections (re-check, noise)."""
+def forget_cached_metaobject(container: Container, shop: str, key: str) -> None:
+    """Drop the legacy reader's cached metaobject of this bundle (AI bundles: the shop's), so the next
+    legacy read asks Shopify: a re-check must not be answered by a copy older than the difference."""
+    cache = get_legacy_reader(container).cache
+    cache.invalidate(shop, None if key.startswith("ai:") else key)
+
+
+def _rereaders(container: Container, shop: str, key: str) -> tuple[shadow.Reread, shadow.Reread, shadow.Reread]:
+    """Reads of one bundle from each store, as compared projections: legacy (through the metaobject
+    cache, as requests read it: the noise baseline), V2, and legacy past the cache (the re-check)."""
 
     async def legacy() -> Any:
         return compared(await legacy_by_key(container, shop, key))
@@ -539,7 +547,11 @@ def _rereaders(container: Container, shop: str, key: str) -> tuple[shadow.Reread
     async def v2() -> Any:
         return compared(await v2_by_key(container, shop, key))
 
-    return legacy, v2
+    async def fresh_legacy() -> Any:
+        forget_cached_metaobject(container, shop, key)
+        return await legacy()
+
+    return legacy, v2, fresh_legacy
 
 
 async def _compare(
@@ -554,7 +566,7 @@ async def _compare(
     """Settle one pair (match, or confirmed/transient after the re-check)."""
     if legacy is None and v2 is None:
         return
-    reread_legacy, reread_v2 = _rereaders(container, shop, key)
+    reread_legacy, reread_v2, fresh_legacy = _rereaders(container, shop, key)
     await shadow.settle(
         container,
         shadow.Comparison(
@@ -567,6 +579,7 @@ async def _compare(
             reread_v2,
             legacy_ms=timings[0],
             v2_ms=timings[1],
+            fresh_legacy=fresh_legacy,
         ),
     )
 

@@ -224,6 +224,9 @@ class Comparison:
     reread_v2: Reread
     legacy_ms: float | None = None
     v2_ms: float | None = None
+    #: The legacy read of the re-check, past the legacy reader's metaobject cache (default:
+    #: `reread_legacy`): a cached metaobject older than a write-through is not a divergence.
+    fresh_legacy: Reread | None = None
 
 
 async def settle(container: Container, c: Comparison) -> None:
@@ -257,7 +260,7 @@ async def settle(container: Container, c: Comparison) -> None:
 
 
 async def _recheck(container: Container, c: Comparison, base: ComparisonRow, first_fields: list[str]) -> None:
-    legacy, v2 = await asyncio.gather(c.reread_legacy(), c.reread_v2())
+    legacy, v2 = await asyncio.gather((c.fresh_legacy or c.reread_legacy)(), c.reread_v2())
     fields = diff_fields(legacy, v2)
     if fields:
         await record(container, replace(base, outcome=OUTCOME_CONFIRMED, fields=fields, legacy=legacy, v2=v2))
@@ -265,15 +268,17 @@ async def _recheck(container: Container, c: Comparison, base: ComparisonRow, fir
         await record(container, replace(base, outcome=OUTCOME_TRANSIENT, fields=first_fields, legacy=c.legacy, v2=c.v2))
 
 
-async def verify_pair(container: Container, shop: str, key: str, legacy: Reread, v2: Reread) -> bool:
+async def verify_pair(
+    container: Container, shop: str, key: str, legacy: Reread, v2: Reread, fresh_legacy: Reread | None = None
+) -> bool:
     """Dual-write verification of one bundle, now: re-read both stores; a difference is re-read once
-    more after the re-check delay and recorded `divergent` (with its diff) if it persists, else
-    `verified`. True when divergent."""
+    more after the re-check delay (the legacy side with `fresh_legacy` when given) and recorded
+    `divergent` (with its diff) if it persists, else `verified`. True when divergent."""
     first_legacy, first_v2 = await asyncio.gather(legacy(), v2())
     fields = diff_fields(first_legacy, first_v2)
     if fields:
         await asyncio.sleep(container.settings.consistency_recheck_delay_s)
-        first_legacy, first_v2 = await asyncio.gather(legacy(), v2())
+        first_legacy, first_v2 = await asyncio.gather((fresh_legacy or legacy)(), v2())
         fields = diff_fields(first_legacy, first_v2)
     row = ComparisonRow(shop, ENDPOINT_VERIFY, OUTCOME_DIVERGENT if fields else OUTCOME_VERIFIED, key)
     if fields:

@@ -37,7 +37,11 @@ async def _verify(container: Container, shop: str, bundle_id: str) -> bool | Non
     async def v2() -> Any:
         return reads.compared(await reads.v2_by_id(container, shop, bundle_id))
 
-    return await shadow.verify_pair(container, shop, reads.shadow_key(out) or key, legacy, v2)
+    async def fresh_legacy() -> Any:
+        reads.forget_cached_metaobject(container, shop, key)
+        return await legacy()
+
+    return await shadow.verify_pair(container, shop, reads.shadow_key(out) or key, legacy, v2, fresh_legacy)
 
 
 async def verify_bundle(container: Container, shop: str, bundle_id: str) -> None:
