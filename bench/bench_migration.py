@@ -136,6 +136,8 @@ def _settings(url: str, simulator: SimulatorServer, args: argparse.Namespace) ->
     }
     if args.worker_concurrency:
         values["WORKER_CONCURRENCY"] = args.worker_concurrency
+    if getattr(args, "worker_max_shops", None):
+        values["WORKER_MAX_SHOPS"] = args.worker_max_shops
     return Settings(**values)
 
 
