@@ -9,7 +9,9 @@ both on the same data and prints the ratio of their rates.
 What it does:
 1. A fresh database: a throwaway embedded PostgreSQL (default), or `--database-url` (must be at
    Alembic head or upgradable; the script seeds its own shops `bench-<random>-*` and leaves them).
-2. The Shopify simulator in this process (`SimulatorServer`, 127.0.0.1, a free port) with
+2. The Shopify simulator in its own process (`python -m devtools.shopify_simulator`, 127.0.0.1, a
+   free port; `--simulator-in-process` runs it in a thread of this one, where its request handling
+   competes with the engine for the interpreter, as Shopify's servers do not) with
    `--latency-ms` (default 50) added to every GraphQL request, every shop on plan `--plan`
    (default `plus`: cost bucket of 1,000 points refilled at 1,000 points/s, the simulator's Plus
    figures).
@@ -39,6 +41,8 @@ import logging
 import os
 import resource
 import secrets
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +51,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +65,7 @@ from app.core.db import asyncpg_connect_kwargs, with_database  # noqa: E402
 from app.core.migrations import upgrade_async  # noqa: E402
 from bench.plan_literal import MigrationStats, migrate_bundles  # noqa: E402
 from devtools.shopify_simulator import SimulatorControl, SimulatorServer  # noqa: E402
+from devtools.shopify_simulator.server import GRAPHQL_PATH  # noqa: E402
 from devtools.shopify_simulator.state import DEFAULT_MAXIMUM_AVAILABLE, PLAN_RESTORE_RATES  # noqa: E402
 from tests.legacy_fixtures import seed_bulk_manual_bundles  # noqa: E402
 
@@ -68,6 +73,51 @@ HOST = "127.0.0.1"
 COMMAND = ".venv/bin/python bench/bench_migration.py"
 RESULTS = ROOT / "bench" / "results"
 TARGET_SPEEDUP = 100.0
+
+
+class HasUrlTemplate(Protocol):
+    @property
+    def url_template(self) -> str: ...
+
+
+class SimulatorProcess:
+    """The simulator as its own process (Shopify does not share the engine's interpreter)."""
+
+    def __init__(self) -> None:
+        with socket.socket() as sock:
+            sock.bind((HOST, 0))
+            self.port = int(sock.getsockname()[1])
+        self.base_url = f"http://{HOST}:{self.port}"
+        command = [sys.executable, "-m", "devtools.shopify_simulator", "--host", HOST, "--port", str(self.port)]
+        self.proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    @property
+    def url_template(self) -> str:
+        return self.base_url + GRAPHQL_PATH
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+def start_simulator(in_process: bool) -> SimulatorServer | SimulatorProcess:
+    return SimulatorServer(host=HOST).start() if in_process else SimulatorProcess()
+
+
+async def wait_for_simulator(control: SimulatorControl, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            await control.reset_stats()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 @contextmanager
@@ -123,7 +173,7 @@ def _calls(stats: dict[str, Any], shops: Sequence[str]) -> int:
     return sum(int(requests.get(shop, 0)) for shop in shops)
 
 
-def _settings(url: str, simulator: SimulatorServer, args: argparse.Namespace) -> Settings:
+def _settings(url: str, simulator: HasUrlTemplate, args: argparse.Namespace) -> Settings:
     values: dict[str, Any] = {
         "DATABASE_URL": url,
         "ADMIN_API_TOKEN": secrets.token_urlsafe(24),  # required outside embedded mode; never used
@@ -142,7 +192,7 @@ def _settings(url: str, simulator: SimulatorServer, args: argparse.Namespace) ->
 
 
 async def run_engine(
-    url: str, simulator: SimulatorServer, control: SimulatorControl, shops: list[str], args: argparse.Namespace
+    url: str, simulator: HasUrlTemplate, control: SimulatorControl, shops: list[str], args: argparse.Namespace
 ) -> EngineResult:
     """The service's job engine exactly as a replica runs it (container, telemetry, JobWorker)."""
     from app.core import telemetry
@@ -196,7 +246,7 @@ async def literal_sample(conn: asyncpg.Connection, shops: list[str], size: int |
 
 
 async def run_literal(
-    url: str, simulator: SimulatorServer, control: SimulatorControl, shops: list[str], args: argparse.Namespace
+    url: str, simulator: HasUrlTemplate, control: SimulatorControl, shops: list[str], args: argparse.Namespace
 ) -> tuple[MigrationStats, int]:
     import httpx
 
@@ -225,10 +275,11 @@ async def run_literal(
 
 async def run(url: str, args: argparse.Namespace) -> None:
     await upgrade_async(url)
-    simulator = SimulatorServer(host=HOST).start()
+    simulator = start_simulator(args.simulator_in_process)
     assert urlsplit(simulator.url_template).hostname == HOST  # Shopify traffic goes to 127.0.0.1 only
     try:
         async with SimulatorControl(simulator.base_url) as control:
+            await wait_for_simulator(control)
             prefix = f"bench-{secrets.token_hex(3)}"
             engine_shops = [f"{prefix}-e{i:02d}.myshopify.com" for i in range(args.shops)]
             literal_shops = [f"{prefix}-l{i:02d}.myshopify.com" for i in range(args.shops)]
@@ -263,7 +314,8 @@ async def run(url: str, args: argparse.Namespace) -> None:
         "=" * 28 + " migration benchmark " + "=" * 28,
         f"fixture       : {engine.items:,} manual bundles in {args.shops} shops "
         "(tests/legacy_fixtures.seed_bulk_manual_bundles)",
-        f"shopify       : in-process simulator on {HOST}, {args.latency_ms:g} ms latency per request, plan "
+        f"shopify       : simulator {'in this process' if args.simulator_in_process else 'in its own process'} "
+        f"on {HOST}, {args.latency_ms:g} ms latency per request, plan "
         f"{args.plan} (bucket {DEFAULT_MAXIMUM_AVAILABLE:g} points, restore {restore:g} points/s)",
         f"database      : {'embedded PostgreSQL (throwaway)' if not args.database_url else 'given --database-url'}",
         f"engine        : {engine.items:,} items in {engine.seconds:.1f} s = {engine.rate:,.0f} items/s; "
@@ -276,8 +328,9 @@ async def run(url: str, args: argparse.Namespace) -> None:
         + (f" (failures: {_describe(literal.errors)})" if literal.errors else ""),
         f"speed-up      : {speedup:,.1f}x (engine items/s / literal items/s); target >= {TARGET_SPEEDUP:g}x: "
         + ("holds" if speedup >= TARGET_SPEEDUP else "falls short"),
-        f"peak RSS      : this process {own:,.0f} MiB (engine phase {engine.rss_mb:,.0f} MiB; simulator, engine and "
-        f"literal run share it), waited-for children {children:,.0f} MiB; the PostgreSQL server is not included",
+        f"peak RSS      : this process {own:,.0f} MiB (engine phase {engine.rss_mb:,.0f} MiB; the engine and the "
+        f"literal run share it), waited-for children {children:,.0f} MiB; the PostgreSQL server is not included "
+        "(the engine alone, 10k vs 50k items: bench_migration_targets.py)",
         f"command       : {COMMAND}" + (" --literal-full" if args.literal_full else ""),
         "=" * 77,
     ]
@@ -312,6 +365,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bundles", type=int, default=10_000, help="manual bundles in the fixture")
     parser.add_argument("--shops", type=int, default=20)
     parser.add_argument("--latency-ms", type=float, default=50.0, help="simulator latency per GraphQL request")
+    parser.add_argument("--simulator-in-process", action="store_true", help="the simulator in a thread of this process")
     parser.add_argument("--plan", default="plus", choices=sorted(PLAN_RESTORE_RATES), help="Shopify plan of the shops")
     parser.add_argument("--batch-size", type=int, default=100, help="job batch size")
     parser.add_argument("--worker-concurrency", type=int, default=None, help="shops in parallel (default: service's)")
