@@ -265,7 +265,11 @@ async def test_consistency_endpoint_contract(evidence: httpx.AsyncClient, shop: 
     assert since.status_code == 200 and since.json()["sinceSource"] == "query"
     assert (await client.get(f"/admin/shops/{shop}/consistency", headers={"Authorization": ""})).status_code == 401
     assert (await client.get("/admin/shops/not-a-shop/consistency")).status_code == 422
-    assert (await client.get(f"/admin/shops/{shop}/consistency", params={"since": "yesterday"})).status_code == 422
+    for bad in ("yesterday", "0.5", "1700000000", "2026-13-01T00:00:00Z", "0001-01-01T00:00:00+05:00"):
+        response = await client.get(f"/admin/shops/{shop}/consistency", params={"since": bad})
+        assert response.status_code == 422, (bad, response.text)
+    naive = await client.get(f"/admin/shops/{shop}/consistency", params={"since": "2026-01-01T00:00:00"})
+    assert naive.status_code == 200 and naive.json()["since"] == "2026-01-01T00:00:00Z"
 
 
 async def test_a_rollback_lists_what_only_v2_holds_and_needs_confirmation(

@@ -1,7 +1,8 @@
 """`shopibundle rollout start|status|watch|pause|resume|abort`: the HTTP API's rollouts from the CLI.
 
 The commands run in-process through `app.cli.main([...])` in a thread (the CLI runs its own event
-loop), against the session's test database; no driver runs here, so shops stay where the CLI put them.
+loop), against the session's test database. Service instances of other tests may run the driver on
+it meanwhile, so the rollout's dwell (a day) keeps its shops from finishing during the test.
 """
 
 from __future__ import annotations
@@ -59,20 +60,20 @@ async def test_rollout_commands_mirror_the_http_api(
     started = await _json(
         capsys,
         [
-            "rollout", "start", "--target", "shadow", "--shop", shop, "--shop", other,
-            "--guard", "minDwellSeconds=0", "--guard", "maxMismatchRate=0.02", "--reason", "cli test", "--json",
+            "rollout", "start", "--target", "live", "--shop", shop, "--shop", other,
+            "--guard", "minDwellSeconds=86400", "--guard", "maxMismatchRate=0.02", "--reason", "cli test", "--json",
         ],
     )  # fmt: skip
     rollout_id = started["id"]
     status = await _json(capsys, ["rollout", "status", rollout_id, "--json"])
-    assert status["status"] == "running" and status["targetStage"] == "shadow"
+    assert status["status"] == "running" and status["targetStage"] == "live"
     assert [s["shop"] for s in status["shops"]] == [shop, other]
-    assert status["guards"]["minDwellSeconds"] == 0 and status["guards"]["maxMismatchRate"] == 0.02
+    assert status["guards"]["minDwellSeconds"] == 86400 and status["guards"]["maxMismatchRate"] == 0.02
 
     capsys.readouterr()
     assert await _cli(["rollout", "status", rollout_id]) == 0
     text = capsys.readouterr().out
-    assert f"rollout {rollout_id}  running  → shadow" in text and shop in text and other in text
+    assert f"rollout {rollout_id}  running  → live" in text and shop in text and other in text
 
     # A shop an unfinished rollout covers cannot join another one: the API's 409, exit 1.
     assert await _cli(["rollout", "start", "--target", "shadow", "--shop", shop, "--reason", "again"]) == 1

@@ -181,12 +181,13 @@ async def timed(read: Reread) -> tuple[Any, float]:
 
 
 async def record(container: Container, row: ComparisonRow) -> None:
-    """Store one comparison (and count it); a confirmed mismatch or a divergence also goes to the
-    shadow-mismatch log (`GET /admin/shadow-mismatches`)."""
+    """Store one comparison (and count it); a confirmed shadow-read mismatch also goes to the
+    shadow-mismatch log (`GET /admin/shadow-mismatches`; divergences are in the consistency report)."""
     SHADOW_COMPARISONS.add(1, {"endpoint": row.endpoint, "outcome": row.outcome})
     now = naive_utc(utcnow())
-    logged = row.outcome in (OUTCOME_CONFIRMED, OUTCOME_DIVERGENT)
-    for label in dict.fromkeys(field_label(f) for f in row.fields or ()) if logged else ():
+    logged = row.outcome == OUTCOME_CONFIRMED
+    counted = row.outcome in (OUTCOME_CONFIRMED, OUTCOME_DIVERGENT)
+    for label in dict.fromkeys(field_label(f) for f in row.fields or ()) if counted else ():
         SHADOW_MISMATCHES.add(1, {"field": label, "endpoint": row.endpoint})
 
     async def write(conn: Executor) -> None:
