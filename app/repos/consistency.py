@@ -185,3 +185,23 @@ async def count_v2_bundles_changed_since(conn: Executor, shop: str, since: datet
 
 async def shops_with_bundles(conn: Executor) -> list[str]:
     return [r["shop"] for r in await conn.fetch('SELECT DISTINCT shop FROM "Bundle" ORDER BY shop')]
+
+
+async def unrepresentable_metaobjects(conn: Executor, shop: str, metaobject_ids: list[str]) -> set[str]:
+    """Of these metaobject GIDs, those whose V2 bundle has no active discount (and is not an AI
+    bundle): the legacy tables cannot hold them (no `bundle_discount_id` row), so the legacy
+    storefront never showed them."""
+    if not metaobject_ids:
+        return set()
+    rows = await conn.fetch(
+        """
+        SELECT b."shopifyMetaobjectId" AS gid
+        FROM "Bundle" b
+        WHERE b.shop = $1 AND b."shopifyMetaobjectId" = ANY($2::text[])
+          AND COALESCE(b.metadata ->> 'source', '') <> 'AI'
+          AND NOT EXISTS (SELECT 1 FROM "BundleDiscount" d WHERE d."bundleId" = b.id AND d."isActive")
+        """,
+        shop,
+        metaobject_ids,
+    )
+    return {r["gid"] for r in rows}

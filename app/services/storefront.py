@@ -53,8 +53,10 @@ from app.core.container import Container
 from app.core.errors import ShopifyErrorProblem, ShopifyUnavailableProblem, ValidationFailed
 from app.core.read_cache import InvalidationListener, ReadCache
 from app.core.time import utcnow
+from app.repos import consistency as consistency_repo
 from app.repos import storefront as repo
 from app.repos.consistency import ComparisonRow
+from app.repos.runner import run_read
 from app.rules.consistency import OUTCOME_ERROR
 from app.rules.legacy_parsing import METAOBJECT_GID_PREFIX, InvalidLegacyData, decimal_to_json, storefront_product_id
 from app.rules.pricing import (
@@ -302,6 +304,17 @@ def storefront_projection(answer: StorefrontAnswer) -> dict[str, Any]:
     return {"bundles": bundles}
 
 
+async def _representable(container: Container, shop: str, projection: dict[str, Any]) -> dict[str, Any]:
+    """The V2 side without the bundles the legacy tables cannot hold (a metaobject but no active
+    discount): they are V2-only data (what a rollback lists), not a difference between the stores."""
+    bundles: dict[str, Any] = projection["bundles"]
+    gids = list(bundles)
+    missing = await run_read(
+        container.pool, lambda conn: consistency_repo.unrepresentable_metaobjects(conn, shop, gids)
+    )
+    return {"bundles": {gid: item for gid, item in bundles.items() if gid not in missing}}
+
+
 async def _shadow_bundles_for_product(
     container: Container, shop: str, product_gid: str, primary: StorefrontAnswer, primary_ms: float
 ) -> None:
@@ -310,8 +323,11 @@ async def _shadow_bundles_for_product(
     async def legacy() -> Any:
         return storefront_projection(await _legacy_legacy_shape(container, shop, product_gid))
 
+    async def v2_answer() -> StorefrontAnswer:
+        return await _v2_legacy_shape(container, shop, product_gid, cached=True)
+
     async def v2() -> Any:
-        return storefront_projection(await _v2_legacy_shape(container, shop, product_gid, cached=True))
+        return await _representable(container, shop, storefront_projection(await v2_answer()))
 
     async def fresh_legacy() -> Any:  # the re-check asks Shopify, not a metaobject cached before the difference
         get_legacy_reader(container).cache.invalidate(shop)
@@ -320,12 +336,13 @@ async def _shadow_bundles_for_product(
     legacy_ms: float | None
     v2_ms: float | None
     if primary.read_source == READ_SOURCE_V2:
-        v2_p, v2_ms = storefront_projection(primary), primary_ms
+        v2_p, v2_ms = await _representable(container, shop, storefront_projection(primary)), primary_ms
         legacy_p, legacy_ms = await shadow.timed(legacy)
     else:
         legacy_p, legacy_ms = storefront_projection(primary), primary_ms
         try:
-            v2_p, v2_ms = await shadow.timed(v2)
+            answer, v2_ms = await shadow.timed(v2_answer)
+            v2_p = await _representable(container, shop, storefront_projection(answer))
         except Exception:
             row = ComparisonRow(
                 shop, ENDPOINT_BUNDLES_FOR_PRODUCT, OUTCOME_ERROR, product_gid, legacy_ms=legacy_ms, v2_error=True
