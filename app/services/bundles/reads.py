@@ -554,6 +554,12 @@ def _rereaders(container: Container, shop: str, key: str) -> tuple[shadow.Reread
     return legacy, v2, fresh_legacy
 
 
+def _stored_key(legacy: BundleOut | None, v2: BundleOut | None, key: str) -> str:
+    """The key a comparison is recorded under: the bundle's shadow key (metaobject GID first)."""
+    found = next((shadow_key(out) for out in (legacy, v2) if out is not None), None)
+    return found or key
+
+
 async def _compare(
     container: Container,
     shop: str,
@@ -572,7 +578,7 @@ async def _compare(
         shadow.Comparison(
             shop,
             endpoint,
-            shadow_key(legacy or v2) or key,  # type: ignore[arg-type]
+            _stored_key(legacy, v2, key),
             compared(legacy),
             compared(v2),
             reread_legacy,
