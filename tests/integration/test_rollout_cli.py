@@ -12,11 +12,13 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from app.cli import main as cli_main
 from app.core.config import get_settings
 from tests.conftest import new_shop
+from tests.integration.bundle_helpers import bundle_body, bundles_url, flag_override
 
 
 @pytest.fixture
@@ -90,3 +92,18 @@ async def test_rollout_commands_mirror_the_http_api(
 
     assert await _cli(["rollout", "start", "--target", "live", "--shop", shop, "--guard", "x", "--reason", "r"]) == 2
     assert await _cli(["rollout", "status", "no-such-rollout"]) == 1
+
+
+async def test_rollback_immediate_lists_v2_only_data_and_needs_yes(
+    cli_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], client: httpx.AsyncClient
+) -> None:
+    shop = new_shop("cli")
+    async with flag_override(client, "V2_BUNDLE_ENGINE", shop, True):
+        lone = await client.post(bundles_url(shop), json=bundle_body(metaobject=None, discount=None))
+        assert lone.status_code == 201, lone.text
+        capsys.readouterr()
+        assert await _cli(["rollback", "immediate", "--reason", "incident"]) == 2
+        err = capsys.readouterr().err
+        assert "refusing" in err and shop in err and "not_representable" in err and "--yes" in err
+        engine = (await client.get("/admin/flags/V2_BUNDLE_ENGINE")).json()
+        assert engine["shopOverrides"].get(shop) is True, "refused: nothing changed"
