@@ -33,6 +33,8 @@ Reason = Literal["env", "shop_override", "rollout", "default"]
 
 #: `sampleRate` a stage that turns shadow reads on uses when neither the request nor the flag gives one.
 DEFAULT_SHADOW_SAMPLE_RATE = 0.1
+
+
 @dataclass(frozen=True, slots=True)
 class FlagState:
     """One flag as stored (immutable: a snapshot is shared by every concurrent request)."""
