@@ -34,8 +34,8 @@ from app.schemas.flags import (
     FlagOut,
     FlagUpdate,
 )
+from app.services.cutover.operations import ARCHIVED_LEGACY_TABLES
 from app.services.flags import store as service
-from app.services.rollout.operations import ARCHIVED_LEGACY_TABLES
 
 router = APIRouter(tags=["flags"], responses=UNEXPECTED_ERROR)
 

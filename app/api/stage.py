@@ -1,4 +1,4 @@
-"""`/admin/migration-stage`: thin HTTP over `app.services.rollout.operations.set_stage`, the CLI's `stage set`.
+"""`/admin/migration-stage`: thin HTTP over `app.services.cutover.operations.set_stage`, the CLI's `stage set`.
 
 Listed with the flags in the API document (a stage is a position of all four flags).
 """
@@ -17,8 +17,8 @@ from app.api.openapi_docs import (
     example_response,
 )
 from app.schemas.flags import MIGRATION_STAGE_EXAMPLE, MigrationStageOut, MigrationStageUpdate
+from app.services.cutover import operations as rollout
 from app.services.flags import store as service
-from app.services.rollout import operations as rollout
 
 router = APIRouter(tags=["flags"], responses=UNEXPECTED_ERROR)
 

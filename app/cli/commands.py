@@ -61,11 +61,7 @@ from app.core.security import is_valid_shop
 from app.rules.stages import STAGES
 from app.schemas.jobs import CreateJobIn
 from app.schemas.rollouts import CreateRolloutIn
-from app.services.flags.store import start_flags, stop_flags
-from app.services.migration import jobs as migration_jobs
-from app.services.migration.validation import build_validation_report
-from app.services.migration.worker import JobWorker
-from app.services.rollout.operations import (
+from app.services.cutover.operations import (
     ConfirmationRequired,
     V2OnlyData,
     full_rollback,
@@ -75,6 +71,10 @@ from app.services.rollout.operations import (
     rollout_status,
     set_stage,
 )
+from app.services.flags.store import start_flags, stop_flags
+from app.services.migration import jobs as migration_jobs
+from app.services.migration.validation import build_validation_report
+from app.services.migration.worker import JobWorker
 from app.services.rollouts import operations as rollouts_service
 from app.services.shopify_sync import reconciliation
 from app.services.shopify_sync.outbox import outbox_stats, run_standalone

@@ -1,4 +1,4 @@
-"""Rollbacks and the Phase 5 cleanup (`app/services/rollout/operations.py`, `app/api/rollout.py`, the CLI).
+"""Rollbacks and the Phase 5 cleanup (`app/services/cutover/operations.py`, `app/api/cutover.py`, the CLI).
 
 * Immediate rollback over HTTP on one service instance flips reads back to legacy on a SECOND
   instance within a second (both on the session database; the flags are put back afterwards).
@@ -24,16 +24,16 @@ import pytest
 from fastapi import FastAPI
 from starlette.routing import NoMatchFound
 
-from app.api.rollout import router as rollout_router
+from app.api.cutover import router as rollout_router
 from app.cli import main as cli_main
 from app.core.config import get_settings
 from app.core.db import create_pool
 from app.core.migrations import head_revision, upgrade_async
 from app.main import create_app
+from app.services.cutover import operations as rollout
+from app.services.cutover.operations import ARCHIVED_LEGACY_TABLES, BASELINE_REVISION, LegacyTablesArchived
 from app.services.migration import jobs as migration_jobs
 from app.services.migration.validation import build_validation_report
-from app.services.rollout import operations as rollout
-from app.services.rollout.operations import ARCHIVED_LEGACY_TABLES, BASELINE_REVISION, LegacyTablesArchived
 from tests import pg
 from tests.conftest import ADMIN_TOKEN, AppFactory, as_actor, make_settings, new_shop
 from tests.integration.bundle_helpers import (
@@ -54,7 +54,7 @@ PROBLEM = "application/problem+json"
 
 
 def with_rollout_routes(app: FastAPI) -> FastAPI:
-    """Include `app/api/rollout.py` unless app/main.py already does (it is wired there separately)."""
+    """Include `app/api/cutover.py` unless app/main.py already does (it is wired there separately)."""
     try:
         app.url_path_for("post_rollback")
     except NoMatchFound:

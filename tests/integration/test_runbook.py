@@ -39,9 +39,9 @@ from app.core.config import get_settings
 from app.core.db import create_pool
 from app.core.migrations import head_revision
 from app.rules.stages import stage_of
+from app.services.cutover.operations import ARCHIVED_LEGACY_TABLES, BASELINE_REVISION, legacy_table_locations
 from app.services.migration import jobs as migration_jobs
 from app.services.migration.worker import JobWorker
-from app.services.rollout.operations import ARCHIVED_LEGACY_TABLES, BASELINE_REVISION, legacy_table_locations
 from devtools.demo_data import DEMO_SHOPS
 from tests import pg
 from tests.legacy_fixtures import shopify_client
@@ -113,7 +113,7 @@ def test_runbook_curl_lines_name_existing_endpoints() -> None:
 
     import app.api
 
-    routes: list[tuple[str, str]] = []  # every router of app/api (app/api/rollout.py may not be wired yet)
+    routes: list[tuple[str, str]] = []  # every router of app/api (app/api/cutover.py may not be wired yet)
     for info in pkgutil.iter_modules(app.api.__path__):
         router = getattr(importlib.import_module(f"app.api.{info.name}"), "router", None)
         for route in getattr(router, "routes", ()):

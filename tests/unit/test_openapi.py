@@ -35,7 +35,7 @@ OPAQUE_PATH_PARAMS = {"name"}
 #: Error responses that are deliberately not problems: /readyz answers its readiness report with 503.
 NON_PROBLEM_ERRORS = {("get", "/readyz", "503")}
 GID_RE = re.compile(r"^gid://shopify/[A-Za-z]+/[0-9]+$")
-#: Operations whose examples are being added by the change that owns them (app/api/rollout.py). Strict
+#: Operations whose examples are being added by the change that owns them (app/api/cutover.py). Strict
 #: xfail: once their examples exist these cases XPASS and fail, so delete the entries then.
 PENDING_EXAMPLES: set[str] = set()
 
@@ -85,7 +85,7 @@ def _schema_examples(schema: dict[str, Any]) -> list[Any]:
 
 
 def _example_cases(*, with_body: bool = False) -> list[Any]:
-    pending = pytest.mark.xfail(strict=True, reason="examples pending in app/api/rollout.py")
+    pending = pytest.mark.xfail(strict=True, reason="examples pending in app/api/cutover.py")
     return [
         pytest.param(
             path, method, op, id=f"{method.upper()} {path}", marks=[pending] if path in PENDING_EXAMPLES else []

@@ -39,7 +39,7 @@ from app.rules.flags import (
     legacy_tables_need,
 )
 from app.rules.stages import stage_of
-from app.services.rollout.guard import require_legacy_tables
+from app.services.cutover.guard import require_legacy_tables
 
 log = logging.getLogger(__name__)
 

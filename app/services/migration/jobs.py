@@ -40,9 +40,9 @@ from app.core.time import as_utc
 from app.repos import jobs as repo
 from app.repos import migration as migration_repo
 from app.schemas.jobs import FailureOut, FailurePage, JobOut, JobPage, JobStats, ShopStats
+from app.services.cutover.guard import require_legacy_tables
 from app.services.migration import items as migration_items
 from app.services.migration.items import ITEM_KINDS_BY_JOB_KIND, ItemKind, ItemOutcome, PlannedItem
-from app.services.rollout.guard import require_legacy_tables
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import asyncpg
 
 from app.repos import validation as repo
 from app.rules.legacy_parsing import LegacyRowKind, classify_bundle_discount_row
-from app.services.rollout.guard import require_legacy_tables
+from app.services.cutover.guard import require_legacy_tables
 
 #: Lists in the report are cut to this many entries (counts stay exact; `truncated` says so).
 DEFAULT_LIST_LIMIT = 1000

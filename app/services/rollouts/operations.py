@@ -22,8 +22,8 @@ from app.repos.runner import run_read, run_transaction
 from app.rules.flags import Flag, rollout_bucket
 from app.rules.rollouts import DEFAULT_WAVE_SIZE, UNFINISHED, Guards, RolloutStatus, next_stage
 from app.rules.stages import Stage
+from app.services.cutover.guard import require_legacy_tables
 from app.services.flags.store import FlagStore
-from app.services.rollout.guard import require_legacy_tables
 from app.services.rollouts.stages import effective_stage
 
 __all__ = [

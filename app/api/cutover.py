@@ -1,4 +1,4 @@
-"""`/admin/rollback`, `/admin/cleanup`, `/admin/cleanup/restore`: thin HTTP over `app.services.rollout.operations`.
+"""`/admin/rollback`, `/admin/cleanup`, `/admin/cleanup/restore`: thin HTTP over `app.services.cutover.operations`.
 
 All synchronous (200 with what changed): each is a couple of short transactions; the cleanup also
 waits about 1.5 s for every replica to stop dual-writing before it moves the tables. The actor in
@@ -25,7 +25,7 @@ from app.api.openapi_docs import (
     problem,
     problem_example,
 )
-from app.schemas.rollout import (
+from app.schemas.cutover import (
     CLEANUP_EXAMPLE,
     RESTORE_EXAMPLE,
     ROLLBACK_EXAMPLE,
@@ -37,8 +37,8 @@ from app.schemas.rollout import (
     RollbackOut,
     V2OnlyHoldings,
 )
-from app.services.rollout import operations as service
-from app.services.rollout.operations import ARCHIVED_LEGACY_TABLES
+from app.services.cutover import operations as service
+from app.services.cutover.operations import ARCHIVED_LEGACY_TABLES
 
 router = APIRouter(tags=["rollout"], responses=UNEXPECTED_ERROR)
 

@@ -95,10 +95,10 @@ from app.repos.legacy_tables import ARCHIVE_SCHEMA, ARCHIVED_LEGACY_TABLES, LIVE
 from app.rules.flags import DEFAULT_STATES, Flag, FlagState
 from app.rules.stages import STAGE_TABLE, Stage, stage_of, stage_values
 from app.services.consistency.v2_only import describe, v2_only_holdings
+from app.services.cutover.guard import LegacyTablesArchived, require_legacy_tables
 from app.services.flags import store as flag_service
 from app.services.flags.store import FlagStore, write_flags_in_transaction
 from app.services.migration.validation import build_validation_report
-from app.services.rollout.guard import LegacyTablesArchived, require_legacy_tables
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Request and response models of the rollback and cleanup endpoints (`app/api/rollout.py`)."""
+"""Request and response models of the rollback and cleanup endpoints (`app/api/cutover.py`)."""
 
 from __future__ import annotations
 
