@@ -32,7 +32,7 @@ from app.core.errors import install_error_handlers
 from app.core.http_metrics import HttpMetricsMiddleware
 from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, RequestGuardMiddleware
-from app.services import lifecycle
+from app.services.ops import lifecycle
 
 _heap_frozen = False
 

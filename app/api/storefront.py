@@ -9,7 +9,7 @@ path, so the same signature check holds under both prefixes.
 
 Thin on purpose: authentication is `ProxyShopDep` (the shop comes only from the signed query
 parameters; a bearer token, admin or not, is ignored here), the rules live in
-`app/services/storefront.py`, the SQL in `app/repos/storefront.py`.
+`app/services/storefront/reads.py`, the SQL in `app/repos/storefront.py`.
 
 Query parameters are read as optional strings and validated by the service, *after* the
 signature: an unsigned or forged request gets a 401 and learns nothing about which inputs would be
@@ -42,8 +42,8 @@ from app.schemas.storefront import (
     LegacyBundle,
     StorefrontBundlesResponse,
 )
-from app.services import storefront
-from app.services.storefront import StorefrontAnswer
+from app.services.storefront import reads as storefront
+from app.services.storefront.reads import StorefrontAnswer
 
 #: The documented prefix, and the legacy App Proxy path served as its undocumented alias.
 PROXY_PREFIX = "/proxy"
@@ -283,7 +283,7 @@ async def ai_bundles_for_product(
 
     Always answered from the legacy AI tables (`ai_fbt_config`, `ai_fbt_bundles`,
     `ai_bundle_ab_assignments`), whatever `V2_BUNDLE_ENGINE` says: the A/B assignments and the
-    per-shop config live only there (see `app/services/storefront.py`). Active bundles only,
+    per-shop config live only there (see `app/services/storefront/reads.py`). Active bundles only,
     highest `confidenceScore` first, at most 3; with an unexpired A/B assignment of the session for
     this product, only the bundles of the assigned variant group (all of them when that group has
     none). `productId` and `bundledProductIds` are numeric ids: the theme builds `/products/<id>.js`

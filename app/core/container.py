@@ -76,7 +76,7 @@ class Container:
     shopify: ShopifyClient
     # Filled by lifecycle.start(): the flag store, the job worker, the legacy reader, ...
     flags: FlagStore | None = None
-    #: The storefront read model (`app.services.storefront.start_read_model`): answers by shop, and
+    #: The storefront read model (`app.services.storefront.reads.start_read_model`): answers by shop, and
     #: the LISTEN connection that keeps them exact. None when STOREFRONT_CACHE is off.
     storefront_cache: ReadCache[Any] | None = None
     storefront_cache_listener: InvalidationListener | None = None

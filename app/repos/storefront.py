@@ -127,7 +127,7 @@ ORDER BY b."displayOrder", b."createdAt", b.id
 #: `/proxy/bundles-for-product` on the V2 path: only what the legacy array shape needs. The
 #: discount is the bundle's legacy-equivalent rule: the BUNDLE_DISCOUNT/PERCENTAGE rule of highest
 #: priority in force now (active, inside its window, usage left; the same choice as
-#: `app.services.storefront.legacy_discount_percent`). A migrated bundle has exactly one, holding
+#: `app.services.storefront.reads.legacy_discount_percent`). A migrated bundle has exactly one, holding
 #: the metaobject's `discount`.
 #: `next_change`: the earliest start or end of an active rule after now, when the discount may change
 #: with no write (the storefront read model's validity window).

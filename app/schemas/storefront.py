@@ -1,7 +1,7 @@
 """Response shapes of the storefront endpoints (`/proxy/*`), for the OpenAPI document only.
 
 The handlers do not return these models: the storefront is the hottest path of the service, so its
-JSON is assembled from database rows and serialised once with orjson (see `app/services/storefront.py`);
+JSON is assembled from database rows and serialised once with orjson (see `app/services/storefront/reads.py`);
 validating it through pydantic on every request would cost more than the query. These models are
 what `openapi.yaml` publishes, and a test compares real responses with them.
 

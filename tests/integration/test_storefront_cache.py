@@ -22,7 +22,7 @@ from app.core.migrations import downgrade, upgrade_async
 from app.core.read_cache import InvalidationListener, ReadCache
 from app.core.security import sign_app_proxy_params
 from app.repos import storefront as storefront_repo
-from app.services import storefront
+from app.services.storefront import reads as storefront
 from tests import pg
 from tests.conftest import API_SECRET, new_shop
 from tests.integration.bundle_helpers import (

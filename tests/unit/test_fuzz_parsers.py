@@ -55,7 +55,7 @@ from app.rules.legacy_parsing import (
     parse_products,
     storefront_product_id,
 )
-from app.services.storefront import ai_bundle_item
+from app.services.storefront.reads import ai_bundle_item
 
 settings.register_profile(
     "fast",

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from app.services import lifecycle
+from app.services.ops import lifecycle
 
 
 class _CutPool:

@@ -1,6 +1,6 @@
 """Shadow comparisons off the response path: sampling, the bounded runner, confirm-or-transient, noise.
 
-Used by the bundle API (app.services.bundles.reads), the storefront (app.services.storefront) and
+Used by the bundle API (app.services.bundles.reads), the storefront (app.services.storefront.reads) and
 dual-write verification (app.services.consistency). What a comparison does:
 
 1. The request decides whether it is sampled (`sampled`: `SHADOW_READS` on for the shop, then one
@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 #: Reads one origin again and returns its normalised projection (None: the origin has no answer).
 Reread = Callable[[], Awaitable[Any]]
 #: `verifier(container, shop, bundle_id)`: dual-write verification of one bundle (set at start-up by
-#: the composition root, app.services.lifecycle, since the verifier needs the bundle readers).
+#: the composition root, app.services.ops.lifecycle, since the verifier needs the bundle readers).
 Verifier = Callable[[Container, str, str], Coroutine[Any, Any, None]]
 
 ENDPOINT_VERIFY = "dual-write verification"

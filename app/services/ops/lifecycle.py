@@ -22,7 +22,7 @@ from app.services.flags.store import start_flags, stop_flags
 from app.services.migration.worker import JobWorker
 from app.services.rollouts.driver import start_driver, stop_driver
 from app.services.shopify_sync.outbox import start_dispatcher, stop_dispatcher
-from app.services.storefront import start_read_model, stop_read_model
+from app.services.storefront.reads import start_read_model, stop_read_model
 
 log = logging.getLogger(__name__)
 

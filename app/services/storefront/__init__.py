@@ -1,0 +1,1 @@
+"""The storefront domain: what the App Proxy endpoints answer (reads.py)."""
