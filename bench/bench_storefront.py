@@ -484,7 +484,7 @@ PROFILE_LAYERS: tuple[tuple[str, str], ...] = (
     ("OpenTelemetry (SDK, instrumentation, FastAPI native telemetry)",
      r"^(opentelemetry|trace/|metrics/_internal|_decorator\.py|attributes/|_semconv|asgi/__init__|fastapi/telemetry)"),
     ("pricing (app/rules/pricing.py)", r"^app/rules/pricing\.py"),
-    ("storefront rendering (app/services/storefront.py, orjson)", r"^app/services/storefront\.py"),
+    ("storefront rendering (app/services/storefront/reads.py, orjson)", r"^app/services/storefront/"),
     ("access log + logging (app/core/logging.py, stdlib logging)", r"^(app/core/logging\.py|logging/)"),
     ("HTTP metrics middleware (app/core/http_metrics.py)", r"^app/core/http_metrics\.py"),
     ("app middleware + auth (app/core/middleware.py, security.py, auth.py)",
