@@ -2,7 +2,7 @@
 
 All synchronous (200 with what changed): each is a couple of short transactions; the cleanup also
 waits about 1.5 s for every replica to stop dual-writing before it moves the tables. The actor in
-the flag audit log is `X-Actor` (default "admin"). The full rollback has no endpoint on purpose: it
+the flag audit log is the admin token's name. The full rollback has no endpoint on purpose: it
 drops the schema this service runs on, so it is `shopibundle rollback full --yes` only.
 """
 

@@ -1,7 +1,7 @@
 """`/admin/flags`: thin HTTP over `app.services.flags.store` (the migration stage is `app/api/stage.py`).
 
-Everything requires the internal token (AdminDep); its actor (`X-Actor`, default "admin") is
-what the audit log records as `changedBy`.
+Everything requires the internal token (AdminDep); the token's name (`ADMIN_API_TOKENS`, "admin"
+for `ADMIN_API_TOKEN`) is what the audit log records as `changedBy`.
 """
 
 from __future__ import annotations
