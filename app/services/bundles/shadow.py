@@ -146,12 +146,14 @@ class EvidenceRunner:
                 return
             await asyncio.wait([*self._tasks, *self._delayed], timeout=remaining)
 
-    async def close(self) -> None:
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Cancel what is still running and wait a bounded time: a comparison stuck in a retry loop
+        must not hold up shutdown."""
         pending = [*self._tasks, *self._delayed]
         for task in pending:
             task.cancel()
         if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.wait(pending, timeout=timeout_s)
 
 
 def get_runner(container: Container) -> EvidenceRunner:

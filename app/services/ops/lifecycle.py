@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
+from typing import Any
 
 from app.core.container import Container
 from app.core.db import is_db_unavailable
@@ -79,19 +81,35 @@ async def start(container: Container) -> None:
     container.deferred_start = asyncio.create_task(_start_when_schema_current(container))
 
 
+#: How long one background service may take to stop; past it, it is left behind (logged), so a
+#: stuck component can never hang the replica's shutdown (or a deploy waiting on it).
+STOP_TIMEOUT_S = 15.0
+
+
+async def _bounded_stop(name: str, step: Awaitable[Any]) -> None:
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
+    if not done:
+        task.cancel()
+        log.warning("%s did not stop within %.0f s; shutting down without it", name, STOP_TIMEOUT_S)
+    elif task.exception() is not None:
+        log.warning("%s failed to stop cleanly: %r", name, task.exception())
+
+
 async def stop(container: Container) -> None:
-    """Stop background services before the pools close (each waits for its in-flight work)."""
+    """Stop background services before the pools close (each waits for its in-flight work, within
+    STOP_TIMEOUT_S)."""
 
     deferred, container.deferred_start = container.deferred_start, None
     if deferred is not None:
         deferred.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await deferred
-    await stop_driver(container)  # before the flag store: a transition writes flags
-    await stop_dispatcher(container)
+    await _bounded_stop("rollout driver", stop_driver(container))  # before the flag store: a transition writes flags
+    await _bounded_stop("outbox dispatcher", stop_dispatcher(container))
     worker, container.worker = container.worker, None
     if worker is not None:  # lets in-flight migration batches record before the pools close
-        await worker.stop()
-    await get_shadow_runner(container).close()  # sampled shadow comparisons finish first
-    await stop_flags(container)
-    await stop_read_model(container)
+        await _bounded_stop("job worker", worker.stop())
+    await _bounded_stop("shadow runner", get_shadow_runner(container).close())  # comparisons finish first
+    await _bounded_stop("flag store", stop_flags(container))
+    await _bounded_stop("storefront read model", stop_read_model(container))
