@@ -132,6 +132,11 @@ def make_settings(db_url: str, simulator: Any, **overrides: Any) -> Settings:
         "LOG_FORMAT": "text",
         "AUTO_MIGRATE": False,
         "DB_POOL_SIZE": 5,
+        # One admin token drives the whole session's shared client far faster than an operator
+        # would, so the per-token limit would make results depend on test order; the limiter's own
+        # test (test_request_guard.py) sets its limits explicitly.
+        "ADMIN_RATE_LIMIT_PER_S": 100_000,
+        "ADMIN_RATE_LIMIT_BURST": 100_000,
     }
     values.update(overrides)
     return Settings(**values)

@@ -12,7 +12,7 @@ from app.core.auth import Identity, authenticate
 from app.core.container import Container
 from app.core.errors import Forbidden, NotReady, Unauthorized, ValidationFailed
 from app.core.security import is_valid_shop
-from app.services.flags.store import FlagStore
+from app.services.flags.snapshot import FlagStore
 
 
 async def get_container(request: Request) -> Container:

@@ -1,4 +1,4 @@
-"""`/admin/flags`: thin HTTP over `app.services.flags.store` (the migration stage is `app/api/stage.py`).
+"""`/admin/flags`: thin HTTP over `app.services.flags.admin` and `.audit` (the migration stage is `app/api/stage.py`).
 
 Everything requires the internal token (AdminDep); the token's name (`ADMIN_API_TOKENS`, "admin"
 for `ADMIN_API_TOKEN`) is what the audit log records as `changedBy`.
@@ -35,7 +35,7 @@ from app.schemas.flags import (
     FlagUpdate,
 )
 from app.services.cutover.operations import ARCHIVED_LEGACY_TABLES
-from app.services.flags import store as service
+from app.services.flags import admin, audit
 
 router = APIRouter(tags=["flags"], responses=UNEXPECTED_ERROR)
 
@@ -82,7 +82,7 @@ ShopQuery = Annotated[
     responses={**example_response(FLAG_LIST_EXAMPLE), **ADMIN_AUTH, **NOT_READY},
 )
 async def list_flags(_: AdminDep, store: FlagsDep) -> FlagList:
-    return FlagList(items=[FlagOut.model_validate(f) for f in service.list_flags(store)])
+    return FlagList(items=[FlagOut.model_validate(f) for f in admin.list_flags(store)])
 
 
 @router.get(
@@ -103,7 +103,7 @@ async def flag_audit(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     flag: Annotated[str | None, Query(description="Only this flag's changes.")] = None,
 ) -> FlagAuditPage:
-    return FlagAuditPage.model_validate(await service.audit_page(store, limit=limit, cursor=cursor, flag=flag))
+    return FlagAuditPage.model_validate(await audit.audit_page(store, limit=limit, cursor=cursor, flag=flag))
 
 
 @router.get(
@@ -112,7 +112,7 @@ async def flag_audit(
     responses={**example_response(FLAG_EXAMPLE), **ADMIN_AUTH, **_NOT_FOUND, **NOT_READY},
 )
 async def get_flag(name: str, _: AdminDep, store: FlagsDep) -> FlagOut:
-    return FlagOut.model_validate(service.get_flag(store, name))
+    return FlagOut.model_validate(admin.get_flag(store, name))
 
 
 @router.put(
@@ -129,7 +129,7 @@ async def get_flag(name: str, _: AdminDep, store: FlagsDep) -> FlagOut:
     },
 )
 async def put_flag(name: str, body: FlagUpdate, actor: AdminDep, store: FlagsDep) -> FlagOut:
-    state = await service.update_flag(
+    state = await admin.update_flag(
         store,
         name,
         actor=actor,
@@ -168,4 +168,4 @@ async def put_flag(name: str, body: FlagUpdate, actor: AdminDep, store: FlagsDep
     },
 )
 async def evaluate_flag(name: str, _: AdminDep, store: FlagsDep, shop: ShopQuery = None) -> FlagEvaluationOut:
-    return FlagEvaluationOut.model_validate(service.evaluate_flag(store, name, shop))
+    return FlagEvaluationOut.model_validate(admin.evaluate_flag(store, name, shop))

@@ -18,7 +18,7 @@ from app.api.openapi_docs import (
 )
 from app.schemas.flags import MIGRATION_STAGE_EXAMPLE, MigrationStageOut, MigrationStageUpdate
 from app.services.cutover import operations as rollout
-from app.services.flags import store as service
+from app.services.flags import admin
 
 router = APIRouter(tags=["flags"], responses=UNEXPECTED_ERROR)
 
@@ -29,7 +29,7 @@ router = APIRouter(tags=["flags"], responses=UNEXPECTED_ERROR)
     responses={**example_response(MIGRATION_STAGE_EXAMPLE), **ADMIN_AUTH, **NOT_READY},
 )
 async def get_migration_stage(_: AdminDep, store: FlagsDep) -> MigrationStageOut:
-    return MigrationStageOut.model_validate(service.migration_stage(store))
+    return MigrationStageOut.model_validate(admin.migration_stage(store))
 
 
 @router.put(

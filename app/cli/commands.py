@@ -71,7 +71,7 @@ from app.services.cutover.operations import (
     rollout_status,
     set_stage,
 )
-from app.services.flags.store import start_flags, stop_flags
+from app.services.flags.snapshot import start_flags, stop_flags
 from app.services.migration import jobs as migration_jobs
 from app.services.migration.validation import build_validation_report
 from app.services.migration.worker import JobWorker

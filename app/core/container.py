@@ -39,7 +39,7 @@ from app.shopify.client import ShopifyClient
 if TYPE_CHECKING:  # annotations only: the components are the services', the container only holds them
     from app.services.bundles.legacy_reader import LegacyReader
     from app.services.bundles.reads import ShadowRunner
-    from app.services.flags.store import FlagStore
+    from app.services.flags.snapshot import FlagStore
     from app.services.migration.worker import JobWorker
     from app.services.ops.status_page import ValidationCache
     from app.services.rollouts.driver import RolloutDriver

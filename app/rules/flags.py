@@ -1,7 +1,7 @@
 """Feature-flag evaluation as pure functions (docs/feature-flags.md): the four flags, a flag's stored
 state, the evaluation order (env, shop override, rollout bucket, default), the stored defaults.
 
-The replica's snapshot and the writes are `app.services.flags.store`; this module does no I/O.
+The replica's snapshot is `app.services.flags.snapshot`, the writes `app.services.flags.admin`; this module does no I/O.
 """
 
 from __future__ import annotations

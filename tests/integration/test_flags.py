@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from app.rules.stages import STAGE_TABLE, STAGES
-from app.services.flags.store import LISTENER_APPLICATION_NAME
+from app.services.flags.snapshot import LISTENER_APPLICATION_NAME
 from tests.conftest import AppFactory, as_actor, new_shop
 
 FLAGS = ("V2_BUNDLE_ENGINE", "V2_PRICING_ENGINE", "DUAL_WRITE", "SHADOW_READS")

@@ -11,8 +11,8 @@ import pytest
 
 from app.core.config import FLAG_NAMES, Settings
 from app.rules.flags import DEFAULT_STATES
-from app.services.flags import store as flags
-from app.services.flags.store import FlagStore
+from app.services.flags import snapshot as flags
+from app.services.flags.snapshot import FlagStore
 from app.services.shopify_sync import reconciliation, write_through
 
 SHOP = "lookup.myshopify.com"

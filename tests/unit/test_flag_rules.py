@@ -9,7 +9,7 @@ import pytest
 from app.core.config import FLAG_NAMES, Settings
 from app.rules.flags import DEFAULT_STATES, Flag, FlagState, evaluate_state, rollout_bucket
 from app.rules.stages import STAGE_TABLE, STAGES, stage_of, stage_values
-from app.services.flags.store import FlagStore, UnknownFlag
+from app.services.flags.snapshot import FlagStore, UnknownFlag
 
 SHOPS = [f"shop-{i}.myshopify.com" for i in range(1000)]
 

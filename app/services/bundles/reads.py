@@ -39,9 +39,6 @@ V2 bundles the legacy store cannot represent are not compared.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import time
 from collections.abc import Awaitable
@@ -60,6 +57,7 @@ from app.repos import runner
 from app.repos import shadow as shadow_repo
 from app.repos.base import Executor
 from app.repos.runner import db_unavailable
+from app.rules.cursors import decode_cursor, encode_cursor
 from app.rules.legacy_metaobject import legacy_description, legacy_percent_text, legacy_product_ids
 from app.rules.legacy_parsing import METAOBJECT_GID_PREFIX, InvalidLegacyData, normalize_product_gid
 from app.rules.slugs import slugify
@@ -78,7 +76,7 @@ from app.services.bundles import shadow
 from app.services.bundles.legacy_reader import LegacyBundleView, get_legacy_reader
 from app.services.bundles.shadow import EvidenceRunner
 from app.services.bundles.writes import check_ref, etag_of, run_read, to_out
-from app.services.flags import store as flags
+from app.services.flags import snapshot as flags
 from app.shopify.errors import ShopifyError, ShopifyUnavailable
 
 log = logging.getLogger(__name__)
@@ -124,36 +122,7 @@ class ReadResult:
     etag: str | None = None
 
 
-# --------------------------------------------------------------------------------------------
-# Cursors
-# --------------------------------------------------------------------------------------------
-
-
-def encode_cursor(kind: str, at: datetime | None, key: str | int) -> str:
-    raw = json.dumps({"k": kind, "t": at.isoformat() if at else None, "i": key}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, kind: str) -> tuple[datetime | None, Any]:
-    """(time, key) of an opaque cursor; anything else is a 422 on `query.cursor`."""
-
-    def bad(message: str) -> ValidationFailed:
-        return ValidationFailed("Invalid cursor.", errors=[{"field": "query.cursor", "message": message}])
-
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        at = data["t"]
-        parsed = datetime.fromisoformat(at) if at is not None else None
-        key = data["i"]
-        cursor_kind = data["k"]
-    except (ValueError, TypeError, KeyError, UnicodeError, binascii.Error):
-        raise bad("not a cursor returned by this API") from None
-    if cursor_kind != kind:
-        raise bad("the cursor belongs to another read source (the flag changed); restart the listing")
-    if not isinstance(key, str | int) or isinstance(key, bool):
-        raise bad("not a cursor returned by this API")
-    return parsed, key
+_OTHER_SOURCE = "the cursor belongs to another read source (the flag changed); restart the listing"
 
 
 def _product_filter(product_id: str | None) -> str | None:
@@ -392,15 +361,15 @@ async def list_bundles(
     source = read_source(container, shop)
     after: tuple[datetime | None, str] | None = None
     if cursor:
-        at, key = decode_cursor(cursor, source)
-        after = (at, str(key))
+        position = decode_cursor(cursor, source, other_kind=_OTHER_SOURCE)
+        after = (position.at, str(position.key))
     query = _ListQuery(limit, after, status, type_, _product_filter(product_id))
     if source == "v2":
         items, more = await _v2_list(container, shop, query)
         last_key = items[-1].id if items else None
     else:
         items, more, last_key = await _guard_legacy(_legacy_list(container, shop, query))
-    next_cursor = encode_cursor(source, items[-1].createdAt, last_key) if more and items and last_key else None
+    next_cursor = encode_cursor(source, last_key, items[-1].createdAt) if more and items and last_key else None
     body = BundlePage(items=items, nextCursor=next_cursor).model_dump(mode="json")
     if items and shadow.sampled(container, shop):
         page = list(items)
@@ -414,17 +383,16 @@ async def list_shadow_mismatches(
     """The shadow-read mismatch log, newest first (`GET /admin/shadow-mismatches`)."""
     after: tuple[datetime, int] | None = None
     if cursor:
-        at, key = decode_cursor(cursor, "shadow")
-        if at is None or not isinstance(key, int):
-            raise ValidationFailed("Invalid cursor.", errors=[{"field": "query.cursor", "message": "malformed"}])
-        after = (naive_utc(at), key)
+        position = decode_cursor(cursor, "shadow", key_type=int, timed=True)
+        assert position.at is not None and isinstance(position.key, int)
+        after = (naive_utc(position.at), position.key)
     rows = await run_read(
         container, lambda conn: shadow_repo.list_mismatches(conn, shop=shop, after=after, limit=limit + 1)
     )
     items = [ShadowMismatchOut(**{**r, "createdAt": as_utc(r["createdAt"])}) for r in rows[:limit]]
     next_cursor = None
     if len(rows) > limit and items:
-        next_cursor = encode_cursor("shadow", rows[limit - 1]["createdAt"], int(rows[limit - 1]["id"]))
+        next_cursor = encode_cursor("shadow", int(rows[limit - 1]["id"]), rows[limit - 1]["createdAt"])
     return ShadowMismatchPage(items=items, nextCursor=next_cursor).model_dump(mode="json")
 
 

@@ -55,7 +55,7 @@ from app.rules.consistency import (
     diff_fields,
     field_label,
 )
-from app.services.flags import store as flags
+from app.services.flags import snapshot as flags
 
 log = logging.getLogger(__name__)
 

@@ -84,7 +84,7 @@ from app.schemas.bundles import (
     check_text,
 )
 from app.services.bundles import shadow
-from app.services.flags import store as flags
+from app.services.flags import snapshot as flags
 from app.services.shopify_sync import write_through
 
 log = logging.getLogger(__name__)

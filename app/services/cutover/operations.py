@@ -96,8 +96,8 @@ from app.rules.flags import DEFAULT_STATES, Flag, FlagState
 from app.rules.stages import STAGE_TABLE, Stage, stage_of, stage_values
 from app.services.consistency.v2_only import describe, v2_only_holdings
 from app.services.cutover.guard import LegacyTablesArchived, require_legacy_tables
-from app.services.flags import store as flag_service
-from app.services.flags.store import FlagStore, write_flags_in_transaction
+from app.services.flags.admin import migration_stage, write_flags_in_transaction
+from app.services.flags.snapshot import FlagStore
 from app.services.migration.validation import build_validation_report
 
 log = logging.getLogger(__name__)
@@ -245,11 +245,11 @@ async def _flags_view(pool: asyncpg.Pool, store: FlagStore | None, settings: Set
             await store.reload()
         except Exception as exc:  # the NOTIFY will still bring it; the view may lag by a tick
             log.warning("flag reload after a rollout change failed: %s", exc)
-        return flag_service.migration_stage(store)
+        return migration_stage(store)
     async with pool.acquire() as conn:
         states = await _stored_states(conn)
     view_store = FlagStore(settings or get_settings(), states.values())
-    return flag_service.migration_stage(view_store)
+    return migration_stage(view_store)
 
 
 EnvOverride = Callable[[str], "bool | None"]

@@ -20,7 +20,7 @@ from app.core.migrations import current_revision, head_revision
 from app.services.bundles.reads import get_shadow_runner
 from app.services.bundles.shadow import get_runner
 from app.services.consistency import verify_bundle
-from app.services.flags.store import start_flags, stop_flags
+from app.services.flags.snapshot import start_flags, stop_flags
 from app.services.migration.worker import JobWorker
 from app.services.rollouts.driver import start_driver, stop_driver
 from app.services.shopify_sync.outbox import start_dispatcher, stop_dispatcher

@@ -37,7 +37,9 @@ from app.repos import flags as flag_repo
 from app.repos.runner import run_read
 from app.rules.flags import FlagState
 from app.rules.stages import STAGES, stage_of
-from app.services.flags import store as flag_service
+from app.services.flags import admin as flag_admin
+from app.services.flags.audit import audit_page
+from app.services.flags.snapshot import FlagStore
 from app.services.migration import jobs as migration_jobs
 from app.services.migration.validation import build_validation_report
 from app.services.ops.charts import Series, line_chart
@@ -153,16 +155,16 @@ async def _flags(container: Container) -> dict[str, Any]:
         # No running store (flags not started on this replica): read the table directly.
 
         states = [FlagState.from_row(r) for r in await flag_repo.fetch_all(container.pool)]
-        store = flag_service.FlagStore(container.settings, states)
-        flags = flag_service.list_flags(store)
+        store = FlagStore(container.settings, states)
+        flags = flag_admin.list_flags(store)
         stage = stage_of({s.name: s for s in store.states()})
         audit = await flag_repo.list_audit(container.pool, limit=AUDIT_ENTRIES, before_id=None, flag_name=None)
         for entry in audit:
             entry["changedAt"] = as_utc(entry["changedAt"])
     else:
-        flags = flag_service.list_flags(store)
-        stage = flag_service.migration_stage(store).get("stage")
-        audit = (await flag_service.audit_page(store, limit=AUDIT_ENTRIES, cursor=None, flag=None))["items"]
+        flags = flag_admin.list_flags(store)
+        stage = flag_admin.migration_stage(store).get("stage")
+        audit = (await audit_page(store, limit=AUDIT_ENTRIES, cursor=None, flag=None))["items"]
     return {"flags": flags, "stage": stage, "stages": list(STAGES), "audit": audit}
 
 

@@ -85,7 +85,7 @@ class RolloutDriver:
         self.verify = verify
         self._validation: dict[str, tuple[float, bool | None]] = {}
         #: Shop → the shadow sample rate of the rollout observing it (`guards.sampleRate`), for
-        #: `flags.store.shadow_rate`; replaced whole at every tick (a dict read is atomic for readers).
+        #: `flags.snapshot.shadow_rate`; replaced whole at every tick (a dict read is atomic for readers).
         self.sample_rates: Mapping[str, float] = MappingProxyType({})
         self._task: asyncio.Task[None] | None = None
         self.transitions = 0  # this replica's, for logs and tests

@@ -6,8 +6,6 @@ rollout's rows. docs/feature-flags.md, "Guarded rollouts", has the rules.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -19,11 +17,12 @@ from app.core.time import as_utc, naive_utc, utcnow
 from app.repos import rollouts as repo
 from app.repos.base import Conn, Executor
 from app.repos.runner import run_read, run_transaction
+from app.rules.cursors import decode_cursor, encode_cursor
 from app.rules.flags import Flag, rollout_bucket
 from app.rules.rollouts import DEFAULT_WAVE_SIZE, UNFINISHED, Guards, RolloutStatus, next_stage
 from app.rules.stages import Stage
 from app.services.cutover.guard import require_legacy_tables
-from app.services.flags.store import FlagStore
+from app.services.flags.snapshot import FlagStore
 from app.services.rollouts.stages import effective_stage
 
 __all__ = [
@@ -191,23 +190,10 @@ async def get_rollout(container: Container, rollout_id: str) -> dict[str, Any]:
     return await run_read(container.pool, work)
 
 
-def _encode_cursor(created_at: datetime, rollout_id: str) -> str:
-    raw = f"rollout:{naive_utc(created_at).isoformat()}|{rollout_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, rest = raw.partition(":")
-        stamp, _, rollout_id = rest.partition("|")
-        if prefix != "rollout" or not rollout_id:
-            raise ValueError(prefix)
-        return datetime.fromisoformat(stamp), rollout_id
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ValidationFailed(
-            "Invalid cursor.", errors=[{"field": "query.cursor", "message": "not a cursor this endpoint issued"}]
-        ) from exc
+    position = decode_cursor(cursor, "rollout", key_type=str, timed=True)
+    assert position.at is not None
+    return position.at, str(position.key)
 
 
 async def list_rollouts(container: Container, *, limit: int, cursor: str | None) -> dict[str, Any]:
@@ -219,7 +205,9 @@ async def list_rollouts(container: Container, *, limit: int, cursor: str | None)
         page = rows[:limit]
         shops = await repo.shops_of(conn, [r["id"] for r in page])
         items = [rollout_view(r, shops) for r in page]
-        next_cursor = _encode_cursor(page[-1]["createdAt"], page[-1]["id"]) if len(rows) > limit else None
+        next_cursor = None
+        if len(rows) > limit:
+            next_cursor = encode_cursor("rollout", page[-1]["id"], naive_utc(page[-1]["createdAt"]))
         return {"items": items, "nextCursor": next_cursor}
 
     return await run_read(container.pool, work)

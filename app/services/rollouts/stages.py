@@ -21,7 +21,8 @@ from app.repos.runner import run_read
 from app.rules.flags import FlagState
 from app.rules.rollouts import stored_stage_of
 from app.rules.stages import STAGE_TABLE, Stage, stage_of
-from app.services.flags.store import FlagStore, FlagWrite, write_flags_in_transaction
+from app.services.flags.admin import FlagWrite, write_flags_in_transaction
+from app.services.flags.snapshot import FlagStore
 
 Source = Literal["global", "percent", "shop_override", "rollout", "env"]
 

@@ -53,7 +53,7 @@ from app.rules.legacy_parsing import (
 )
 from app.schemas.bundles import BundleUpdate
 from app.services.bundles.writes import etag_of, to_out, update_bundle
-from app.services.flags import store as flags
+from app.services.flags import snapshot as flags
 from app.services.shopify_sync import shopify_objects
 from app.services.shopify_sync import write_through as wt
 from app.services.shopify_sync.outbox import enqueue_push

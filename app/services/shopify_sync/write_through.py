@@ -55,7 +55,7 @@ from app.repos.base import Executor
 from app.rules import legacy_metaobject
 from app.rules.legacy_metaobject import BUNDLE_METAOBJECT_TYPE, Approximation, PublishableStatus, publishable_status
 from app.schemas.bundles import DiscountIn
-from app.services.flags import store as flags
+from app.services.flags import snapshot as flags
 from app.services.shopify_sync.shopify_objects import (
     DISCOUNT_GID_TYPE,
     create_discount,

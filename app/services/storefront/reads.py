@@ -69,7 +69,7 @@ from app.rules.pricing import (
 )
 from app.services.bundles import shadow
 from app.services.bundles.legacy_reader import LegacyBundleView, get_legacy_reader
-from app.services.flags import store as flags
+from app.services.flags import snapshot as flags
 from app.shopify.errors import ShopifyError, ShopifyUnavailable
 
 __all__ = [
