@@ -31,7 +31,7 @@ from starlette.types import Scope
 
 from app.api.deps import ContainerDep, ProxyShopDep
 from app.api.openapi_docs import PROXY_ERRORS, UNEXPECTED_ERROR, example_response, problem, problem_example
-from app.core.auth import authenticate
+from app.core.auth import LEGACY_PROXY_PREFIX, PROXY_PREFIX, authenticate
 from app.core.container import Container
 from app.core.errors import NotReady, Unauthorized
 from app.schemas.storefront import (
@@ -44,10 +44,6 @@ from app.schemas.storefront import (
 )
 from app.services.storefront import reads as storefront
 from app.services.storefront.reads import StorefrontAnswer
-
-#: The documented prefix, and the legacy App Proxy path served as its undocumented alias.
-PROXY_PREFIX = "/proxy"
-LEGACY_PROXY_PREFIX = "/api/proxy_route"
 
 router = APIRouter(tags=["storefront"], responses=UNEXPECTED_ERROR)
 

@@ -23,8 +23,11 @@ from app.core.security import (
     verify_session_token,
 )
 
+#: The storefront's documented prefix, and the legacy App Proxy path (shopify.md) served as its alias.
+PROXY_PREFIX = "/proxy"
+LEGACY_PROXY_PREFIX = "/api/proxy_route"
 #: Path families and the credential each one takes. `/admin/ui` logs in with a cookie of its own.
-PROXY_PREFIXES = ("/proxy/", "/api/proxy_route/")
+PROXY_PREFIXES = (PROXY_PREFIX + "/", LEGACY_PROXY_PREFIX + "/")
 ADMIN_PREFIX = "/admin/"
 _UI_PREFIX = "/admin/ui"
 _MERCHANT_PREFIX = "/api/v2/"

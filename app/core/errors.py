@@ -95,15 +95,23 @@ SHOP_STATE_REASONS = frozenset({"shop_unauthorized", "shop_frozen", "shop_locked
 
 
 class ShopifyErrorProblem(DomainError):
-    """502: Shopify refused (userErrors, an invalid answer); 409 when the refusal is the shop's state
-    (`SHOP_STATE_REASONS`), so that only real upstream failures are 5xx."""
+    """502: Shopify refused (userErrors, an invalid answer): an upstream failure."""
 
     status, title, type_slug = 502, "Shopify error", "shopify-error"
 
-    def __init__(self, detail: str = "", **extra: Any) -> None:
-        super().__init__(detail, **extra)
-        if extra.get("reason") in SHOP_STATE_REASONS:
-            self.status, self.title, self.type_slug = 409, "Shop not connected", "shop-not-connected"
+
+class ShopNotConnected(DomainError):
+    """409: Shopify refused because of the shop's state (the app uninstalled, the shop frozen, locked
+    or gone). Retrying cannot help and nothing upstream is broken, so it is not a 5xx."""
+
+    status, title, type_slug = 409, "Shop not connected", "shop-not-connected"
+
+
+def shopify_refusal(detail: str, *, reason: str, **extra: Any) -> DomainError:
+    """The problem for a refusal the Shopify client reported with `reason`: the shop's state
+    (`SHOP_STATE_REASONS`) is `ShopNotConnected`, anything else `ShopifyErrorProblem`."""
+    cls = ShopNotConnected if reason in SHOP_STATE_REASONS else ShopifyErrorProblem
+    return cls(detail, reason=reason, **extra)
 
 
 def problem_response(

@@ -49,7 +49,7 @@ from typing import Any
 
 from app.core.container import Container
 from app.core.db import is_db_unavailable
-from app.core.errors import DomainError, NotFound, ShopifyErrorProblem, ShopifyUnavailableProblem, ValidationFailed
+from app.core.errors import DomainError, NotFound, ShopifyUnavailableProblem, ValidationFailed, shopify_refusal
 from app.core.metrics import SHADOW_COMPARISONS, SHADOW_MISMATCHES
 from app.core.time import as_utc, naive_utc
 from app.repos import bundles as repo
@@ -151,7 +151,7 @@ async def _guard_legacy(action: Awaitable[Any]) -> Any:
             "Shopify did not answer; the legacy store cannot be read right now. Retry later.", reason=exc.reason
         ) from exc
     except ShopifyError as exc:
-        raise ShopifyErrorProblem(
+        raise shopify_refusal(
             "Shopify refused the request needed to read the legacy bundle.", reason=exc.reason
         ) from exc
     except DomainError:

@@ -44,7 +44,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from app.core.container import Container
-from app.core.errors import DomainError, ShopifyErrorProblem, ShopifyUnavailableProblem
+from app.core.errors import DomainError, ShopifyErrorProblem, ShopifyUnavailableProblem, shopify_refusal
 from app.core.ids import new_id
 from app.core.metrics import WRITE_THROUGH_APPROXIMATIONS
 from app.core.time import as_utc
@@ -238,10 +238,10 @@ def _problem(exc: ShopifyError) -> DomainError:
             "Shopify did not answer; the bundle was not created (nothing was kept). Retry the request.",
             reason=exc.reason,
         )
-    extra: dict[str, Any] = {"reason": exc.reason}
+    extra: dict[str, Any] = {}
     if isinstance(exc, ShopifyUserErrors):
         extra["userErrors"] = [dict(e) for e in exc.user_errors]
-    return ShopifyErrorProblem(f"Shopify refused to create the bundle's objects: {exc.detail}", **extra)
+    return shopify_refusal(f"Shopify refused to create the bundle's objects: {exc.detail}", reason=exc.reason, **extra)
 
 
 async def create_objects(

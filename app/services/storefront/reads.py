@@ -50,7 +50,7 @@ import asyncpg
 import orjson
 
 from app.core.container import Container
-from app.core.errors import ShopifyErrorProblem, ShopifyUnavailableProblem, ValidationFailed
+from app.core.errors import ShopifyUnavailableProblem, ValidationFailed, shopify_refusal
 from app.core.read_cache import InvalidationListener, ReadCache
 from app.core.time import utcnow
 from app.repos import consistency as consistency_repo
@@ -77,8 +77,6 @@ __all__ = [
     "READ_SOURCE_LEGACY",
     "READ_SOURCE_V2",
     "STOREFRONT_CHANNEL",
-    "ShopifyErrorProblem",
-    "ShopifyUnavailableProblem",
     "StorefrontAnswer",
     "ai_bundle_item",
     "ai_bundles_for_product",
@@ -270,7 +268,7 @@ async def _legacy_legacy_shape(container: Container, shop: str, product_gid: str
             "Shopify did not answer; the shop's bundles cannot be read right now. Retry later.", reason=exc.reason
         ) from exc
     except ShopifyError as exc:
-        raise ShopifyErrorProblem("Shopify refused to read the shop's bundles.", reason=exc.reason) from exc
+        raise shopify_refusal("Shopify refused to read the shop's bundles.", reason=exc.reason) from exc
     items = [legacy_item_from_view(v) for v in views if _shown_by_legacy_endpoint(v)]
     return StorefrontAnswer(orjson.dumps(items), READ_SOURCE_LEGACY)
 
