@@ -30,14 +30,8 @@ import httpx
 from app.core.ids import new_id
 from app.core.time import utcnow
 from app.repos.sessions import get_offline_token
-from app.services.migration.items import (
-    ITEM_KINDS_BY_JOB_KIND,
-    ItemKind,
-    ItemOutcome,
-    MigrationContext,
-    migrate_batch,
-    plan_items,
-)
+from app.services.migration.items.common import ITEM_KINDS_BY_JOB_KIND, ItemKind, ItemOutcome, MigrationContext
+from app.services.migration.items.dispatch import migrate_batch, plan_items
 from app.shopify.client import ShopifyClient
 
 BUNDLE_TYPE = "product-bundles"

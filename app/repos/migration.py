@@ -1,7 +1,7 @@
 """SQL of the per-item migration (plan Phase 3): reads of legacy rows, idempotent inserts of V2 rows.
 
 SQL only: which rows to write and what an outcome means is decided in
-`app/services/migration/items.py`. Two kinds of statements live here:
+`app/services/migration/items/`. Two kinds of statements live here:
 
 * batch reads (one statement per batch of up to a few hundred legacy ids), used to plan the
   batch before Shopify is called: the legacy rows, which of them already have a V2 row, which are

@@ -23,7 +23,7 @@ import pytest
 from app.core.db import create_pool
 from app.core.errors import Conflict, NotFound
 from app.services.migration import jobs as svc
-from app.services.migration.items import ItemKind, ItemOutcome, MigrationContext, PlannedItem
+from app.services.migration.items.common import ItemKind, ItemOutcome, MigrationContext, PlannedItem
 from app.services.migration.worker import JobWorker
 from tests.conftest import new_shop
 

@@ -16,7 +16,8 @@ import pytest
 
 from app.core.db import asyncpg_connect_kwargs
 from app.repos import migration as repo
-from app.services.migration.items import MigrationContext, migrate_batch
+from app.services.migration.items.common import MigrationContext
+from app.services.migration.items.dispatch import migrate_batch
 from tests.conftest import new_shop
 from tests.legacy_fixtures import seed_bulk_manual_bundles, shopify_client
 

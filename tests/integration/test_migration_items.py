@@ -25,7 +25,8 @@ from app.core.db import create_pool
 from app.core.ids import new_id
 from app.core.time import utcnow
 from app.repos.migration import Conn
-from app.services.migration.items import ItemOutcome, MigrationContext, migrate_batch, plan_items
+from app.services.migration.items.common import ItemOutcome, MigrationContext
+from app.services.migration.items.dispatch import migrate_batch, plan_items
 from app.services.migration.validation import build_validation_report
 from tests.conftest import new_shop
 from tests.legacy_fixtures import (

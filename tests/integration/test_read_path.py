@@ -13,7 +13,8 @@ import asyncpg
 import httpx
 
 from app.core.db import create_pool
-from app.services.migration.items import MigrationContext, migrate_batch
+from app.services.migration.items.common import MigrationContext
+from app.services.migration.items.dispatch import migrate_batch
 from tests.conftest import new_shop
 from tests.integration.bundle_helpers import (
     bundle_body,

@@ -15,7 +15,7 @@ import pytest
 
 from app.api import validation as validation_api
 from app.core.db import create_pool
-from app.services.migration.items import ItemOutcome, MigrationContext
+from app.services.migration.items.common import ItemOutcome, MigrationContext
 from app.services.migration.validation import build_validation_report
 from tests.conftest import AppFactory, new_shop
 from tests.legacy_fixtures import (

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.services.migration.items import ItemOutcome
+from app.services.migration.items.common import ItemOutcome
 from app.services.migration.jobs import (
     RESTART_DETAIL,
     ClaimedItem,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from app.services.migration.items import REASON_DATABASE_UNAVAILABLE, ItemOutcome, _guarded
+from app.services.migration.items.common import REASON_DATABASE_UNAVAILABLE, ItemOutcome, _guarded
 
 
 @pytest.mark.parametrize(

@@ -41,8 +41,8 @@ from app.repos import jobs as repo
 from app.repos import migration as migration_repo
 from app.schemas.jobs import FailureOut, FailurePage, JobOut, JobPage, JobStats, ShopStats
 from app.services.cutover.guard import require_legacy_tables
-from app.services.migration import items as migration_items
-from app.services.migration.items import ITEM_KINDS_BY_JOB_KIND, ItemKind, ItemOutcome, PlannedItem
+from app.services.migration.items import dispatch as migration_items
+from app.services.migration.items.common import ITEM_KINDS_BY_JOB_KIND, ItemKind, ItemOutcome, PlannedItem
 
 log = logging.getLogger(__name__)
 

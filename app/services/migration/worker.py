@@ -48,9 +48,9 @@ from app.core.container import Container
 from app.core.db import create_pool
 from app.core.logging import bind_shop
 from app.repos import jobs as repo
-from app.services.migration import items as migration_items
 from app.services.migration import jobs as svc
-from app.services.migration.items import ItemKind, ItemOutcome, MigrationContext
+from app.services.migration.items import dispatch as migration_items
+from app.services.migration.items.common import ItemKind, ItemOutcome, MigrationContext
 from app.shopify.client import ShopifyClient
 
 log = logging.getLogger(__name__)
