@@ -8,11 +8,14 @@ After a server restart, a failover or `pg_terminate_backend`, every idle pooled 
 but looks alive until used. Three mechanisms, one per way a connection is used, make the next
 request reconnect instead of answering 503 for a database that is back:
 
-| used through | a dead connection shows as | what happens | where |
-|---|---|---|---|
-| `pool.fetch*`/`execute` (one statement) | `is_stale_connection`: failed before anything was sent | the pool is expired and the statement runs once more | `ResilientPool` |
-| `transaction(pool)` | failure at BEGIN, or `is_db_unavailable` later | BEGIN: another connection (up to `attempts`); later: the connection is terminated, the error is the answer (a write is never replayed blindly) | `transaction` |
-| any `async with pool.acquire()` block | the block raised `is_db_unavailable` | the pool's idle neighbours are expired, so each reconnects on its next acquire | `_ExpiringAcquireContext` |
+* one statement (`pool.fetch*`/`execute`), failing before anything was sent
+  (`is_stale_connection`): the pool is expired and the statement runs once more
+  (`ResilientPool`);
+* `transaction(pool)`: a failure at BEGIN takes another connection (up to `attempts`); a
+  connection lost later is terminated and the error is the answer, since a write is never replayed
+  blindly (`transaction`);
+* any `async with pool.acquire()` block that raised `is_db_unavailable`: the pool's idle
+  neighbours are expired, so each reconnects on its next acquire (`_ExpiringAcquireContext`).
 
 The ORM engine (migrations, admin paths) relies on SQLAlchemy's `pool_pre_ping` instead.
 docs/reliability.md has the tests that kill connections under each.
