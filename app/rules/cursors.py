@@ -59,3 +59,11 @@ def decode_cursor(
     if isinstance(key, bool) or not isinstance(key, key_type or (str, int)) or key == "" or (timed and at is None):
         raise invalid_cursor()
     return Cursor(at, key)
+
+
+def decode_keyset_cursor(cursor: str, kind: str, *, key_type: type[str] | type[int]) -> tuple[datetime, str | int]:
+    """(time, key) of a cursor of a listing ordered by time then key (`decode_cursor` with `timed`)."""
+    position = decode_cursor(cursor, kind, key_type=key_type, timed=True)
+    if position.at is None:  # decode_cursor refused it already; this tells the type checker
+        raise invalid_cursor()
+    return position.at, position.key

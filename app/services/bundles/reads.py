@@ -57,7 +57,7 @@ from app.repos import runner
 from app.repos import shadow as shadow_repo
 from app.repos.base import Executor
 from app.repos.runner import db_unavailable
-from app.rules.cursors import decode_cursor, encode_cursor
+from app.rules.cursors import decode_cursor, decode_keyset_cursor, encode_cursor
 from app.rules.legacy_metaobject import legacy_description, legacy_percent_text, legacy_product_ids
 from app.rules.legacy_parsing import METAOBJECT_GID_PREFIX, InvalidLegacyData, normalize_product_gid
 from app.rules.slugs import slugify
@@ -383,9 +383,8 @@ async def list_shadow_mismatches(
     """The shadow-read mismatch log, newest first (`GET /admin/shadow-mismatches`)."""
     after: tuple[datetime, int] | None = None
     if cursor:
-        position = decode_cursor(cursor, "shadow", key_type=int, timed=True)
-        assert position.at is not None and isinstance(position.key, int)
-        after = (naive_utc(position.at), position.key)
+        at, key = decode_keyset_cursor(cursor, "shadow", key_type=int)
+        after = (naive_utc(at), int(key))
     rows = await run_read(
         container, lambda conn: shadow_repo.list_mismatches(conn, shop=shop, after=after, limit=limit + 1)
     )

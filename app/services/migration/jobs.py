@@ -22,7 +22,6 @@ Status machine::
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from app.core.ids import new_id
 from app.core.time import as_utc
 from app.repos import jobs as repo
 from app.repos import migration as migration_repo
+from app.rules.cursors import decode_cursor, decode_keyset_cursor, encode_cursor
 from app.schemas.jobs import FailureOut, FailurePage, JobOut, JobPage, JobStats, ShopStats
 from app.services.cutover.guard import require_legacy_tables
 from app.services.migration.items import dispatch as migration_items
@@ -428,22 +428,6 @@ async def get_job(pool: asyncpg.Pool[Any] | repo.Conn, job_id: str) -> JobOut:
     return job_out(row)
 
 
-def _b64(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def _unb64(cursor: str, prefix: str) -> str:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        raw = ""
-    if not raw.startswith(prefix):
-        raise ValidationFailed(
-            "Invalid cursor.", errors=[{"field": "query.cursor", "message": "not a cursor this endpoint issued"}]
-        )
-    return raw[len(prefix) :]
-
-
 async def list_jobs(
     pool: asyncpg.Pool[Any],
     *,
@@ -455,20 +439,14 @@ async def list_jobs(
     """Newest first."""
     before: tuple[datetime, str] | None = None
     if cursor:
-        raw = _unb64(cursor, "job:")
-        stamp, _, last_id = raw.partition("|")
-        try:
-            before = (datetime.fromisoformat(stamp), last_id)
-        except ValueError as exc:
-            raise ValidationFailed(
-                "Invalid cursor.", errors=[{"field": "query.cursor", "message": "not a cursor this endpoint issued"}]
-            ) from exc
+        at, key = decode_keyset_cursor(cursor, "job", key_type=str)
+        before = (at, str(key))
     rows = await repo.list_jobs(pool, limit=limit + 1, before=before, status=status, kind=kind)
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
         last = page[-1]
-        next_cursor = _b64(f"job:{last['createdAt'].isoformat()}|{last['id']}")
+        next_cursor = encode_cursor("job", last["id"], last["createdAt"])
     return JobPage(items=[job_out(r) for r in page], nextCursor=next_cursor)
 
 
@@ -482,14 +460,7 @@ async def list_failures(
     reason: str | None = None,
 ) -> FailurePage:
     """One entry per failed legacy item, in plan order."""
-    after: int | None = None
-    if cursor:
-        try:
-            after = int(_unb64(cursor, "fail:"))
-        except ValueError as exc:
-            raise ValidationFailed(
-                "Invalid cursor.", errors=[{"field": "query.cursor", "message": "not a cursor this endpoint issued"}]
-            ) from exc
+    after = int(decode_cursor(cursor, "fail", key_type=int).key) if cursor else None
     if await repo.get_job(pool, job_id) is None:
         raise NotFound(f"No migration job {job_id}.")
     rows = await repo.list_failures(pool, job_id, limit=limit + 1, after_position=after, shop=shop, reason=reason)
@@ -506,7 +477,7 @@ async def list_failures(
         )
         for r in page
     ]
-    next_cursor = _b64(f"fail:{page[-1]['position']}") if len(rows) > limit else None
+    next_cursor = encode_cursor("fail", page[-1]["position"]) if len(rows) > limit else None
     return FailurePage(items=items, nextCursor=next_cursor)
 
 

@@ -17,7 +17,7 @@ from app.core.time import as_utc, naive_utc, utcnow
 from app.repos import rollouts as repo
 from app.repos.base import Conn, Executor
 from app.repos.runner import run_read, run_transaction
-from app.rules.cursors import decode_cursor, encode_cursor
+from app.rules.cursors import decode_keyset_cursor, encode_cursor
 from app.rules.flags import Flag, rollout_bucket
 from app.rules.rollouts import DEFAULT_WAVE_SIZE, UNFINISHED, Guards, RolloutStatus, next_stage
 from app.rules.stages import Stage
@@ -191,9 +191,8 @@ async def get_rollout(container: Container, rollout_id: str) -> dict[str, Any]:
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    position = decode_cursor(cursor, "rollout", key_type=str, timed=True)
-    assert position.at is not None
-    return position.at, str(position.key)
+    at, key = decode_keyset_cursor(cursor, "rollout", key_type=str)
+    return at, str(key)
 
 
 async def list_rollouts(container: Container, *, limit: int, cursor: str | None) -> dict[str, Any]:
