@@ -43,6 +43,7 @@ import asyncpg
 
 from app.core.db import asyncpg_connect_kwargs
 from app.core.metrics import READ_CACHE_ENTRIES, READ_CACHE_INVALIDATIONS, READ_CACHE_LOOKUPS, READ_CACHE_STORES
+from app.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -307,10 +308,7 @@ class InvalidationListener:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(task)
         self.cache.flush_metrics()
 
     async def sync(self, timeout_s: float = 5.0) -> None:
@@ -383,10 +381,7 @@ class InvalidationListener:
             if not self._lost.is_set():
                 self.cache.set_serving(True, "heartbeat_back")
         finally:
-            if not beat.done():
-                beat.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await beat
+            await cancel_and_wait(beat)
 
     async def _run(self) -> None:
         backoff = 0.1

@@ -26,6 +26,7 @@ from app.core.container import Container
 from app.core.db import asyncpg_connect_kwargs, transaction
 from app.core.errors import NotFound, NotReady
 from app.core.metrics import FLAG_EVALUATIONS
+from app.core.tasks import cancel_and_wait
 from app.core.time import utcnow
 from app.repos import flags as repo
 from app.rules.flags import (
@@ -217,10 +218,7 @@ class FlagStore:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(task)
         self.flush_metrics()
 
     async def _seed(self) -> None:

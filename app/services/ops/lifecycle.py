@@ -9,7 +9,6 @@ schema and start on their own once it is current, so no restart is needed after 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from app.core.container import Container
 from app.core.db import is_db_unavailable
 from app.core.migrations import current_revision, head_revision
+from app.core.tasks import cancel_and_wait
 from app.services.bundles.reads import get_shadow_runner
 from app.services.bundles.shadow import get_runner
 from app.services.consistency import verify_bundle
@@ -101,10 +101,7 @@ async def stop(container: Container) -> None:
     STOP_TIMEOUT_S)."""
 
     deferred, container.deferred_start = container.deferred_start, None
-    if deferred is not None:
-        deferred.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await deferred
+    await cancel_and_wait(deferred)
     await _bounded_stop("rollout driver", stop_driver(container))  # before the flag store: a transition writes flags
     await _bounded_stop("outbox dispatcher", stop_dispatcher(container))
     worker, container.worker = container.worker, None

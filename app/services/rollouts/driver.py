@@ -20,7 +20,6 @@ Safe to run on every replica at once:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,6 +30,7 @@ from typing import Any, cast
 from app.core.container import Container
 from app.core.db import transaction
 from app.core.errors import DomainError
+from app.core.tasks import cancel_and_wait
 from app.core.time import as_utc, utcnow
 from app.repos import rollouts as repo
 from app.repos.base import Conn
@@ -97,10 +97,7 @@ class RolloutDriver:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:
