@@ -12,24 +12,24 @@ Authentication, why two ways:
 The page refreshes its content every few seconds with a small inline script (fetching
 `/admin/ui/partial`), or with a meta refresh when scripts are off. A strict Content-Security-Policy
 with a per-response nonce allows exactly that inline script and style and nothing else.
-These routes are HTML for people, not API: they stay out of the OpenAPI document.
+These routes are HTML for people, not API: they stay out of the OpenAPI document. The HTML is
+Jinja2 templates (`app/templates/`, rendered through `app/api/ui_templates.py` with autoescape on);
+this module only picks the template and hands it the status page's data.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import html
 import secrets
 import time
-from functools import lru_cache
-from pathlib import Path
-from string import Template
+from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from app.api import ui_templates
 from app.api.deps import ContainerDep
 from app.core.container import Container
 from app.core.errors import problem_response
@@ -43,13 +43,6 @@ COOKIE_PATH = "/admin/ui"
 SESSION_TTL_S = 12 * 3600
 REFRESH_INTERVAL_MS = 3000
 MAX_LOGIN_BODY = 4096
-
-_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-
-
-@lru_cache(maxsize=8)
-def _template(name: str) -> Template:
-    return Template((_TEMPLATES / name).read_text(encoding="utf-8"))
 
 
 # ============================================================================== sessions
@@ -105,16 +98,15 @@ def _security_headers(nonce: str) -> dict[str, str]:
     }
 
 
-def _page(title: str, body: str, nonce: str, *, status: int = 200, head_extra: str = "") -> HTMLResponse:
-    page = _template("page.html").substitute(title=title, nonce=nonce, body=body, head_extra=head_extra)
+def _page(template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+    """A whole page, with a fresh nonce on its inline style and script and the CSP allowing exactly them."""
+    nonce = secrets.token_urlsafe(16)
+    page = ui_templates.render(template, nonce=nonce, **context)
     return HTMLResponse(page, status_code=status, headers=_security_headers(nonce))
 
 
 def _login_page(error: str | None = None, status: int = 200) -> HTMLResponse:
-    nonce = secrets.token_urlsafe(16)
-    error_html = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
-    body = _template("login.html").substitute(error=error_html)
-    return _page("Sign in", body, nonce, status=status)
+    return _page("login.html", status=status, error=error)
 
 
 def _secure(request: Request) -> bool:
@@ -131,12 +123,13 @@ async def dashboard(request: Request, container: ContainerDep) -> Response:
             return problem_response(401, "Unauthorized", "Invalid token.", type_slug="unauthorized")
         return RedirectResponse("/admin/ui/login", status_code=303, headers={"Cache-Control": "no-store"})
     view = await status_page.collect(container)
-    nonce = secrets.token_urlsafe(16)
-    body = _template("dashboard.html").substitute(
-        content=status_page.render_content(view), nonce=nonce, interval_ms=REFRESH_INTERVAL_MS
+    return _page(
+        "dashboard.html",
+        view=view,
+        now=view.generated_at,
+        interval_ms=REFRESH_INTERVAL_MS,
+        refresh_s=max(2, REFRESH_INTERVAL_MS // 1000),
     )
-    noscript = f'<noscript><meta http-equiv="refresh" content="{max(2, REFRESH_INTERVAL_MS // 1000)}"></noscript>'
-    return _page("Migration status", body, nonce, head_extra=noscript)
 
 
 @router.get("/partial", response_class=HTMLResponse)
@@ -145,7 +138,8 @@ async def partial(request: Request, container: ContainerDep) -> Response:
     if not is_authenticated(request, container):
         return Response(status_code=401, headers={"Cache-Control": "no-store"})
     view = await status_page.collect(container)
-    return HTMLResponse(status_page.render_content(view), headers={"Cache-Control": "no-store"})
+    content = ui_templates.render("status/content.html", view=view, now=view.generated_at)
+    return HTMLResponse(content, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/login", response_class=HTMLResponse)

@@ -449,3 +449,78 @@ async def test_status_page_access_without_a_browser(app_factory: Any) -> None:
         assert (await client.get("/admin/ui/partial", headers=forged)).status_code == 401
         expired = {"Authorization": "", "Cookie": "sb_admin_session=1." + value.split(".", 1)[1]}
         assert (await client.get("/admin/ui/partial", headers=expired)).status_code == 401
+
+
+HOSTILE = "<script>alert('sb')</script>"
+HOSTILE_ESCAPED = "&lt;script&gt;alert(&#39;sb&#39;)&lt;/script&gt;"
+
+
+async def test_status_page_escapes_what_other_people_wrote(page_db: str, simulator: Any) -> None:
+    """Job ids and errors, shop names, audit reasons, mismatch fields, rollout targets and guard names
+    are data written by other people: a `<script>` in any of them reaches the page (and the partial
+    the page's script swaps in with innerHTML) as text, never as markup. Over plain HTTP, no browser."""
+    shop = f"evil{HOSTILE}.myshopify.com"
+    now = utcnow()
+    conn = await pg.connect(page_db)
+    try:
+        await conn.execute(
+            'INSERT INTO sb_migration_jobs (id, kind, status, total, processed, migrated, failed, skipped, '
+            '"perShop", "lastError", "startedAt", "finishedAt", "createdAt", "updatedAt") '
+            "VALUES ($1, 'all', 'failed', 10, 4, 2, 1, 1, $2::jsonb, $3, $4, $4, $4, $4)",
+            f"job-{HOSTILE}",
+            json.dumps({shop: {"total": 10, "migrated": 2, "failed": 1, "skipped": 1}}), f"boom {HOSTILE}", now,
+        )
+        await conn.execute(
+            'INSERT INTO sb_shadow_mismatches (shop, endpoint, "bundleKey", fields, "createdAt") '
+            "VALUES ($1, $2, $3, $4, $5)",
+            shop, f"/proxy/{HOSTILE}", f"key-{HOSTILE}", [f"title{HOSTILE}"], now,
+        )
+        await conn.execute(
+            'INSERT INTO sb_rollouts (id, status, "targetStage", reason, "createdBy", "createdAt") '
+            "VALUES ('rollout-hostile', 'running', $1, 'r', 'ops@example.com', $2)",
+            f"live{HOSTILE}", now,
+        )
+        failing = [{"name": f"guard{HOSTILE}", "value": 1, "threshold": 0, "ok": False, "samples": 1}]
+        await conn.execute(
+            'INSERT INTO sb_rollout_shops ("rolloutId", shop, position, "startStage", stage, state, "guardValues") '
+            "VALUES ('rollout-hostile', $1, 0, 'dualwrite', 'shadow', 'held', $2::jsonb)",
+            shop, json.dumps(failing),
+        )
+    finally:
+        await conn.close()
+
+    app = create_app(make_settings(page_db, simulator, RUN_WORKER=False, ROLLOUT_DRIVER=False))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://service.test", headers=headers) as api:
+            answer = await api.put(
+                "/admin/migration-stage",
+                json={"stage": "dualwrite", "reason": f"because {HOSTILE}"},
+                headers=as_actor("ops@example.com"),
+            )
+            assert answer.status_code == 200, answer.text
+            page = await api.get("/admin/ui")
+            partial = await api.get("/admin/ui/partial")
+    assert page.status_code == 200 and partial.status_code == 200
+    for body in (page.text, partial.text):
+        assert "<script>alert" not in body
+        # The job's id and error, the breakdown's shop, the audit reason, the mismatch's shop,
+        # endpoint, bundle and field, the rollout's target, the grid cell's shop and failing guard.
+        for escaped in (
+            f'data-job-id="job-{HOSTILE_ESCAPED}"',
+            f'<div class="error-text">boom {HOSTILE_ESCAPED}</div>',
+            f"<td class=shop>evil{HOSTILE_ESCAPED}.myshopify.com</td>",
+            f"because {HOSTILE_ESCAPED}",
+            f"<td>/proxy/{HOSTILE_ESCAPED}</td>",
+            f"<code>key-{HOSTILE_ESCAPED}</code>",
+            f"title{HOSTILE_ESCAPED}",
+            f"<td>live{HOSTILE_ESCAPED}</td>",
+            f'data-shop="evil{HOSTILE_ESCAPED}.myshopify.com"',
+            f"failing: guard{HOSTILE_ESCAPED}",
+        ):
+            assert escaped in body, escaped
+    # The page's one script element is its own, allowed by the response's nonce; the partial has none.
+    nonce = re.search(r"script-src 'nonce-([^']+)'", page.headers["content-security-policy"])
+    assert nonce and page.text.count("<script") == 1 and f'<script nonce="{nonce.group(1)}">' in page.text
+    assert "<script" not in partial.text

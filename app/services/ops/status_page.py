@@ -1,4 +1,6 @@
-"""What the status page (`/admin/ui`) shows, gathered and rendered as one HTML fragment.
+"""What the status page (`/admin/ui`) shows: every section gathered as plain data (dicts, lists,
+numbers, datetimes), no HTML. The page itself is rendered by the admin UI's Jinja2 templates
+(`app/templates/status/`, through `app/api/ui_templates.py`).
 
 Why it looks like this
 ----------------------
@@ -12,23 +14,23 @@ Why it looks like this
   `shopibundle migrate watch` show); flags from the replica's in-memory snapshot; shadow-mismatch
   field counts look at the newest rows only (primary-key order). The validation report reads whole
   tables, so it is recomputed in the background at most once a minute per replica.
-* Everything interpolated into HTML goes through `html.escape` (`_e`): shop names, reasons and
-  audit texts are data written by other people.
+* What the page derives from the sources (which audit values changed, the validation checks'
+  figures, a rollout's shops per state, the mismatch and noise rates per minute) is computed here,
+  by pure functions (`audit_changes`, `validation_summary`, `rollout_view`, `evidence_series`),
+  so the templates only format. Escaping is the templates' (autoescape): shop names, reasons and
+  audit texts are data written by other people, and they leave this module as they came in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import orjson
 
 from app.core.container import Container
 from app.core.time import as_utc, naive_utc, utcnow
@@ -42,12 +44,20 @@ from app.services.flags.audit import audit_page
 from app.services.flags.snapshot import FlagStore
 from app.services.migration import jobs as migration_jobs
 from app.services.migration.validation import build_validation_report
-from app.services.ops.charts import Series, line_chart
 from app.services.rollouts import operations as rollouts_ops
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SectionResult", "StatusView", "collect", "render_content"]
+__all__ = [
+    "SectionResult",
+    "StatusView",
+    "ValidationCache",
+    "audit_changes",
+    "collect",
+    "evidence_series",
+    "rollout_view",
+    "validation_summary",
+]
 
 SECTION_TIMEOUT_S = 3.0
 RECENT_JOBS = 10
@@ -55,7 +65,6 @@ ACTIVE_JOBS = 20
 AUDIT_ENTRIES = 15
 MISMATCH_ROWS = 15
 MISMATCH_FIELD_SAMPLE = 1000
-SHOPS_PER_JOB = 50
 VALIDATION_MAX_AGE_S = 60.0
 VALIDATION_LIST_LIMIT = 20
 ROLLOUTS_SHOWN = 5
@@ -63,9 +72,6 @@ CHART_WINDOW_S = 3600
 CHART_BUCKET_S = 60
 #: Shop states of a guarded rollout, in the order of the grid's legend.
 ROLLOUT_STATES = ("waiting", "observing", "advancing", "held", "rolled_back", "done")
-
-
-# ============================================================================== data gathering
 
 
 @dataclass
@@ -78,23 +84,14 @@ class SectionResult:
 
 @dataclass
 class StatusView:
+    """The whole page at one instant: `generated_at` is the "now" every "… ago" is counted from."""
+
     generated_at: datetime
     jobs: SectionResult
     flags: SectionResult
     validation: SectionResult
     shadow: SectionResult
     rollout: SectionResult = field(default_factory=SectionResult)
-
-
-_JOB_BADGES = {
-    "running": "info",
-    "queued": "muted",
-    "paused": "warn",
-    "cancelling": "warn",
-    "succeeded": "ok",
-    "failed": "bad",
-    "cancelled": "muted",
-}
 
 
 def _job_view(job: Any) -> dict[str, Any]:
@@ -135,7 +132,7 @@ def _job_view(job: Any) -> dict[str, Any]:
 
 
 async def _jobs(container: Container) -> dict[str, Any]:
-
+    """Unfinished jobs (newest first) and the latest finished ones, from the job service's listing."""
     pool = container.pool
     pages = await asyncio.gather(
         *(migration_jobs.list_jobs(pool, limit=ACTIVE_JOBS, status=s) for s in migration_jobs.UNFINISHED),
@@ -148,12 +145,11 @@ async def _jobs(container: Container) -> dict[str, Any]:
 
 
 async def _flags(container: Container) -> dict[str, Any]:
-
+    """The flags, the migration stage and the latest audit entries (each with what it changed)."""
     stage: str | None
     store = container.flags
     if store is None:
         # No running store (flags not started on this replica): read the table directly.
-
         states = [FlagState.from_row(r) for r in await flag_repo.fetch_all(container.pool)]
         store = FlagStore(container.settings, states)
         flags = flag_admin.list_flags(store)
@@ -165,7 +161,24 @@ async def _flags(container: Container) -> dict[str, Any]:
         flags = flag_admin.list_flags(store)
         stage = flag_admin.migration_stage(store).get("stage")
         audit = (await audit_page(store, limit=AUDIT_ENTRIES, cursor=None, flag=None))["items"]
+    audit = [{**entry, "changes": audit_changes(entry.get("oldValue"), entry.get("newValue"))} for entry in audit]
     return {"flags": flags, "stage": stage, "stages": list(STAGES), "audit": audit}
+
+
+#: Keys of an audited flag row that say who and when, not what: never shown as a change.
+_AUDIT_BOOKKEEPING = frozenset({"updatedAt", "updatedBy", "name"})
+
+
+def audit_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """What one audit entry changed, key by key in name order: the value before (`added` when the key
+    was absent, e.g. the row did not exist) and after. Bookkeeping keys and equal values are left out,
+    so an entry that only touched `updatedBy` shows as no value change."""
+    old, new = old or {}, new or {}
+    return [
+        {"key": key, "before": old.get(key), "after": new.get(key), "added": key not in old}
+        for key in sorted(set(old) | set(new))
+        if key not in _AUDIT_BOOKKEEPING and old.get(key) != new.get(key)
+    ]
 
 
 @dataclass
@@ -179,7 +192,7 @@ class ValidationCache:
 
 
 async def _refresh_validation(container: Container, cache: ValidationCache) -> None:
-
+    """One background computation; a failure is logged and retried after half a period."""
     try:
         cache.report = await build_validation_report(container.pool, None, list_limit=VALIDATION_LIST_LIMIT)
         cache.computed_at = time.monotonic()
@@ -189,6 +202,7 @@ async def _refresh_validation(container: Container, cache: ValidationCache) -> N
 
 
 async def _validation(container: Container) -> dict[str, Any] | None:
+    """The cached report's summary; None while the first report is still being computed."""
     cache = container.status_page_validation
     if cache is None:
         cache = container.status_page_validation = ValidationCache()
@@ -199,10 +213,65 @@ async def _validation(container: Container) -> dict[str, Any] | None:
         # First view: wait for it a little (shielded: a timeout here must not cancel the work).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(cache.task), SECTION_TIMEOUT_S - 0.5)
-    return cache.report
+    return None if cache.report is None else validation_summary(cache.report)
+
+
+def _parse_stamp(value: Any) -> datetime | None:
+    """The report's `generatedAt` (ISO 8601, `Z` or an offset; naive taken as UTC), None if unreadable."""
+    if not value:
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def validation_summary(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The validation report (`build_validation_report`) as the page's five checks, each with its
+    verdict and the figures it is judged on. Legacy rows neither migrated nor unmigrated are
+    `explained` (auto rules, AI metaobjects, recorded failures); recorded failures are listed by
+    reason but do not fail validation."""
+    counts = report.get("bundleCounts") or []
+    legacy = sum(int(c.get("old", 0)) for c in counts)
+    migrated = sum(int(c.get("migrated", 0)) for c in counts)
+    unmigrated = int(report.get("unmigratedCount") or 0)
+    differing = len(report.get("discountMismatches") or [])
+    ai = report.get("aiBundles") or {}
+    rules = report.get("autoBundleRules") or {}
+    failed = report.get("failedByReason") or {}
+    return {
+        "ok": bool(report.get("ok")),
+        "generatedAt": _parse_stamp(report.get("generatedAt")),
+        "counts": {
+            "ok": all(int(c.get("unmigrated", 0)) == 0 for c in counts),
+            "shops": len(counts),
+            "legacy": legacy,
+            "migrated": migrated,
+            "unmigrated": unmigrated,
+            "explained": legacy - migrated - unmigrated,
+        },
+        "unmigrated": {"ok": unmigrated == 0, "count": unmigrated},
+        "discounts": {"ok": differing == 0, "differing": differing},
+        "ai": {
+            "ok": bool(ai.get("ok", True)),
+            "migrated": int(ai.get("migrated", 0)),
+            "total": int(ai.get("total", 0)),
+            "unmigrated": int(ai.get("unmigratedCount", 0)),
+            "statusMismatches": len(ai.get("statusMismatches") or []),
+        },
+        "rules": {
+            "ok": bool(rules.get("ok", True)),
+            "migrated": int(rules.get("migrated", 0)),
+            "total": int(rules.get("total", 0)),
+            "unmigrated": int(rules.get("unmigratedCount", 0)),
+        },
+        "failedByReason": [(str(reason), int(n)) for reason, n in failed.items()],
+        "failedCount": int(report.get("failedCount") or 0),
+    }
 
 
 async def _shadow(container: Container) -> dict[str, Any]:
+    """The newest mismatches, and the fields that differ most over the latest `MISMATCH_FIELD_SAMPLE`."""
     pool = container.pool
     latest_rows, field_rows = await asyncio.gather(
         pool.fetch(
@@ -240,10 +309,57 @@ async def _rollout(container: Container) -> dict[str, Any]:
     scope = sorted(shops) or None
     since = naive_utc(utcnow() - timedelta(seconds=CHART_WINDOW_S))
     series = await run_read(container.pool, lambda conn: consistency_repo.series(conn, scope, since, CHART_BUCKET_S))
-    return {"rollouts": rollouts, "shops": list(shops.values()), "series": series, "scoped": scope is not None}
+    return rollout_view(rollouts, list(shops.values()), series, scoped=scope is not None)
+
+
+def rollout_view(
+    rollouts: Sequence[Mapping[str, Any]],
+    shops: Sequence[Mapping[str, Any]],
+    buckets: Sequence[Mapping[str, Any]],
+    *,
+    scoped: bool,
+) -> dict[str, Any]:
+    """The rollout section: each rollout with its shops counted per state (state order), each shop
+    with the names of its failing guards, the states in legend order, and the evidence series."""
+    views = []
+    for rollout in rollouts:
+        counts: dict[str, int] = {}
+        for shop in rollout["shops"]:
+            counts[shop["state"]] = counts.get(shop["state"], 0) + 1
+        views.append({**rollout, "stateCounts": sorted(counts.items())})
+    return {
+        "rollouts": views,
+        "shops": [
+            {**shop, "failing": [str(g.get("name")) for g in shop.get("guards") or () if not g.get("ok")]}
+            for shop in shops
+        ],
+        "states": list(ROLLOUT_STATES),
+        "evidence": evidence_series(buckets),
+        "scoped": scoped,
+    }
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def evidence_series(buckets: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[float, float | None]]]:
+    """Per bucket (epoch seconds), what the guards read: the confirmed mismatch rate (over shadow
+    comparisons and dual-write verifications), the noise baseline (legacy against legacy), and the
+    p99 latency per origin. None where a bucket has no sample: no data is not zero."""
+    points = [(float(b["bucket"]), b) for b in buckets]
+    return {
+        "mismatchRate": [
+            (x, _ratio(int(b["confirmed"]), int(b["comparisons"]) + int(b["verified"]))) for x, b in points
+        ],
+        "noiseRate": [(x, _ratio(int(b["noise_mismatches"]), int(b["noise_comparisons"]))) for x, b in points],
+        "v2P99": [(x, b["v2_p99_ms"]) for x, b in points],
+        "legacyP99": [(x, b["legacy_p99_ms"]) for x, b in points],
+    }
 
 
 async def _guarded(name: str, source: Awaitable[Any]) -> SectionResult:
+    """One section under its timeout: a failure becomes that section's error, never the page's."""
     try:
         return SectionResult(data=await asyncio.wait_for(source, SECTION_TIMEOUT_S))
     except TimeoutError:
@@ -263,380 +379,3 @@ async def collect(container: Container) -> StatusView:
         _guarded("rollout", _rollout(container)),
     )
     return StatusView(datetime.now(UTC), jobs, flags, validation, shadow, rollout)
-
-
-# ==================================================================================== rendering
-
-
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _ago(value: datetime | None, now: datetime) -> str:
-    if value is None:
-        return "—"
-    seconds = max(0, int((now - value).total_seconds()))
-    label = _duration(seconds) + " ago"
-    return f'<time datetime="{_e(value.isoformat())}" title="{_e(value.isoformat())}">{_e(label)}</time>'
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    total = round(seconds)
-    if total < 60:
-        return f"{total}s"
-    minutes, secs = divmod(total, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
-def _rate(rate: float | None) -> str:
-    if rate is None:
-        return "—"
-    return f"{rate:.1f}/s" if rate < 100 else f"{rate:,.0f}/s"
-
-
-def _progress(done: int, total: int, label: str) -> str:
-    pct = (100.0 * done / total) if total else (100.0 if done else 0.0)
-    return (
-        f'<div class="bar"><progress value="{done}" max="{max(total, 1)}" aria-label="{_e(label)}"></progress>'
-        f'<span class="pct">{pct:.0f}%</span></div>'
-    )
-
-
-def _badge(text: str, kind: str | None = None) -> str:
-    css = kind or _JOB_BADGES.get(text, "muted")
-    return f'<span class="badge {css}">{_e(text)}</span>'
-
-
-def _unavailable(section: SectionResult, what: str) -> str:
-    return f'<p class="unavailable">{_e(what)} unavailable ({_e(section.error)}).</p>'
-
-
-def _short_id(job_id: str) -> str:
-    """Enough of a job id to tell jobs apart at a glance (the full id is the tooltip)."""
-    return job_id if len(job_id) <= 14 else job_id[:12] + "…"
-
-
-def _job_row(job: Mapping[str, Any], now: datetime) -> str:
-    total, processed = int(job["total"] or 0), int(job["processed"] or 0)
-    shops = job.get("perShop") or []
-    breakdown = ""
-    if shops:
-        shown = shops[:SHOPS_PER_JOB]
-        rows = "".join(
-            "<tr>"
-            f"<td class=shop>{_e(s['shop'])}</td>"
-            f"<td>{_progress(s['done'], s['total'], 'progress of ' + s['shop'])}</td>"
-            f"<td class=num>{s['done']} / {s['total']}</td>"
-            f"<td class=num>{s['migrated']}</td><td class=num>{s['skipped']}</td>"
-            f"<td class=num>{s['failed']}</td>"
-            "</tr>"
-            for s in shown
-        )
-        more = f"<p class=muted>…and {len(shops) - len(shown)} more shops.</p>" if len(shops) > len(shown) else ""
-        breakdown = (
-            f"<details><summary>{len(shops)} shop{'s' if len(shops) != 1 else ''}</summary>"
-            "<table class=shops><thead><tr><th>Shop</th><th>Progress</th><th>Items</th><th>Migrated</th>"
-            f"<th>Skipped</th><th>Failed</th></tr></thead><tbody>{rows}</tbody></table>{more}</details>"
-        )
-    error = f'<div class="error-text">{_e(job["lastError"])}</div>' if job.get("lastError") else ""
-    flags = " " + _badge("dry run", "muted") if job.get("dryRun") else ""
-    main = (
-        f'<tr class="job{" has-breakdown" if breakdown else ""}" data-job-id="{_e(job["id"])}" '
-        f'data-status="{_e(job["status"])}">'
-        f'<td><code title="{_e(job["id"])}">{_e(_short_id(str(job["id"])))}</code></td>'
-        f"<td>{_e(job['kind'])}{flags}</td>"
-        f"<td>{_badge(str(job['status']))}</td>"
-        f'<td class="progress-cell">{_progress(processed, total, "job progress")}'
-        f"<div class=small>{processed:,} / {total:,} items</div>{error}</td>"
-        f"<td class=num>{int(job['migrated'] or 0):,}</td>"
-        f"<td class=num>{int(job['skipped'] or 0):,}</td>"
-        f"<td class=num>{int(job['failed'] or 0):,}</td>"
-        f"<td class=num>{_rate(job.get('rate'))}</td>"
-        f"<td class=num>{_duration(job.get('eta_s')) if job['active'] else '—'}</td>"
-        f"<td class=when>{_ago(job.get('startedAt') or job.get('createdAt'), now)}</td>"
-        "</tr>"
-    )
-    if not breakdown:
-        return main
-    # The per-shop breakdown gets a row of its own, under the job, as wide as the table.
-    extra = f'<tr class="breakdown" data-breakdown-of="{_e(job["id"])}"><td></td><td colspan="9">{breakdown}</td></tr>'
-    return main + extra
-
-
-_JOB_HEAD = (
-    "<thead><tr><th>Job</th><th>Kind</th><th>Status</th><th>Progress</th><th>Migrated</th><th>Skipped</th>"
-    "<th>Failed</th><th>Rate</th><th>ETA</th><th>Started</th></tr></thead>"
-)
-
-
-def _render_jobs(section: SectionResult, now: datetime) -> str:
-    if section.error:
-        return _unavailable(section, "Jobs")
-    data = section.data
-    parts = []
-    for title, key, empty in (
-        ("Running and queued", "active", "No job is running."),
-        ("Recent", "recent", "No finished job yet."),
-    ):
-        jobs = data[key]
-        if jobs:
-            body = "".join(_job_row(j, now) for j in jobs)
-            table = f'<table class="jobs" id="jobs-{key}">{_JOB_HEAD}<tbody>{body}</tbody></table>'
-        else:
-            table = f'<p class="empty">{empty}</p>'
-        parts.append(f"<h3>{title}</h3>{table}")
-    return "".join(parts)
-
-
-def _onoff(value: Any) -> str:
-    if value is None:
-        return '<span class="muted">—</span>'
-    return _badge("on", "ok") if value else _badge("off", "muted")
-
-
-def _value(value: Any) -> str:
-    """Audit values as the API shows them (JSON: true, 0.1, {"shop": true}), not as Python reprs."""
-    return value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
-
-
-def _change_summary(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> str:
-    old, new = old or {}, new or {}
-    changes = []
-    for key in sorted(set(old) | set(new)):
-        if key in {"updatedAt", "updatedBy", "name"} or old.get(key) == new.get(key):
-            continue
-        before = _value(old[key]) if key in old else "∅"
-        changes.append(f"{_e(key)}: {_e(before)} → {_e(_value(new.get(key)))}")
-    return "<br>".join(changes) or "(no value change)"
-
-
-def _render_flags(section: SectionResult, now: datetime) -> str:
-    if section.error:
-        return _unavailable(section, "Flags")
-    data = section.data
-    stage = data.get("stage")
-    stages = "".join(f'<li class="{"current" if s == stage else ""}">{_e(s)}</li>' for s in data.get("stages", []))
-    stage_html = (
-        f'<div class="stage"><span>Migration stage:</span> <strong id="stage">{_e(stage)}</strong>'
-        f'<ol class="stages">{stages}</ol></div>'
-    )
-    rows = "".join(
-        f'<tr data-flag="{_e(f["name"])}"><td><code>{_e(f["name"])}</code></td>'
-        f"<td>{_onoff(f.get('enabled'))}</td>"
-        f"<td class=num>{_e(f.get('rolloutPercent'))}%</td>"
-        f"<td class=num>{len(f.get('shopOverrides') or {})}</td>"
-        f"<td class=num>{_e(f.get('sampleRate'))}</td>"
-        f"<td>{_onoff(f.get('envOverride'))}</td>"
-        f"<td>{_e(f.get('updatedBy'))} {_ago(as_utc(f.get('updatedAt')), now)}</td></tr>"
-        for f in data["flags"]
-    )
-    flags_table = (
-        '<table class="flags"><thead><tr><th>Flag</th><th>Enabled</th><th>Rollout</th><th>Shop overrides</th>'
-        f"<th>Sample rate</th><th>Env override</th><th>Last change</th></tr></thead><tbody>{rows}</tbody></table>"
-    )
-    audit_rows = "".join(
-        f"<tr><td>{_ago(a.get('changedAt'), now)}</td><td>{_e(a.get('changedBy'))}</td>"
-        f"<td><code>{_e(a.get('flagName'))}</code></td>"
-        f"<td class=small>{_change_summary(a.get('oldValue'), a.get('newValue'))}</td>"
-        f"<td>{_e(a.get('reason'))}</td></tr>"
-        for a in data["audit"]
-    )
-    audit = (
-        '<table class="audit"><thead><tr><th>When</th><th>Who</th><th>Flag</th><th>Change</th><th>Why</th></tr>'
-        f"</thead><tbody>{audit_rows}</tbody></table>"
-        if audit_rows
-        else '<p class="empty">No change recorded yet.</p>'
-    )
-    return f"{stage_html}{flags_table}<h3>Audit trail</h3>{audit}"
-
-
-def _check_row(name: str, ok: bool, detail: str) -> str:
-    return (
-        f'<tr data-check="{_e(name)}"><td>{_e(name)}</td>'
-        f"<td>{_badge('pass', 'ok') if ok else _badge('fail', 'bad')}</td><td class=small>{detail}</td></tr>"
-    )
-
-
-def _render_validation(section: SectionResult, now: datetime) -> str:
-    if section.error:
-        return _unavailable(section, "Validation")
-    report = section.data
-    if report is None:
-        return '<p class="empty">Computing the validation report…</p>'
-    generated = report.get("generatedAt")
-    try:
-        stamp = datetime.fromisoformat(str(generated).replace("Z", "+00:00")) if generated else None
-    except ValueError:
-        stamp = None
-    verdict = _badge("pass", "ok") if report.get("ok") else _badge("fail", "bad")
-    computed = f'<span class="small">computed {_ago(stamp, now)}</span>'
-    head = f'<p class="verdict" id="validation-verdict">{verdict} {computed}</p>'
-    counts = report.get("bundleCounts") or []
-    old = sum(int(c.get("old", 0)) for c in counts)
-    migrated = sum(int(c.get("migrated", 0)) for c in counts)
-    unmigrated = int(report.get("unmigratedCount") or 0)
-    mismatches = report.get("discountMismatches") or []
-    ai = report.get("aiBundles") or {}
-    rules = report.get("autoBundleRules") or {}
-    checks = "".join(
-        (
-            _check_row(
-                "Bundle counts per shop",
-                all(int(c.get("unmigrated", 0)) == 0 for c in counts),
-                f"{old:,} legacy rows in {len(counts)} shops: {migrated:,} migrated, {unmigrated:,} unmigrated, "
-                f"{old - migrated - unmigrated:,} explained (auto rules, AI metaobjects, recorded failures)",
-            ),
-            _check_row("Legacy bundles without a V2 bundle", unmigrated == 0, f"{unmigrated:,} unmigrated"),
-            _check_row("Discount ids that differ", not mismatches, f"{len(mismatches):,} differing"),
-            _check_row(
-                "AI bundles",
-                bool(ai.get("ok", True)),
-                f"{int(ai.get('migrated', 0)):,} of {int(ai.get('total', 0)):,} migrated, "
-                f"{int(ai.get('unmigratedCount', 0)):,} unmigrated, "
-                f"{len(ai.get('statusMismatches') or []):,} status mismatches",
-            ),
-            _check_row(
-                "Auto bundle rules",
-                bool(rules.get("ok", True)),
-                f"{int(rules.get('migrated', 0)):,} of {int(rules.get('total', 0)):,} migrated, "
-                f"{int(rules.get('unmigratedCount', 0)):,} unmigrated",
-            ),
-        )
-    )
-    table = (
-        '<table class="checks"><thead><tr><th>Check</th><th>Result</th><th>Detail</th></tr></thead>'
-        f"<tbody>{checks}</tbody></table>"
-    )
-    failed = report.get("failedByReason") or {}
-    failures = ""
-    if failed:
-        chips = "".join(
-            f'<li><code>{_e(r)}</code> <span class="count">{int(n):,}</span></li>' for r, n in failed.items()
-        )
-        failures = (
-            f'<p class="small">{int(report.get("failedCount") or 0):,} recorded failures (known, with a reason; they '
-            f'do not fail validation):</p><ul class="fields reasons">{chips}</ul>'
-        )
-    return head + table + failures
-
-
-def _render_shadow(section: SectionResult, now: datetime) -> str:
-    if section.error:
-        return _unavailable(section, "Shadow mismatches")
-    data = section.data
-    if not data["latest"]:
-        return '<p class="empty">No shadow mismatch recorded.</p>'
-    fields = "".join(
-        f'<li><code>{_e(name)}</code> <span class="count">{count}</span></li>' for name, count in data["byField"]
-    )
-    rows = "".join(
-        f"<tr><td>{_ago(m['createdAt'], now)}</td><td>{_e(m['shop'])}</td><td>{_e(m['endpoint'])}</td>"
-        f"<td><code>{_e(m.get('bundleKey'))}</code></td><td>{_e(', '.join(m['fields']))}</td></tr>"
-        for m in data["latest"]
-    )
-    return (
-        f'<p class="small">By field, over the latest {data["sample"]:,} mismatches:</p>'
-        f'<ul class="fields">{fields}</ul>'
-        '<table class="mismatches"><thead><tr><th>When</th><th>Shop</th><th>Endpoint</th><th>Bundle</th>'
-        f"<th>Fields</th></tr></thead><tbody>{rows}</tbody></table>"
-    )
-
-
-def _pct(value: float) -> str:
-    return f"{value * 100:.2g} %" if value else "0 %"
-
-
-def _ms(value: float) -> str:
-    return f"{value:.3g} ms"
-
-
-def _ratio(part: int, whole: int) -> float | None:
-    return part / whole if whole else None
-
-
-def _rollout_charts(series: list[Mapping[str, Any]]) -> str:
-    points = [(float(b["bucket"]), b) for b in series]
-    mismatch = Series(
-        "confirmed mismatch rate",
-        "#cf222e",
-        [(x, _ratio(int(b["confirmed"]), int(b["comparisons"]) + int(b["verified"]))) for x, b in points],
-    )
-    noise = Series(
-        "noise baseline (legacy vs legacy)",
-        "#656d76",
-        [(x, _ratio(int(b["noise_mismatches"]), int(b["noise_comparisons"]))) for x, b in points],
-        dashed=True,
-    )
-    v2 = Series("V2 p99", "#0969da", [(x, b["v2_p99_ms"]) for x, b in points])
-    legacy = Series("legacy p99", "#9a6700", [(x, b["legacy_p99_ms"]) for x, b in points])
-    return (
-        '<div class="charts">'
-        "<figure><figcaption>Mismatch rate against its noise baseline (per minute)</figcaption>"
-        f"{line_chart([mismatch, noise], title='Mismatch rate and noise baseline', y_format=_pct, y_min_top=0.01)}"
-        "</figure>"
-        "<figure><figcaption>Read latency per origin, p99 (per minute)</figcaption>"
-        f"{line_chart([v2, legacy], title='Read latency p99 per origin', y_format=_ms, y_min_top=1.0)}"
-        "</figure></div>"
-    )
-
-
-def _shop_cell(shop: Mapping[str, Any]) -> str:
-    state = str(shop["state"])
-    failing = [str(g.get("name")) for g in shop.get("guards") or () if not g.get("ok")]
-    tip = f"{shop['shop']}: {shop['stage']}, {state}" + (f"; failing: {', '.join(failing)}" if failing else "")
-    name = str(shop["shop"]).removesuffix(".myshopify.com")
-    return (
-        f'<li class="cell st-{_e(state)}" title="{_e(tip)}" data-shop="{_e(shop["shop"])}" data-state="{_e(state)}">'
-        f'<span class="name">{_e(name)}</span><span class="meta">{_e(shop["stage"])} · {_e(state)}</span></li>'
-    )
-
-
-def _render_rollout(section: SectionResult, now: datetime) -> str:
-    if section.error:
-        return _unavailable(section, "Guarded rollouts")
-    data = section.data
-    parts: list[str] = []
-    if not data["rollouts"]:
-        parts.append('<p class="empty">No guarded rollout yet. The charts show every shop\'s evidence.</p>')
-    else:
-        rows = []
-        for r in data["rollouts"]:
-            counts: dict[str, int] = {}
-            for shop in r["shops"]:
-                counts[shop["state"]] = counts.get(shop["state"], 0) + 1
-            summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-            kind = {"running": "info", "paused": "warn", "completed": "ok", "aborted": "muted"}.get(r["status"])
-            rows.append(
-                f"<tr><td><code>{_e(_short_id(r['id']))}</code></td><td>{_badge(r['status'], kind)}</td>"
-                f"<td>{_e(r['targetStage'])}</td><td>{_e(summary)}</td><td>{_ago(r['createdAt'], now)}</td></tr>"
-            )
-        parts.append(
-            '<table class="rollouts"><thead><tr><th>Rollout</th><th>Status</th><th>Target</th><th>Shops</th>'
-            f"<th>Started</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        )
-        legend = "".join(f'<li class="cell st-{state}">{state}</li>' for state in ROLLOUT_STATES)
-        cells = "".join(_shop_cell(shop) for shop in data["shops"])
-        parts.append(f'<h3>Shops by state</h3><ul class="shop-grid">{cells}</ul><ul class="legend">{legend}</ul>')
-    scope = "the rollouts' shops" if data["scoped"] else "every shop"
-    parts.append(f"<h3>Evidence over the last hour ({scope})</h3>{_rollout_charts(data['series'])}")
-    return "".join(parts)
-
-
-def render_content(view: StatusView) -> str:
-    """The refreshable part of the page (everything below the header)."""
-    now = view.generated_at
-    sections = (
-        ("jobs", "Migration jobs", _render_jobs(view.jobs, now)),
-        ("flags", "Flags and migration stage", _render_flags(view.flags, now)),
-        ("validation", "Validation", _render_validation(view.validation, now)),
-        ("shadow", "Shadow-read mismatches", _render_shadow(view.shadow, now)),
-        ("rollout", "Guarded rollouts", _render_rollout(view.rollout, now)),
-    )
-    body = "".join(f'<section id="{sid}"><h2>{title}</h2>{content}</section>' for sid, title, content in sections)
-    stamp = now.strftime("%H:%M:%S UTC")
-    return f'<p class="updated">Updated <time id="updated-at" datetime="{_e(now.isoformat())}">{stamp}</time></p>{body}'
