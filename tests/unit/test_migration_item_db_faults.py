@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from app.services.migration.items.common import REASON_DATABASE_UNAVAILABLE, ItemOutcome, _guarded
+from app.services.migration.items.common import REASON_DATABASE_UNAVAILABLE, ItemOutcome, guarded
 
 
 @pytest.mark.parametrize(
@@ -25,7 +25,7 @@ async def test_connection_fault_under_an_item_is_a_transient_database_failure(ex
     async def work() -> ItemOutcome:
         raise exc
 
-    outcome = await _guarded("gid://shopify/Metaobject/1", work)
+    outcome = await guarded("gid://shopify/Metaobject/1", work)
     assert outcome.status == "failed"
     assert outcome.reason == REASON_DATABASE_UNAVAILABLE
     assert outcome.transient is True

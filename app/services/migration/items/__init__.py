@@ -5,7 +5,7 @@ The engine plans items, claims batches and persists outcomes (`dispatch.plan_ite
 `dispatch.migrate_batch`); this package knows the legacy and V2 schemas and Shopify, and nothing of
 jobs. Its modules, each one concern:
 
-* `common`: item kinds, outcomes and their stable reason codes, the context, `_guarded` (one item's
+* `common`: item kinds, outcomes and their stable reason codes, the context, `guarded` (one item's
   work → exactly one outcome), small value helpers;
 * `dispatch`: the two entry points the engine calls, by item kind, and the item metrics;
 * `slugs`, `product_cache`: the slug allocator and the component product cache, shared by kinds;
@@ -40,6 +40,6 @@ How a batch runs (`migrate_batch`), and why:
 
 Nothing here raises for a bad item or a Shopify failure: every legacy id gets exactly one outcome.
 
-This file re-exports nothing: callers import from the module that holds a name. Names with a
-leading underscore are shared between the package's modules, not meant for callers outside it.
+This file re-exports nothing: callers import from the module that holds a name. Outside this
+package, the job engine uses `dispatch` and the types of `common`; the rest is the package's own.
 """

@@ -1,6 +1,6 @@
 """ai_fbt_bundles → Bundle (metadata.source = "AI"): the AI bundle batch and the one-item write.
 
-`_write_ai_item` is also what a bundle_discount_id row that is an AI bundle's metaobject calls
+`write_ai_item` is also what a bundle_discount_id row that is an AI bundle's metaobject calls
 (`linked_rows`): that row IS the AI bundle, so it migrates through the very same write.
 """
 
@@ -26,15 +26,15 @@ from app.services.migration.items.common import (
     SLUG_CONSTRAINT,
     ItemOutcome,
     MigrationContext,
-    _clean,
-    _dumps,
-    _failed,
-    _guarded,
-    _migrated,
-    _skipped,
+    clean_text,
+    dumps_json,
+    failed_outcome,
+    guarded,
+    migrated_outcome,
+    skipped_outcome,
 )
-from app.services.migration.items.product_cache import _cache_note, _components, _fetch_products, _product_failure
-from app.services.migration.items.slugs import _SlugAllocator
+from app.services.migration.items.product_cache import build_components, cache_note, fetch_products, product_failure
+from app.services.migration.items.slugs import SlugAllocator
 from app.shopify.client import Product
 
 AI_BUNDLE_NAME_PREFIX = "AI Bundle - "
@@ -60,7 +60,7 @@ def _ai_refs(row: asyncpg.Record) -> list[LegacyProductRef]:
     return refs
 
 
-def _ai_slug_base(ai_id: str) -> str:
+def ai_slug_base(ai_id: str) -> str:
     return slugify(f"ai-fbt-{ai_id}")
 
 
@@ -86,7 +86,9 @@ def _build_ai_bundle(
     }
     discounts: list[repo.NewDiscount] = []
     # The AI row's own discount, and the one the legacy generator also recorded in bundle_discount_id.
-    for discount_id in dict.fromkeys(filter(None, (_clean(row["discountId"]), _clean(row["legacy_discount_id"])))):
+    for discount_id in dict.fromkeys(
+        filter(None, (clean_text(row["discountId"]), clean_text(row["legacy_discount_id"])))
+    ):
         discounts.append(repo.NewDiscount(new_id(), discount_id, is_active))
     return repo.NewBundle(
         id=new_id(),
@@ -96,12 +98,12 @@ def _build_ai_bundle(
         description=None,
         slug=slug,
         status="ACTIVE" if is_active else "PAUSED",
-        shopify_metaobject_id=_clean(row["bundleMetaobjectId"]),
-        metadata_json=_dumps(metadata),
+        shopify_metaobject_id=clean_text(row["bundleMetaobjectId"]),
+        metadata_json=dumps_json(metadata),
         created_at=row["generatedAt"] or now,
         now=now,
         inventory_id=new_id(),
-        components=_components(_ai_refs(row), products),
+        components=build_components(_ai_refs(row), products),
         discounts=discounts,
     )
 
@@ -109,32 +111,32 @@ def _build_ai_bundle(
 async def _dry_run_ai_item(
     conn: repo.Conn, shop: str, ai_id: str, slug: str, products: dict[str, Product | None] | None
 ) -> ItemOutcome:
-    """What `_write_ai_item` would do, read without locks, nothing written."""
+    """What `write_ai_item` would do, read without locks, nothing written."""
     row = await repo.lock_ai_row(conn, shop, ai_id, lock=False)
     if row is None:
-        return _skipped(ai_id, SKIP_DELETED_MEANWHILE, "ai_fbt_bundles row is gone")
+        return skipped_outcome(ai_id, SKIP_DELETED_MEANWHILE, "ai_fbt_bundles row is gone")
     _build_ai_bundle(shop, row, slug, products, utcnow())  # validates the legacy values
     existing = await repo.find_ai_bundle_id(conn, shop, ai_id)
     if existing is not None:
-        return _skipped(ai_id, SKIP_ALREADY_MIGRATED, v2_id=existing)
-    mo = _clean(row["bundleMetaobjectId"])
+        return skipped_outcome(ai_id, SKIP_ALREADY_MIGRATED, v2_id=existing)
+    mo = clean_text(row["bundleMetaobjectId"])
     if mo is not None and (other := await repo.find_bundle_id(conn, shop, mo)) is not None:
-        return _failed(ai_id, REASON_CONFLICT, f"metaobject {mo} is already V2 bundle {other}")
-    return _migrated(ai_id, None, "dry run")
+        return failed_outcome(ai_id, REASON_CONFLICT, f"metaobject {mo} is already V2 bundle {other}")
+    return migrated_outcome(ai_id, None, "dry run")
 
 
-async def _write_ai_item(
+async def write_ai_item(
     ctx: MigrationContext,
     conn: repo.Conn,
     shop: str,
     ai_id: str,
-    slugs: _SlugAllocator,
+    slugs: SlugAllocator,
     products: dict[str, Product | None] | None,
     note: str | None = None,
 ) -> ItemOutcome:
     """One AI bundle in its own transaction: lock the ai_fbt_bundles row, insert ON CONFLICT on
     `sb_bundle_shop_ai_bundle_key`. Its metaobject owned by another V2 bundle is a `conflict`."""
-    slug_base = _ai_slug_base(ai_id)
+    slug_base = ai_slug_base(ai_id)
     for _ in range(MAX_SLUG_ATTEMPTS):
         slug = slugs.allocate(slug_base)
         if ctx.dry_run:
@@ -143,7 +145,7 @@ async def _write_ai_item(
             async with conn.transaction():
                 row = await repo.lock_ai_row(conn, shop, ai_id)
                 if row is None:
-                    return _skipped(ai_id, SKIP_DELETED_MEANWHILE, "ai_fbt_bundles row is gone")
+                    return skipped_outcome(ai_id, SKIP_DELETED_MEANWHILE, "ai_fbt_bundles row is gone")
                 bundle = _build_ai_bundle(shop, row, slug, products, utcnow())
                 inserted = await repo.insert_ai_bundle(conn, bundle)
         except asyncpg.UniqueViolationError as exc:
@@ -151,17 +153,17 @@ async def _write_ai_item(
                 await slugs.refresh(conn, slug_base)
                 continue
             if exc.constraint_name == METAOBJECT_CONSTRAINT:
-                return _failed(
+                return failed_outcome(
                     ai_id, REASON_CONFLICT, f"its metaobject already belongs to another V2 bundle: {exc.detail or exc}"
                 )
             raise
         if inserted is None:
-            return _skipped(ai_id, SKIP_ALREADY_MIGRATED)
-        return _migrated(ai_id, inserted, note)
-    return _failed(ai_id, REASON_CONFLICT, f"no free slug after {MAX_SLUG_ATTEMPTS} attempts", transient=True)
+            return skipped_outcome(ai_id, SKIP_ALREADY_MIGRATED)
+        return migrated_outcome(ai_id, inserted, note)
+    return failed_outcome(ai_id, REASON_CONFLICT, f"no free slug after {MAX_SLUG_ATTEMPTS} attempts", transient=True)
 
 
-class _AiBatch:
+class AiBatch:
     """ai_fbt_bundles → Bundle (metadata.source = "AI"); no Shopify unless products are cached."""
 
     def __init__(self, ctx: MigrationContext, shop: str, ids: list[str], outcomes: dict[str, ItemOutcome]) -> None:
@@ -174,26 +176,26 @@ class _AiBatch:
             pending = []
             for ai_id in self.ids:
                 if ai_id in existing:
-                    self.outcomes[ai_id] = _skipped(ai_id, SKIP_ALREADY_MIGRATED, v2_id=existing[ai_id])
+                    self.outcomes[ai_id] = skipped_outcome(ai_id, SKIP_ALREADY_MIGRATED, v2_id=existing[ai_id])
                 else:
                     pending.append(ai_id)
-            refs_by_id = await _ai_product_refs(ctx, conn, shop, pending)
-            taken = await repo.taken_slugs(conn, shop, [_ai_slug_base(ai_id) for ai_id in pending])
+            refs_by_id = await ai_product_refs(ctx, conn, shop, pending)
+            taken = await repo.taken_slugs(conn, shop, [ai_slug_base(ai_id) for ai_id in pending])
         product_ids = [ref.product_id for refs in refs_by_id.values() for ref in refs]
-        products, failed, batch_error = await _fetch_products(ctx, shop, product_ids)
-        note = _cache_note(batch_error)
-        slugs = _SlugAllocator(shop, taken)
+        products, failed, batch_error = await fetch_products(ctx, shop, product_ids)
+        note = cache_note(batch_error)
+        slugs = SlugAllocator(shop, taken)
         async with ctx.pool.acquire() as conn:
             for ai_id in pending:
-                problem = _product_failure(ai_id, refs_by_id.get(ai_id, []), failed, batch_error)
+                problem = product_failure(ai_id, refs_by_id.get(ai_id, []), failed, batch_error)
                 if problem is not None:
                     self.outcomes[ai_id] = problem
                     continue
-                work = functools.partial(_write_ai_item, ctx, conn, shop, ai_id, slugs, products, note)
-                self.outcomes[ai_id] = await _guarded(ai_id, work)
+                work = functools.partial(write_ai_item, ctx, conn, shop, ai_id, slugs, products, note)
+                self.outcomes[ai_id] = await guarded(ai_id, work)
 
 
-async def _ai_product_refs(
+async def ai_product_refs(
     ctx: MigrationContext, conn: repo.Conn, shop: str, ai_ids: Sequence[str]
 ) -> dict[str, list[LegacyProductRef]]:
     """Product refs of AI rows, read in one statement, only when products are to be cached.

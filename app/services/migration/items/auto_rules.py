@@ -24,12 +24,12 @@ from app.services.migration.items.common import (
     SKIP_DUPLICATE_OF_RULE,
     ItemOutcome,
     MigrationContext,
-    _clean,
-    _dumps,
-    _failed,
-    _guarded,
-    _migrated,
-    _skipped,
+    clean_text,
+    dumps_json,
+    failed_outcome,
+    guarded,
+    migrated_outcome,
+    skipped_outcome,
 )
 
 
@@ -67,7 +67,7 @@ def _build_auto_rule(shop: str, legacy_id: str, source: str, row: asyncpg.Record
         # its `Auto Generated Bundle` discount and the validation report find this rule.
         conditions["legacyCopyOf"] = f"{AUTO_BUNDLE_DATA_PREFIX}{shop}"
     template = dict(mapping.bundle_template)
-    discount_id = _clean(row["discount_id"])
+    discount_id = clean_text(row["discount_id"])
     if discount_id is not None:
         template["discount"] = {**template["discount"], "shopifyDiscountId": discount_id}
     return repo.NewAutoRule(
@@ -76,15 +76,15 @@ def _build_auto_rule(shop: str, legacy_id: str, source: str, row: asyncpg.Record
         name=mapping.name if source == "auto_bundle_rules" else "Auto bundle (legacy single rule)",
         description=None if source == "auto_bundle_rules" else "Migrated from the deprecated auto_bundle_data table",
         trigger_type=mapping.trigger_type,
-        conditions_json=_dumps(conditions),
-        bundle_template_json=_dumps(template),
+        conditions_json=dumps_json(conditions),
+        bundle_template_json=dumps_json(template),
         is_active=mapping.is_active and not superseded,
         created_at=row["createdAt"] or now,
         now=now,
     )
 
 
-class _AutoRuleBatch:
+class AutoRuleBatch:
     """auto_bundle_rules / auto_bundle_data → AutoBundleRule; never calls Shopify."""
 
     def __init__(self, ctx: MigrationContext, shop: str, ids: list[str], outcomes: dict[str, ItemOutcome]) -> None:
@@ -95,15 +95,17 @@ class _AutoRuleBatch:
             existing = await repo.existing_auto_rules(conn, self.shop, self.ids)
             for legacy_id in self.ids:
                 if legacy_id in existing:
-                    self.outcomes[legacy_id] = _skipped(legacy_id, SKIP_ALREADY_MIGRATED, v2_id=existing[legacy_id])
+                    self.outcomes[legacy_id] = skipped_outcome(
+                        legacy_id, SKIP_ALREADY_MIGRATED, v2_id=existing[legacy_id]
+                    )
                     continue
-                self.outcomes[legacy_id] = await _guarded(legacy_id, functools.partial(self._item, conn, legacy_id))
+                self.outcomes[legacy_id] = await guarded(legacy_id, functools.partial(self._item, conn, legacy_id))
 
     async def _item(self, conn: repo.Conn, legacy_id: str) -> ItemOutcome:
         shop, dry_run = self.shop, self.ctx.dry_run
         kind, key = _auto_rule_key(shop, legacy_id)
         if kind == "data" and key != shop:
-            return _failed(legacy_id, REASON_INVALID_LEGACY_DATA, f"auto_bundle_data key of another shop: {key}")
+            return failed_outcome(legacy_id, REASON_INVALID_LEGACY_DATA, f"auto_bundle_data key of another shop: {key}")
         source = "auto_bundle_rules" if kind == "rule" else "auto_bundle_data"
 
         async def read(lock: bool) -> asyncpg.Record | None:
@@ -114,25 +116,25 @@ class _AutoRuleBatch:
         if dry_run:
             row = await read(lock=False)
             if row is None:
-                return _skipped(legacy_id, SKIP_DELETED_MEANWHILE, f"{source} row is gone")
+                return skipped_outcome(legacy_id, SKIP_DELETED_MEANWHILE, f"{source} row is gone")
             duplicate = await self._duplicate_of(conn, legacy_id, row)
             if duplicate is not None:
                 return duplicate
             _build_auto_rule(shop, legacy_id, source, row, utcnow())
-            return _migrated(legacy_id, None, "dry run")
+            return migrated_outcome(legacy_id, None, "dry run")
         async with conn.transaction():
             row = await read(lock=True)
             if row is None:
-                return _skipped(legacy_id, SKIP_DELETED_MEANWHILE, f"{source} row is gone")
+                return skipped_outcome(legacy_id, SKIP_DELETED_MEANWHILE, f"{source} row is gone")
             duplicate = await self._duplicate_of(conn, legacy_id, row)
             if duplicate is not None:
                 return duplicate
             rule = _build_auto_rule(shop, legacy_id, source, row, utcnow())
             inserted = await repo.insert_auto_rule(conn, rule)
         if inserted is None:
-            return _skipped(legacy_id, SKIP_ALREADY_MIGRATED)
+            return skipped_outcome(legacy_id, SKIP_ALREADY_MIGRATED)
         detail = "superseded by auto_bundle_rules: migrated inactive" if row["superseded"] else None
-        return _migrated(legacy_id, inserted, detail)
+        return migrated_outcome(legacy_id, inserted, detail)
 
     async def _duplicate_of(self, conn: repo.Conn, legacy_id: str, row: asyncpg.Record) -> ItemOutcome | None:
         """An auto_bundle_data row is the same rule as its copy in auto_bundle_rules: skipped
@@ -147,7 +149,7 @@ class _AutoRuleBatch:
         if copy_id is not None:
             found = await repo.find_auto_rule(conn, self.shop, copy_id)
             v2_id = found[0] if found is not None else None
-            return _skipped(
+            return skipped_outcome(
                 legacy_id,
                 SKIP_DUPLICATE_OF_RULE,
                 f"same rule as its copy 'Migrated Auto Bundle' in auto_bundle_rules ({copy_id}); migrated from there",
@@ -155,7 +157,7 @@ class _AutoRuleBatch:
             )
         merged = await repo.find_copy_rule(conn, self.shop, legacy_id)
         if merged is not None:
-            return _skipped(
+            return skipped_outcome(
                 legacy_id,
                 SKIP_DUPLICATE_OF_RULE,
                 f"same rule as AutoBundleRule {merged} (migrated from its copy)",

@@ -15,7 +15,7 @@ from app.shopify.client import Metaobject
 
 
 @dataclass(slots=True)
-class _BundleItem:
+class BundleItem:
     """One bundle_discount_id row on its way through the batch."""
 
     legacy_id: str
@@ -28,7 +28,7 @@ class _BundleItem:
 
 
 @dataclass
-class _BundleBatchState:
+class BundleBatchState:
     """The batch's rows still without an outcome (`items`) and the outcomes so far.
 
     `done` records an outcome and drops the row from `items`, so each later phase sees only the rows
@@ -37,7 +37,7 @@ class _BundleBatchState:
 
     ids: list[str]
     outcomes: dict[str, ItemOutcome]
-    items: dict[str, _BundleItem] = field(default_factory=dict)
+    items: dict[str, BundleItem] = field(default_factory=dict)
     ai_refs: dict[str, list[LegacyProductRef]] = field(default_factory=dict)  # AI bundles this batch may create
 
     def done(self, outcome: ItemOutcome) -> None:

@@ -1,5 +1,5 @@
 """Phases 1 and 2 of a bundle batch: classify the rows (database), read their metaobjects (Shopify),
-parse them. What comes out is `_BundleBatchState.items`: the rows still to write, each with its
+parse them. What comes out is `BundleBatchState.items`: the rows still to write, each with its
 metaobject and parsed bundle (ordinary rows) or its AI bundle / rule link (the odd rows).
 
 Apart from the writers because it holds no connection while Shopify is called, and writes nothing.
@@ -19,8 +19,8 @@ from app.rules.legacy_parsing import (
     classify_bundle_discount_row,
     parse_bundle_metaobject,
 )
-from app.services.migration.items.ai_bundles import _ai_product_refs
-from app.services.migration.items.bundle_items import _BundleBatchState, _BundleItem
+from app.services.migration.items.ai_bundles import ai_product_refs
+from app.services.migration.items.bundle_items import BundleBatchState, BundleItem
 from app.services.migration.items.common import (
     REASON_INVALID_LEGACY_DATA,
     REASON_METAOBJECT_NOT_FOUND,
@@ -28,21 +28,21 @@ from app.services.migration.items.common import (
     SKIP_DELETED_MEANWHILE,
     ItemOutcome,
     MigrationContext,
-    _classify_unexpected,
-    _failed,
-    _from_shopify_error,
-    _skipped,
-    _yield_now_and_then,
+    classify_unexpected,
+    failed_outcome,
+    outcome_from_shopify_error,
+    skipped_outcome,
+    yield_now_and_then,
 )
 from app.shopify.client import Metaobject, NodesResult, ShopifyClient
 from app.shopify.errors import REASON_SHOPIFY_UNAVAILABLE, ShopifyError, ShopifyShopError
 
 
-class _BundlePreparation:
+class BundlePreparation:
     """Classifies (phase 1, database), fetches (phase 2, `_MetaobjectFetch`) and parses a batch's
     rows; every row it cannot carry on gets its outcome."""
 
-    def __init__(self, ctx: MigrationContext, shop: str, state: _BundleBatchState) -> None:
+    def __init__(self, ctx: MigrationContext, shop: str, state: BundleBatchState) -> None:
         self.ctx, self.shop, self.state = ctx, shop, state
 
     async def run(self) -> None:
@@ -67,14 +67,16 @@ class _BundlePreparation:
         for legacy_id in state.ids:
             row = rows.get(legacy_id)
             if row is None:
-                state.done(_skipped(legacy_id, SKIP_DELETED_MEANWHILE, "no bundle_discount_id row for this shop"))
+                state.done(
+                    skipped_outcome(legacy_id, SKIP_DELETED_MEANWHILE, "no bundle_discount_id row for this shop")
+                )
                 continue
             classification = classify_bundle_discount_row(legacy_id)
-            item = _BundleItem(legacy_id, classification.kind, row)
+            item = BundleItem(legacy_id, classification.kind, row)
             state.items[legacy_id] = item
             if classification.kind == LegacyRowKind.INVALID:
                 state.done(
-                    _failed(
+                    failed_outcome(
                         legacy_id,
                         REASON_INVALID_LEGACY_DATA,
                         f"bundleId is not a metaobject GID or handle: {legacy_id!r}",
@@ -93,25 +95,25 @@ class _BundlePreparation:
         ai_by_metaobject = await repo.ai_bundles_by_metaobject(conn, shop, by_id)
         for legacy_id, ai_id in ai_by_metaobject.items():
             state.items[legacy_id].ai_id = ai_id
-        state.ai_refs = await _ai_product_refs(self.ctx, conn, shop, list(ai_by_metaobject.values()))
+        state.ai_refs = await ai_product_refs(self.ctx, conn, shop, list(ai_by_metaobject.values()))
         plain = [legacy_id for legacy_id in by_id if legacy_id not in ai_by_metaobject]
         existing = await repo.existing_bundles_by_metaobject(conn, shop, plain)
         existing.update(await repo.existing_bundles_by_legacy_key(conn, shop, by_handle))
         for legacy_id, v2_id in existing.items():
             if legacy_id in state.items:
-                state.done(_skipped(legacy_id, SKIP_ALREADY_MIGRATED, v2_id=v2_id))
+                state.done(skipped_outcome(legacy_id, SKIP_ALREADY_MIGRATED, v2_id=v2_id))
 
     # ------------------------------------------------------------------ parse (CPU only)
 
     async def _parse(self) -> None:
         for position, item in enumerate(list(self.state.items.values())):
-            await _yield_now_and_then(position)
+            await yield_now_and_then(position)
             if item.metaobject is None:
                 continue
             try:
                 item.parsed = parse_bundle_metaobject(item.metaobject.fields)
             except InvalidLegacyData as exc:
-                self.state.done(_failed(item.legacy_id, REASON_INVALID_LEGACY_DATA, str(exc)))
+                self.state.done(failed_outcome(item.legacy_id, REASON_INVALID_LEGACY_DATA, str(exc)))
 
 
 class _MetaobjectFetch:
@@ -119,7 +121,7 @@ class _MetaobjectFetch:
     held. A row whose metaobject cannot be had gets its outcome; the others get `metaobject`. The
     rows that are an AI bundle's metaobject need none (their AI bundle is read from the database)."""
 
-    def __init__(self, shopify: ShopifyClient, shop: str, state: _BundleBatchState) -> None:
+    def __init__(self, shopify: ShopifyClient, shop: str, state: BundleBatchState) -> None:
         self.shopify, self.shop, self.state = shopify, shop, state
 
     async def run(self) -> None:
@@ -135,13 +137,13 @@ class _MetaobjectFetch:
             # The shop itself is unusable (no token, 401, frozen, locked, gone): every item that needs
             # Shopify fails with that reason; the other items of the batch go on.
             for item in [*by_id, *by_handle]:
-                self.state.done(_from_shopify_error(item.legacy_id, shop_error))
+                self.state.done(outcome_from_shopify_error(item.legacy_id, shop_error))
             return
         if by_id:
             self._take_nodes(by_id, results[0])
         self._take_handles(by_handle, results[1 if by_id else 0 :])
 
-    async def _read_metaobjects(self, by_id: list[_BundleItem], by_handle: list[_BundleItem]) -> list[Any]:
+    async def _read_metaobjects(self, by_id: list[BundleItem], by_handle: list[BundleItem]) -> list[Any]:
         """One result per call, in call order: the nodes() read first (if any), then each handle's;
         a failed call's exception in its place. Cancellation propagates."""
         shopify, shop = self.shopify, self.shop
@@ -157,7 +159,7 @@ class _MetaobjectFetch:
                 raise result  # cancellation
         return results
 
-    def _take_nodes(self, by_id: list[_BundleItem], nodes_result: NodesResult[Metaobject] | Exception) -> None:
+    def _take_nodes(self, by_id: list[BundleItem], nodes_result: NodesResult[Metaobject] | Exception) -> None:
         """The nodes() read's answer for each GID row: its metaobject, or the row's outcome."""
         done = self.state.done
         if isinstance(nodes_result, Exception):
@@ -167,7 +169,7 @@ class _MetaobjectFetch:
         for item in by_id:
             if item.legacy_id in nodes_result.failed:
                 done(
-                    _failed(
+                    failed_outcome(
                         item.legacy_id,
                         REASON_SHOPIFY_UNAVAILABLE,
                         nodes_result.failed[item.legacy_id],
@@ -175,20 +177,20 @@ class _MetaobjectFetch:
                     )
                 )
             elif item.legacy_id in nodes_result.invalid:
-                done(_failed(item.legacy_id, REASON_INVALID_LEGACY_DATA, "Shopify refused the id as invalid"))
+                done(failed_outcome(item.legacy_id, REASON_INVALID_LEGACY_DATA, "Shopify refused the id as invalid"))
             elif (mo := nodes_result.nodes.get(item.legacy_id)) is None:
-                done(_failed(item.legacy_id, REASON_METAOBJECT_NOT_FOUND, "nodes() returned null"))
+                done(failed_outcome(item.legacy_id, REASON_METAOBJECT_NOT_FOUND, "nodes() returned null"))
             else:
                 item.metaobject = mo
 
-    def _take_handles(self, by_handle: list[_BundleItem], results: list[Any]) -> None:
+    def _take_handles(self, by_handle: list[BundleItem], results: list[Any]) -> None:
         """Each handle row's metaobjectByHandle answer: its metaobject, or the row's outcome."""
         for item, result in zip(by_handle, results, strict=True):
             if isinstance(result, Exception):
                 self.state.done(_fetch_failure(item.legacy_id, result))
             elif result is None:
                 self.state.done(
-                    _failed(
+                    failed_outcome(
                         item.legacy_id,
                         REASON_METAOBJECT_NOT_FOUND,
                         f"no {BUNDLE_METAOBJECT_TYPE} metaobject with handle {item.handle!r}",
@@ -201,6 +203,6 @@ class _MetaobjectFetch:
 def _fetch_failure(legacy_id: str, exc: Exception) -> ItemOutcome:
     """A failed Shopify call's outcome for one row: the error's own reason, else classified."""
     if isinstance(exc, ShopifyError):
-        return _from_shopify_error(legacy_id, exc)
-    reason, transient = _classify_unexpected(exc)
-    return _failed(legacy_id, reason, repr(exc)[:500], transient=transient)
+        return outcome_from_shopify_error(legacy_id, exc)
+    reason, transient = classify_unexpected(exc)
+    return failed_outcome(legacy_id, reason, repr(exc)[:500], transient=transient)

@@ -1,7 +1,7 @@
 """What every item kind shares: kinds, outcomes and their reason codes, the context, the guard.
 
 Kept apart from the kinds' own modules so that each of them, and the job engine, depends on this
-vocabulary and not on one another. `_guarded` is here because it is the one place that turns any
+vocabulary and not on one another. `guarded` is here because it is the one place that turns any
 failure of an item's work into that item's outcome, whatever the kind.
 """
 
@@ -94,26 +94,26 @@ class MigrationContext:
     options: dict[str, object] = field(default_factory=dict)
 
 
-def _migrated(legacy_id: str, v2_id: str | None, detail: str | None = None) -> ItemOutcome:
+def migrated_outcome(legacy_id: str, v2_id: str | None, detail: str | None = None) -> ItemOutcome:
     return ItemOutcome(legacy_id, "migrated", None, detail, v2_id)
 
 
-def _skipped(legacy_id: str, reason: str, detail: str | None = None, v2_id: str | None = None) -> ItemOutcome:
+def skipped_outcome(legacy_id: str, reason: str, detail: str | None = None, v2_id: str | None = None) -> ItemOutcome:
     return ItemOutcome(legacy_id, "skipped", reason, detail, v2_id)
 
 
-def _failed(legacy_id: str, reason: str, detail: str | None = None, *, transient: bool = False) -> ItemOutcome:
+def failed_outcome(legacy_id: str, reason: str, detail: str | None = None, *, transient: bool = False) -> ItemOutcome:
     return ItemOutcome(legacy_id, "failed", reason, detail, None, transient)
 
 
-def _from_shopify_error(legacy_id: str, exc: ShopifyError) -> ItemOutcome:
-    return _failed(legacy_id, exc.reason, exc.detail or str(exc), transient=exc.transient)
+def outcome_from_shopify_error(legacy_id: str, exc: ShopifyError) -> ItemOutcome:
+    return failed_outcome(legacy_id, exc.reason, exc.detail or str(exc), transient=exc.transient)
 
 
 # ==================================================================================== failures
 
 
-def _classify_unexpected(exc: BaseException) -> tuple[str, bool]:
+def classify_unexpected(exc: BaseException) -> tuple[str, bool]:
     """Reason code and transience of an exception no specific handler claimed."""
     if isinstance(exc, ShopifyError):
         return exc.reason, exc.transient
@@ -130,7 +130,7 @@ def _classify_unexpected(exc: BaseException) -> tuple[str, bool]:
     return REASON_INTERNAL_ERROR, False
 
 
-async def _guarded(legacy_id: str, work: Callable[[], Awaitable[ItemOutcome]]) -> ItemOutcome:
+async def guarded(legacy_id: str, work: Callable[[], Awaitable[ItemOutcome]]) -> ItemOutcome:
     """Run one item's work; turn every failure into an outcome, retrying lock conflicts.
 
     Deadlocks and serialization failures can only come from a writer that does not lock the legacy
@@ -143,7 +143,7 @@ async def _guarded(legacy_id: str, work: Callable[[], Awaitable[ItemOutcome]]) -
         try:
             return await work()
         except InvalidLegacyData as exc:
-            return _failed(legacy_id, REASON_INVALID_LEGACY_DATA, str(exc))
+            return failed_outcome(legacy_id, REASON_INVALID_LEGACY_DATA, str(exc))
         except (
             asyncpg.DeadlockDetectedError,
             asyncpg.SerializationError,
@@ -152,11 +152,13 @@ async def _guarded(legacy_id: str, work: Callable[[], Awaitable[ItemOutcome]]) -
             last = exc
             await asyncio.sleep(0.01)
         except Exception as exc:
-            reason, transient = _classify_unexpected(exc)
+            reason, transient = classify_unexpected(exc)
             if reason == REASON_INTERNAL_ERROR:
                 log.exception("migration item failed unexpectedly", extra={"legacy_id": legacy_id})
-            return _failed(legacy_id, reason, repr(exc)[:500], transient=transient)
-    return _failed(legacy_id, REASON_CONFLICT, f"concurrent writes kept conflicting: {last!r}"[:500], transient=True)
+            return failed_outcome(legacy_id, reason, repr(exc)[:500], transient=transient)
+    return failed_outcome(
+        legacy_id, REASON_CONFLICT, f"concurrent writes kept conflicting: {last!r}"[:500], transient=True
+    )
 
 
 # ==================================================================================== small helpers
@@ -166,16 +168,16 @@ async def _guarded(legacy_id: str, work: Callable[[], Awaitable[ItemOutcome]]) -
 YIELD_EVERY_ITEMS = 10
 
 
-async def _yield_now_and_then(position: int) -> None:
+async def yield_now_and_then(position: int) -> None:
     if position % YIELD_EVERY_ITEMS == YIELD_EVERY_ITEMS - 1:
         await asyncio.sleep(0)
 
 
-def _dumps(value: Any) -> str:
+def dumps_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _clean(value: str | None) -> str | None:
+def clean_text(value: str | None) -> str | None:
     if value is None:
         return None
     text = value.strip()

@@ -12,17 +12,17 @@ from collections.abc import Iterable
 
 from app.core.metrics import JOB_ITEMS
 from app.repos import migration as repo
-from app.services.migration.items.ai_bundles import _AiBatch
-from app.services.migration.items.auto_rules import _AutoRuleBatch
-from app.services.migration.items.bundle_batch import _BundleBatch
+from app.services.migration.items.ai_bundles import AiBatch
+from app.services.migration.items.auto_rules import AutoRuleBatch
+from app.services.migration.items.bundle_batch import BundleBatch
 from app.services.migration.items.common import (
     REASON_INTERNAL_ERROR,
     ItemKind,
     ItemOutcome,
     MigrationContext,
     PlannedItem,
-    _classify_unexpected,
-    _failed,
+    classify_unexpected,
+    failed_outcome,
 )
 
 log = logging.getLogger(__name__)
@@ -63,19 +63,21 @@ async def migrate_batch(
     outcomes: dict[str, ItemOutcome] = {}
     try:
         if item_kind == "bundle":
-            await _BundleBatch(ctx, shop, ids, outcomes).run()
+            await BundleBatch(ctx, shop, ids, outcomes).run()
         elif item_kind == "ai_bundle":
-            await _AiBatch(ctx, shop, ids, outcomes).run()
+            await AiBatch(ctx, shop, ids, outcomes).run()
         elif item_kind == "auto_rule":
-            await _AutoRuleBatch(ctx, shop, ids, outcomes).run()
+            await AutoRuleBatch(ctx, shop, ids, outcomes).run()
         else:
             for legacy_id in ids:
-                outcomes[legacy_id] = _failed(legacy_id, REASON_INTERNAL_ERROR, f"unknown item kind {item_kind!r}")
+                outcomes[legacy_id] = failed_outcome(
+                    legacy_id, REASON_INTERNAL_ERROR, f"unknown item kind {item_kind!r}"
+                )
     except Exception as exc:  # the batch phase itself broke (e.g. database down): fail what is left
-        reason, transient = _classify_unexpected(exc)
+        reason, transient = classify_unexpected(exc)
         log.warning("migration batch failed", extra={"shop": shop, "kind": item_kind, "error": repr(exc)})
         for legacy_id in ids:
-            outcomes.setdefault(legacy_id, _failed(legacy_id, reason, repr(exc)[:500], transient=transient))
+            outcomes.setdefault(legacy_id, failed_outcome(legacy_id, reason, repr(exc)[:500], transient=transient))
     result = [outcomes[legacy_id] for legacy_id in ids]
     _record_metrics(item_kind, result, ctx.dry_run)
     return result

@@ -1,8 +1,8 @@
 """The writers of ordinary manual bundles (a bundle_discount_id row + its metaobject → Bundle).
 
-Two ways, same lock, name check and ON CONFLICT per row: `_write_manual_batch` writes all the
+Two ways, same lock, name check and ON CONFLICT per row: `write_manual_batch` writes all the
 batch's ordinary rows in ONE statement (the bulk of the data, so one round trip per batch), and
-`_write_manual_row` writes one row, handling slug and rename races and reporting per item. What the
+`write_manual_row` writes one row, handling slug and rename races and reporting per item. What the
 batched statement does not settle (a renamed row, or every row when it fails) goes one at a time.
 """
 
@@ -21,7 +21,7 @@ from app.core.time import utcnow
 from app.repos import migration as repo
 from app.rules.legacy_parsing import LegacyRowKind, ParsedLegacyBundle
 from app.rules.slugs import slugify
-from app.services.migration.items.bundle_items import _BundleBatchState, _BundleItem
+from app.services.migration.items.bundle_items import BundleBatchState, BundleItem
 from app.services.migration.items.common import (
     MAX_SLUG_ATTEMPTS,
     REASON_CONFLICT,
@@ -30,15 +30,15 @@ from app.services.migration.items.common import (
     SLUG_CONSTRAINT,
     ItemOutcome,
     MigrationContext,
-    _clean,
-    _dumps,
-    _failed,
-    _migrated,
-    _skipped,
-    _yield_now_and_then,
+    clean_text,
+    dumps_json,
+    failed_outcome,
+    migrated_outcome,
+    skipped_outcome,
+    yield_now_and_then,
 )
-from app.services.migration.items.product_cache import _components, _product_failure
-from app.services.migration.items.slugs import _SlugAllocator
+from app.services.migration.items.product_cache import build_components, product_failure
+from app.services.migration.items.slugs import SlugAllocator
 from app.shopify.client import Product
 from app.shopify.errors import ShopifyError
 
@@ -47,14 +47,14 @@ log = logging.getLogger(__name__)
 FALLBACK_BUNDLE_NAME = "Untitled bundle"
 
 
-def _bundle_name(legacy_name: str | None, parsed: ParsedLegacyBundle) -> str:
+def v2_bundle_name(legacy_name: str | None, parsed: ParsedLegacyBundle) -> str:
     """The plan's `name: oldBundle.bundleName`, falling back to the metaobject when it is blank."""
-    return _clean(legacy_name) or parsed.name or parsed.title or FALLBACK_BUNDLE_NAME
+    return clean_text(legacy_name) or parsed.name or parsed.title or FALLBACK_BUNDLE_NAME
 
 
 def _build_manual_bundle(
     shop: str,
-    item: _BundleItem,
+    item: BundleItem,
     legacy_name: str,
     slug: str,
     products: dict[str, Product | None] | None,
@@ -64,7 +64,7 @@ def _build_manual_bundle(
     BundleDiscount is not built here: the statement takes it from the locked legacy row."""
     parsed, metaobject = item.parsed, item.metaobject
     assert parsed is not None and metaobject is not None
-    name = _bundle_name(legacy_name, parsed)
+    name = v2_bundle_name(legacy_name, parsed)
     metadata: dict[str, Any] = {"source": "MANUAL", "legacyBundleId": item.legacy_id}
     if item.handle is not None:
         metadata["legacyHandle"] = item.handle
@@ -77,17 +77,17 @@ def _build_manual_bundle(
         slug=slug,
         status="ACTIVE",
         shopify_metaobject_id=metaobject.id,
-        metadata_json=_dumps(metadata),
+        metadata_json=dumps_json(metadata),
         created_at=parsed.created_at or now,
         now=now,
         inventory_id=new_id(),
-        components=_components(parsed.products, products),
+        components=build_components(parsed.products, products),
         pricing_rule_id=new_id(),
         discount_percent=parsed.discount_percent if parsed.discount_percent is not None else Decimal(0),
     )
 
 
-def _migrated_detail(item: _BundleItem, note: str | None) -> str | None:
+def _migrated_detail(item: BundleItem, note: str | None) -> str | None:
     """A migrated row's detail: how its handle resolved (handle rows only), then the cache note."""
     if item.handle is None:
         return note
@@ -99,11 +99,11 @@ def _migrated_detail(item: _BundleItem, note: str | None) -> str | None:
 # ==================================================================================== batched
 
 
-async def _write_manual_batch(
+async def write_manual_batch(
     conn: repo.Conn,
     shop: str,
-    state: _BundleBatchState,
-    slugs: _SlugAllocator,
+    state: BundleBatchState,
+    slugs: SlugAllocator,
     products: dict[str, Product | None] | None,
     failed: dict[str, str],
     batch_error: ShopifyError | None,
@@ -133,18 +133,18 @@ async def _write_manual_batch(
 
 
 def _batch_candidates(
-    state: _BundleBatchState, failed: dict[str, str], batch_error: ShopifyError | None
-) -> list[_BundleItem]:
+    state: BundleBatchState, failed: dict[str, str], batch_error: ShopifyError | None
+) -> list[BundleItem]:
     """The ordinary rows still to write, in batch order: parsed, not an AI bundle's metaobject, and
     with their products read (an item whose products failed is reported by the item path)."""
-    candidates: list[_BundleItem] = []
+    candidates: list[BundleItem] = []
     for legacy_id in state.ids:
         item = state.items.get(legacy_id)
         if item is None or item.parsed is None or item.ai_id is not None:
             continue
         if item.kind not in (LegacyRowKind.METAOBJECT_ID, LegacyRowKind.METAOBJECT_HANDLE):
             continue
-        if _product_failure(legacy_id, item.parsed.products, failed, batch_error) is not None:
+        if product_failure(legacy_id, item.parsed.products, failed, batch_error) is not None:
             continue  # reported by the item path
         candidates.append(item)
     return candidates
@@ -152,26 +152,26 @@ def _batch_candidates(
 
 async def _batch_entries(
     shop: str,
-    candidates: list[_BundleItem],
-    slugs: _SlugAllocator,
+    candidates: list[BundleItem],
+    slugs: SlugAllocator,
     products: dict[str, Product | None] | None,
     now: datetime,
 ) -> list[repo.ManualInsert]:
     """One insert per candidate, built from the batch read's name, each with a freshly allocated slug."""
     entries: list[repo.ManualInsert] = []
     for position, item in enumerate(candidates):
-        await _yield_now_and_then(position)
+        await yield_now_and_then(position)
         assert item.parsed is not None
-        base = slugify(_bundle_name(item.row.bundle_name, item.parsed))
+        base = slugify(v2_bundle_name(item.row.bundle_name, item.parsed))
         bundle = _build_manual_bundle(shop, item, item.row.bundle_name, slugs.allocate(base), products, now)
         entries.append(repo.ManualInsert(bundle, item.legacy_id, item.row.bundle_name, new_id()))
     return entries
 
 
 def _settle_batch(
-    state: _BundleBatchState,
-    slugs: _SlugAllocator,
-    candidates: list[_BundleItem],
+    state: BundleBatchState,
+    slugs: SlugAllocator,
+    candidates: list[BundleItem],
     entries: list[repo.ManualInsert],
     results: list[repo.ManualInsertResult],
     note: str | None,
@@ -181,25 +181,27 @@ def _settle_batch(
     for item, entry, result in zip(candidates, entries, results, strict=True):
         legacy_id = item.legacy_id
         if not result.found:
-            state.done(_skipped(legacy_id, SKIP_DELETED_MEANWHILE, "bundle_discount_id row is gone"))
+            state.done(skipped_outcome(legacy_id, SKIP_DELETED_MEANWHILE, "bundle_discount_id row is gone"))
         elif result.bundle_id is not None:
-            state.done(_migrated(legacy_id, result.bundle_id, _migrated_detail(item, note)))
+            state.done(migrated_outcome(legacy_id, result.bundle_id, _migrated_detail(item, note)))
         elif result.locked_name is not None and result.locked_name != item.row.bundle_name:
             slugs.taken.discard(entry.bundle.slug)  # renamed meanwhile: the item path rebuilds it
         else:
             assert item.metaobject is not None
-            state.done(_skipped(legacy_id, SKIP_ALREADY_MIGRATED, f"metaobject {item.metaobject.id} is already in V2"))
+            state.done(
+                skipped_outcome(legacy_id, SKIP_ALREADY_MIGRATED, f"metaobject {item.metaobject.id} is already in V2")
+            )
 
 
 # ==================================================================================== one at a time
 
 
-async def _write_manual_row(
+async def write_manual_row(
     ctx: MigrationContext,
     conn: repo.Conn,
     shop: str,
-    item: _BundleItem,
-    slugs: _SlugAllocator,
+    item: BundleItem,
+    slugs: SlugAllocator,
     products: dict[str, Product | None] | None,
     note: str | None,
 ) -> ItemOutcome:
@@ -214,7 +216,7 @@ async def _write_manual_row(
     # and the bundle is rebuilt from the current name (the API's rename wins).
     expected_name = item.row.bundle_name
     for _ in range(MAX_SLUG_ATTEMPTS):
-        base = slugify(_bundle_name(expected_name, item.parsed))
+        base = slugify(v2_bundle_name(expected_name, item.parsed))
         bundle = _build_manual_bundle(shop, item, expected_name, slugs.allocate(base), products, utcnow())
         try:
             result = await repo.insert_manual_bundle(conn, bundle, legacy_id, expected_name, new_id())
@@ -224,24 +226,28 @@ async def _write_manual_row(
                 continue
             raise
         if not result.found:
-            return _skipped(legacy_id, SKIP_DELETED_MEANWHILE, "bundle_discount_id row is gone")
+            return skipped_outcome(legacy_id, SKIP_DELETED_MEANWHILE, "bundle_discount_id row is gone")
         if result.bundle_id is None:
             if result.locked_name is not None and result.locked_name != expected_name:
                 expected_name = result.locked_name
                 continue
-            return _skipped(legacy_id, SKIP_ALREADY_MIGRATED, f"metaobject {item.metaobject.id} is already in V2")
-        return _migrated(legacy_id, result.bundle_id, _migrated_detail(item, note))
-    return _failed(legacy_id, REASON_CONFLICT, f"gave up after {MAX_SLUG_ATTEMPTS} slug/rename races", transient=True)
+            return skipped_outcome(
+                legacy_id, SKIP_ALREADY_MIGRATED, f"metaobject {item.metaobject.id} is already in V2"
+            )
+        return migrated_outcome(legacy_id, result.bundle_id, _migrated_detail(item, note))
+    return failed_outcome(
+        legacy_id, REASON_CONFLICT, f"gave up after {MAX_SLUG_ATTEMPTS} slug/rename races", transient=True
+    )
 
 
-async def _dry_run_manual_row(conn: repo.Conn, shop: str, item: _BundleItem) -> ItemOutcome:
-    """What `_write_manual_row` would do, read without locks, nothing written."""
+async def _dry_run_manual_row(conn: repo.Conn, shop: str, item: BundleItem) -> ItemOutcome:
+    """What `write_manual_row` would do, read without locks, nothing written."""
     legacy_id = item.legacy_id
     assert item.metaobject is not None
     row = await repo.read_bundle_row(conn, shop, legacy_id)
     if row is None:
-        return _skipped(legacy_id, SKIP_DELETED_MEANWHILE, "bundle_discount_id row is gone")
+        return skipped_outcome(legacy_id, SKIP_DELETED_MEANWHILE, "bundle_discount_id row is gone")
     existing = await repo.find_bundle_id(conn, shop, item.metaobject.id)
     if existing is not None:
-        return _skipped(legacy_id, SKIP_ALREADY_MIGRATED, v2_id=existing)
-    return _migrated(legacy_id, None, "dry run")
+        return skipped_outcome(legacy_id, SKIP_ALREADY_MIGRATED, v2_id=existing)
+    return migrated_outcome(legacy_id, None, "dry run")

@@ -12,12 +12,17 @@ from collections.abc import Sequence
 from app.core.ids import new_id
 from app.repos import migration as repo
 from app.rules.legacy_parsing import LegacyProductRef
-from app.services.migration.items.common import ItemOutcome, MigrationContext, _failed, _from_shopify_error
+from app.services.migration.items.common import (
+    ItemOutcome,
+    MigrationContext,
+    failed_outcome,
+    outcome_from_shopify_error,
+)
 from app.shopify.client import Product
 from app.shopify.errors import REASON_SHOPIFY_UNAVAILABLE, ShopifyError, ShopifyShopError
 
 
-def _components(
+def build_components(
     refs: Sequence[LegacyProductRef], products: dict[str, Product | None] | None
 ) -> list[repo.NewComponent]:
     """Components in legacy order; caches filled from the product when it was fetched.
@@ -49,7 +54,7 @@ def _components(
     return result
 
 
-async def _fetch_products(
+async def fetch_products(
     ctx: MigrationContext, shop: str, product_ids: Sequence[str]
 ) -> tuple[dict[str, Product | None] | None, dict[str, str], ShopifyError | None]:
     """Products for the component caches: (found or None per id, per-id errors, batch error).
@@ -65,17 +70,17 @@ async def _fetch_products(
     return result.nodes, result.failed, None
 
 
-def _product_failure(
+def product_failure(
     legacy_id: str, refs: Sequence[LegacyProductRef], failed: dict[str, str], batch_error: ShopifyError | None
 ) -> ItemOutcome | None:
     """Products were asked for but could not be read: fail the item as transient so a retry fills the
     cache (a migrated bundle is never revisited). A shop-level error instead leaves the cache empty:
     retrying cannot help while the shop is unusable, and the bundle itself does not need Shopify."""
     if batch_error is not None and not isinstance(batch_error, ShopifyShopError):
-        return _from_shopify_error(legacy_id, batch_error)
+        return outcome_from_shopify_error(legacy_id, batch_error)
     for ref in refs:
         if ref.product_id in failed:
-            return _failed(
+            return failed_outcome(
                 legacy_id,
                 REASON_SHOPIFY_UNAVAILABLE,
                 f"product {ref.product_id}: {failed[ref.product_id]}",
@@ -84,5 +89,5 @@ def _product_failure(
     return None
 
 
-def _cache_note(batch_error: ShopifyError | None) -> str | None:
+def cache_note(batch_error: ShopifyError | None) -> str | None:
     return f"product cache not filled ({batch_error.reason})" if batch_error is not None else None

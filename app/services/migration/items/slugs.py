@@ -10,7 +10,7 @@ from app.repos import migration as repo
 from app.rules.slugs import unique_slug
 
 
-class _SlugAllocator:
+class SlugAllocator:
     """Hands out slugs unique within the shop: `taken` is read once per batch (one query), so the
     usual insert succeeds first time; a concurrent writer that took the slug meanwhile makes the
     insert raise on `Bundle_shop_slug_key`, and `refresh` re-reads the taken slugs for that base."""
