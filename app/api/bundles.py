@@ -22,6 +22,7 @@ from app.api.openapi_docs import (
     INVALID_LIMIT,
     INVALID_SHOP,
     SHOP_ERRORS,
+    SHOP_NOT_CONNECTED,
     SHOPIFY_UNAVAILABLE,
     UNEXPECTED_ERROR,
     Responses,
@@ -76,6 +77,21 @@ _CONFLICT = problem(
     slugTaken=problem_example(409, "slug taken", slug="summer-set"),
     metaobjectBundled=problem_example(409, "metaobject already bundled"),
 )
+#: A create with write-through: the same conflicts, or Shopify refusing for the shop's state.
+_CREATE_CONFLICT = problem(
+    409,
+    "Slug taken, the metaobject already belongs to another bundle, or (write-through) the shop is not "
+    "connected (`reason` says why)",
+    slugTaken=problem_example(409, "slug taken", slug="summer-set"),
+    metaobjectBundled=problem_example(409, "metaobject already bundled"),
+    shopNotConnected=problem_example(
+        409,
+        "Shopify refused to create the bundle's objects: the app is not installed on the shop.",
+        title="Shop not connected",
+        slug="shop-not-connected",
+        reason="shop_unauthorized",
+    ),
+)
 _STALE = problem_responses(412)
 _WRITE_422 = problem(
     422,
@@ -85,6 +101,11 @@ _WRITE_422 = problem(
 )
 _READ_ERRORS: Responses = {
     **SHOP_ERRORS,
+    **problem(
+        409,
+        "Legacy read: the shop is not connected (app uninstalled, shop frozen, locked or gone; `reason` says which)",
+        shopNotConnected=SHOP_NOT_CONNECTED,
+    ),
     **problem(502, "Legacy read: Shopify refused the request (`reason` says why)"),
     **problem(
         503,
@@ -133,7 +154,7 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str]) -> Respons
         ),
         **SHOP_ERRORS,
         **BODY_ERRORS,
-        **_CONFLICT,
+        **_CREATE_CONFLICT,
         **problem(
             422,
             "Validation failed (`errors[]` names each field), or the `Idempotency-Key` was used with another body",

@@ -59,6 +59,7 @@ __all__ = [
     "SHOPIFY_ERROR",
     "SHOPIFY_UNAVAILABLE",
     "SHOP_ERRORS",
+    "SHOP_NOT_CONNECTED",
     "UNEXPECTED_ERROR",
     "Problem",
     "ProblemFieldError",
@@ -177,7 +178,16 @@ SHOPIFY_UNAVAILABLE = problem_example(
     reason="shopify_unavailable",
 )
 SHOPIFY_ERROR = problem_example(
-    502, "Shopify refused the request needed to read the legacy bundle.", reason="shop_unauthorized"
+    502, "Shopify refused the request needed to read the legacy bundle.", reason="shopify_bad_response"
+)
+#: Shopify refused because of the shop's state (`reason`: shop_unauthorized, shop_frozen, shop_locked,
+#: shop_not_found): a 409, since nothing upstream is broken and a retry cannot help.
+SHOP_NOT_CONNECTED = problem_example(
+    409,
+    "Shopify refused the request needed to read the legacy bundle.",
+    title="Shop not connected",
+    slug="shop-not-connected",
+    reason="shop_unauthorized",
 )
 DATABASE_UNAVAILABLE = problem_example(
     503, "The database is unavailable; nothing was changed. Retry the request.", retryable=True

@@ -165,10 +165,21 @@ def _respond(answer: StorefrontAnswer) -> Response:
         ),
         **PROXY_ERRORS,
         **problem(
+            409,
+            "Legacy path: the shop is not connected (uninstalled, frozen, locked or gone; `reason` says which).",
+            shopNotConnected=problem_example(
+                409,
+                "Shopify refused to read the shop's bundles.",
+                title="Shop not connected",
+                slug="shop-not-connected",
+                reason="shop_unauthorized",
+            ),
+        ),
+        **problem(
             502,
             "Legacy path: Shopify refused the read (`reason` says why).",
             shopifyRefused=problem_example(
-                502, "Shopify refused to read the shop's bundles.", reason="shop_unauthorized"
+                502, "Shopify refused to read the shop's bundles.", reason="shopify_bad_response"
             ),
         ),
         **problem(
