@@ -1,4 +1,4 @@
-"""The Shopify write-through outbox (issue 5): `sb_outbox`.
+"""The Shopify write-through outbox: `sb_outbox`.
 
 One row per change a bundle's Shopify objects (metaobject, automatic discount) must follow,
 written in the same transaction as the bundle change and delivered in `seq` order per bundle by

@@ -149,7 +149,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field(default="json", alias="LOG_FORMAT")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
     max_body_bytes: int = Field(default=1024 * 1024, alias="MAX_BODY_BYTES")
-    # --- Shopify write-through (issue 5; docs/write-through.md) ---
+    # --- Shopify write-through (docs/write-through.md) ---
     shopify_write_through: bool = Field(default=False, alias="SHOPIFY_WRITE_THROUGH")
     outbox_dispatcher: bool | None = Field(
         default=None,

@@ -1,4 +1,4 @@
-"""Issue 4 acceptance: the backfill job runs while the real bundle API writes to the very bundles it migrates.
+"""The backfill job runs while the real bundle API writes to the very bundles it migrates.
 
 `test_migration_items.py::test_backfill_races_api_writes_on_the_same_rows` imitates the API's
 transactions in SQL. This file drives the real thing, at the same time and on the same rows:

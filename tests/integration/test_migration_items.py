@@ -1,4 +1,4 @@
-"""Issue 4, item 1: the three migrations per item, on real PostgreSQL and the simulator over HTTP.
+"""The three migrations per item, on real PostgreSQL and the simulator over HTTP.
 
 Assertions are on data: the outcome of every legacy item (status + reason code), the V2 rows each
 one became, that a second run writes nothing, that the plan's own validation queries agree, and

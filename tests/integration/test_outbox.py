@@ -1,6 +1,6 @@
 """The write-through outbox: written in the bundle's transaction, delivered in order per bundle,
 retried through a Shopify outage, dead-lettered on permanent failures, and exactly-once in effect
-across a SIGKILL of the dispatcher mid-call (acceptance tests of issue 5).
+across a SIGKILL of the dispatcher mid-call.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 4, item 5: the validation report, over HTTP and as the CLI's function.
+"""The validation report, over HTTP and as the CLI's function.
 
 The messy data set is migrated item by item, the outcomes are stored the way the job engine stores
 them, and the report must then explain every odd legacy row instead of listing it as unmigrated.

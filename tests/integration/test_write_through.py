@@ -1,4 +1,4 @@
-"""Shopify write-through (issue 5): create-then-commit with compensation, outbox-driven updates and
+"""Shopify write-through: create-then-commit with compensation, outbox-driven updates and
 deletes, and reconciliation; against the real database and the Shopify simulator over HTTP.
 
 Acceptance covered here: create / rename / change products / change discount / delete through the

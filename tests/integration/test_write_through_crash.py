@@ -1,4 +1,4 @@
-"""Write-through create intents (issue 5): a create that dies between its Shopify calls and its
+"""Write-through create intents: a create that dies between its Shopify calls and its
 commit, or whose discount create answer is lost, leaves no orphan metaobject or discount once the
 dispatcher has handled the create's `compensate` intent; a committed create leaves no intent."""
 
