@@ -1,4 +1,4 @@
-"""`/admin/rollback`, `/admin/cleanup`, `/admin/cleanup/restore`: thin HTTP over `app.services.cutover.operations`.
+"""`/admin/rollback`, `/admin/cleanup`, `/admin/cleanup/restore`: thin HTTP over `app.services.cutover`.
 
 All synchronous (200 with what changed): each is a couple of short transactions; the cleanup also
 waits about 1.5 s for every replica to stop dual-writing before it moves the tables. The actor in
@@ -37,8 +37,8 @@ from app.schemas.cutover import (
     RollbackOut,
     V2OnlyHoldings,
 )
-from app.services.cutover import operations as service
-from app.services.cutover.operations import ARCHIVED_LEGACY_TABLES
+from app.services.cutover import cleanup, rollback
+from app.services.cutover.guard import ARCHIVED_LEGACY_TABLES
 
 router = APIRouter(tags=["rollout"], responses=UNEXPECTED_ERROR)
 
@@ -134,7 +134,7 @@ _RESTORE_CONFLICT = problem(
     responses={**example_response(ROLLBACK_EXAMPLE), **_ERRORS, **_ROLLBACK_CONFLICT},
 )
 async def post_rollback(body: RollbackIn, actor: AdminDep, container: ContainerDep, store: FlagsDep) -> RollbackOut:
-    result: dict[str, Any] = await service.immediate_rollback(
+    result: dict[str, Any] = await rollback.immediate_rollback(
         container.pool, actor=actor, reason=body.reason, store=store, confirm=body.confirm
     )
     return RollbackOut.model_validate(result)
@@ -146,7 +146,7 @@ async def post_rollback(body: RollbackIn, actor: AdminDep, container: ContainerD
     responses={**example_response(V2_ONLY_EXAMPLE), **ADMIN_AUTH, **DB_ERRORS},
 )
 async def get_rollback_preview(_: AdminDep, container: ContainerDep) -> V2OnlyHoldings:
-    result: dict[str, Any] = await service.rollback_preview(container.pool)
+    result: dict[str, Any] = await rollback.rollback_preview(container.pool)
     return V2OnlyHoldings.model_validate(result)
 
 
@@ -156,7 +156,7 @@ async def get_rollback_preview(_: AdminDep, container: ContainerDep) -> V2OnlyHo
     responses={**example_response(CLEANUP_EXAMPLE), **_ERRORS, **_CLEANUP_CONFLICT},
 )
 async def post_cleanup(body: CleanupIn, actor: AdminDep, container: ContainerDep, store: FlagsDep) -> CleanupOut:
-    result = await service.phase5_cleanup(
+    result = await cleanup.phase5_cleanup(
         container.pool, actor=actor, reason=body.reason, force=body.force, store=store
     )
     return CleanupOut.model_validate(result)
@@ -170,5 +170,5 @@ async def post_cleanup(body: CleanupIn, actor: AdminDep, container: ContainerDep
 async def post_cleanup_restore(
     body: RestoreIn, actor: AdminDep, container: ContainerDep, store: FlagsDep
 ) -> RestoreOut:
-    result = await service.restore_from_archive(container.pool, actor=actor, reason=body.reason, store=store)
+    result = await cleanup.restore_from_archive(container.pool, actor=actor, reason=body.reason, store=store)
     return RestoreOut.model_validate(result)

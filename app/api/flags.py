@@ -34,7 +34,7 @@ from app.schemas.flags import (
     FlagOut,
     FlagUpdate,
 )
-from app.services.cutover.operations import ARCHIVED_LEGACY_TABLES
+from app.services.cutover.guard import ARCHIVED_LEGACY_TABLES
 from app.services.flags import admin, audit
 
 router = APIRouter(tags=["flags"], responses=UNEXPECTED_ERROR)

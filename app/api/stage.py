@@ -1,4 +1,4 @@
-"""`/admin/migration-stage`: thin HTTP over `app.services.cutover.operations.set_stage`, the CLI's `stage set`.
+"""`/admin/migration-stage`: thin HTTP over `app.services.cutover.stage.set_stage`, the CLI's `stage set`.
 
 Listed with the flags in the API document (a stage is a position of all four flags).
 """
@@ -17,7 +17,7 @@ from app.api.openapi_docs import (
     example_response,
 )
 from app.schemas.flags import MIGRATION_STAGE_EXAMPLE, MigrationStageOut, MigrationStageUpdate
-from app.services.cutover import operations as rollout
+from app.services.cutover import stage as stage_service
 from app.services.flags import admin
 
 router = APIRouter(tags=["flags"], responses=UNEXPECTED_ERROR)
@@ -47,7 +47,7 @@ async def get_migration_stage(_: AdminDep, store: FlagsDep) -> MigrationStageOut
 async def put_migration_stage(
     body: MigrationStageUpdate, actor: AdminDep, container: ContainerDep, store: FlagsDep
 ) -> MigrationStageOut:
-    result = await rollout.set_stage(
+    result = await stage_service.set_stage(
         container.pool, body.stage, actor=actor, reason=body.reason, sample_rate=body.sampleRate, store=store
     )
     return MigrationStageOut.model_validate(result)

@@ -61,16 +61,9 @@ from app.core.security import is_valid_shop
 from app.rules.stages import STAGES
 from app.schemas.jobs import CreateJobIn
 from app.schemas.rollouts import CreateRolloutIn
-from app.services.cutover.operations import (
-    ConfirmationRequired,
-    V2OnlyData,
-    full_rollback,
-    immediate_rollback,
-    phase5_cleanup,
-    restore_from_archive,
-    rollout_status,
-    set_stage,
-)
+from app.services.cutover.cleanup import phase5_cleanup, restore_from_archive
+from app.services.cutover.rollback import ConfirmationRequired, V2OnlyData, full_rollback, immediate_rollback
+from app.services.cutover.stage import rollout_status, set_stage
 from app.services.flags.snapshot import start_flags, stop_flags
 from app.services.migration import jobs as migration_jobs
 from app.services.migration.validation import build_validation_report

@@ -1,6 +1,6 @@
 """SQL that finds, moves and backs up whole tables (Phase 5 archive, restore, full rollback).
 
-No rules here: which tables move when, and the guards around it, are `app.services.cutover.operations`'s.
+No rules here: which tables move when, and the guards around it, are `app.services.cutover`'s.
 Identifiers are quoted here, since table and schema names are interpolated into DDL.
 """
 

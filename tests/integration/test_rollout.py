@@ -1,4 +1,4 @@
-"""Rollbacks and the Phase 5 cleanup (`app/services/cutover/operations.py`, `app/api/cutover.py`, the CLI).
+"""Rollbacks and the Phase 5 cleanup (`app/services/cutover/`, `app/api/cutover.py`, the CLI).
 
 * Immediate rollback over HTTP on one service instance flips reads back to legacy on a SECOND
   instance within a second (both on the session database; the flags are put back afterwards).
@@ -30,8 +30,11 @@ from app.core.config import get_settings
 from app.core.db import create_pool
 from app.core.migrations import head_revision, upgrade_async
 from app.main import create_app
-from app.services.cutover import operations as rollout
-from app.services.cutover.operations import ARCHIVED_LEGACY_TABLES, BASELINE_REVISION, LegacyTablesArchived
+from app.services.cutover import cleanup as cleanup_service
+from app.services.cutover import rollback as rollback_service
+from app.services.cutover import stage as stage_service
+from app.services.cutover.guard import ARCHIVED_LEGACY_TABLES, LegacyTablesArchived, legacy_table_locations
+from app.services.cutover.rollback import BASELINE_REVISION
 from app.services.migration import jobs as migration_jobs
 from app.services.migration.validation import build_validation_report
 from tests import pg
@@ -259,7 +262,7 @@ async def test_cleanup_archives_the_legacy_tables_and_restore_brings_them_back(s
                     await migration_jobs.cancel_job(pool, pending.id, lease_s=5.0)
                 finally:
                     await pool.close()
-                assert set((await rollout.legacy_table_locations(conn)).values()) == {"public"}
+                assert set((await legacy_table_locations(conn)).values()) == {"public"}
 
                 live = await client.put("/admin/migration-stage", json={"stage": "rampdown", "reason": "phase 4 done"})
                 assert live.status_code == 200, live.text
@@ -329,8 +332,8 @@ async def test_service_functions_refuse_while_archived(simulator: Any) -> None:
         pool = await create_pool(url, max_size=3)
         try:
             settings = make_settings(url, simulator)
-            await rollout.set_stage(pool, "live", actor="tests", reason="go", settings=settings)
-            result = await rollout.phase5_cleanup(
+            await stage_service.set_stage(pool, "live", actor="tests", reason="go", settings=settings)
+            result = await cleanup_service.phase5_cleanup(
                 pool, actor="tests", reason="empty shop set", settings=settings, propagation_wait_s=0.1
             )
             assert result["stage"] == "complete"
@@ -339,12 +342,12 @@ async def test_service_functions_refuse_while_archived(simulator: Any) -> None:
             with pytest.raises(LegacyTablesArchived):
                 await migration_jobs.create_job(pool, kind="all")
             with pytest.raises(LegacyTablesArchived):
-                await rollout.set_stage(pool, "rampdown", actor="tests", reason="no", settings=settings)
+                await stage_service.set_stage(pool, "rampdown", actor="tests", reason="no", settings=settings)
             with pytest.raises(LegacyTablesArchived):
-                await rollout.immediate_rollback(pool, actor="tests", reason="no", settings=settings)
+                await rollback_service.immediate_rollback(pool, actor="tests", reason="no", settings=settings)
             async with pool.acquire() as conn:
                 assert await conn.fetchval("SELECT count(*) FROM sb_migration_jobs") == 0, "no failed job left behind"
-            back = await rollout.restore_from_archive(pool, actor="tests", reason="back", settings=settings)
+            back = await cleanup_service.restore_from_archive(pool, actor="tests", reason="back", settings=settings)
             assert back["stage"] == "rampdown" and back["bundlesChangedWhileArchived"] == 0
         finally:
             await pool.close()

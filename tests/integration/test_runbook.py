@@ -39,7 +39,8 @@ from app.core.config import get_settings
 from app.core.db import create_pool
 from app.core.migrations import head_revision
 from app.rules.stages import stage_of
-from app.services.cutover.operations import ARCHIVED_LEGACY_TABLES, BASELINE_REVISION, legacy_table_locations
+from app.services.cutover.guard import ARCHIVED_LEGACY_TABLES, legacy_table_locations
+from app.services.cutover.rollback import BASELINE_REVISION
 from app.services.migration import jobs as migration_jobs
 from app.services.migration.worker import JobWorker
 from devtools.demo_data import DEMO_SHOPS

@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from app.core.errors import Conflict
 from app.repos import legacy_tables as tables_repo
 from app.repos.base import Conn
-from app.repos.legacy_tables import ARCHIVE_SCHEMA
+from app.repos.legacy_tables import ARCHIVE_SCHEMA, ARCHIVED_LEGACY_TABLES, Location
+
+__all__ = [
+    "ARCHIVED_LEGACY_TABLES",
+    "LegacyTablesArchived",
+    "legacy_table_locations",
+    "require_legacy_tables",
+]
 
 
 class LegacyTablesArchived(Conflict):
@@ -44,3 +51,8 @@ async def require_legacy_tables(conn: Conn, action: str) -> None:
             f"{ARCHIVE_SCHEMA}): restore them from a backup.",
             missingTables=missing,
         )
+
+
+async def legacy_table_locations(conn: Conn) -> dict[str, Location]:
+    """Where each archivable legacy table is: `public`, `archive`, `both` (needs a person) or `missing`."""
+    return await tables_repo.locations(conn)
