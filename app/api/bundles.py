@@ -45,6 +45,7 @@ from app.schemas.bundles import (
 )
 from app.services.bundles import reads as bundle_reads
 from app.services.bundles import writes as bundles
+from app.services.bundles.representation import bundle_location
 
 router = APIRouter(prefix="/api/v2/shops/{shop}/bundles", tags=["bundles"], responses=UNEXPECTED_ERROR)
 
@@ -197,7 +198,7 @@ async def create_bundle(
     shop: ShopDep, body: BundleCreate, container: ContainerDep, idempotency_key: IdempotencyKey = None
 ) -> Response:
     result = await bundles.create_bundle(container, shop, body, idempotency_key)
-    headers = {"Location": bundles.bundle_location(shop, result.bundle_id), "ETag": result.etag}
+    headers = {"Location": bundle_location(shop, result.bundle_id), "ETag": result.etag}
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
     return _json(201 if result.created else 200, result.body, headers)

@@ -1,6 +1,6 @@
 """SQL of the V2 bundle tables ("Bundle" and its children), on raw asyncpg.
 
-Only SQL lives here: callers (app.services.bundles.writes / bundle_reads) own transactions, locking
+Only SQL lives here: callers (app.services.bundles.writes with v2_rows / reads) own transactions, locking
 order and business rules, and pass in the connection of their transaction. asyncpg rather than
 the ORM because the write path needs exact control of statement order (`FOR UPDATE`,
 `ON CONFLICT`) and the read path serves lists of up to 200 bundles with five queries.

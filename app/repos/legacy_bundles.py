@@ -2,7 +2,8 @@
 
 The tables belong to the legacy Node app (schema.md: never altered); this module only reads and
 writes rows the way that app does. Transactions and ownership rules are the caller's
-(app.services.bundles.writes); the read helpers accept the pool as well as a connection.
+(app.services.bundles.legacy_sync, inside the transactions of app.services.bundles.writes); the
+read helpers accept the pool as well as a connection.
 """
 
 from __future__ import annotations

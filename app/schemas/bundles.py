@@ -8,7 +8,8 @@ those must be a 422 naming the field, never a driver exception turning into a 50
 * Single-field rules (types, lengths, ranges, enum values, GID shapes) live here, so pydantic
   reports them with their full path (`body.components.3.quantity`).
 * Rules across fields or rows (unique discount ids, min <= max, an AI bundle id that must exist)
-  live in `app.services.bundles.writes`, which reports them in the same `{field, message}` shape.
+  live in `app.services.bundles.checks` (the last one in `legacy_sync`, under the AI row's lock),
+  which report them in the same `{field, message}` shape.
 
 Unknown fields are refused (`extra="forbid"`): a misspelt `quantitiy` silently ignored would be a
 merchant's bundle with the wrong quantity.

@@ -73,9 +73,10 @@ from app.schemas.bundles import (
     ShadowMismatchPage,
 )
 from app.services.bundles import shadow
+from app.services.bundles.checks import check_ref
 from app.services.bundles.legacy_reader import LegacyBundleView, get_legacy_reader
+from app.services.bundles.representation import etag_of, to_out
 from app.services.bundles.shadow import EvidenceRunner
-from app.services.bundles.writes import check_ref, etag_of, run_read, to_out
 from app.services.flags import snapshot as flags
 from app.shopify.errors import ShopifyError, ShopifyUnavailable
 
@@ -221,7 +222,7 @@ async def _with_v2_ids(container: Container, shop: str, outs: list[BundleOut]) -
     metaobjects = [o.shopifyMetaobjectId for o in outs if o.shopifyMetaobjectId and _ai_id(o) is None]
     if not ai_ids and not metaobjects:
         return outs
-    rows = await run_read(container, lambda conn: repo.legacy_key_rows(conn, shop, metaobjects, ai_ids))
+    rows = await runner.run_read(container.pool, lambda conn: repo.legacy_key_rows(conn, shop, metaobjects, ai_ids))
     by_ai = {r["ai"]: r["id"] for r in rows if r["ai"] is not None}
     by_metaobject = {r["metaobject"]: r["id"] for r in rows if r["metaobject"] is not None}
     remapped: list[BundleOut] = []
@@ -385,8 +386,8 @@ async def list_shadow_mismatches(
     if cursor:
         at, key = decode_keyset_cursor(cursor, "shadow", key_type=int)
         after = (naive_utc(at), int(key))
-    rows = await run_read(
-        container, lambda conn: shadow_repo.list_mismatches(conn, shop=shop, after=after, limit=limit + 1)
+    rows = await runner.run_read(
+        container.pool, lambda conn: shadow_repo.list_mismatches(conn, shop=shop, after=after, limit=limit + 1)
     )
     items = [ShadowMismatchOut(**{**r, "createdAt": as_utc(r["createdAt"])}) for r in rows[:limit]]
     next_cursor = None
@@ -475,7 +476,7 @@ def representable(out: BundleOut) -> bool:
 
 
 async def v2_by_id(container: Container, shop: str, bundle_id: str) -> BundleOut | None:
-    found = await run_read(container, lambda conn: repo.fetch_full(conn, shop, [bundle_id]))
+    found = await runner.run_read(container.pool, lambda conn: repo.fetch_full(conn, shop, [bundle_id]))
     return to_out(found[0]) if found else None
 
 
@@ -493,7 +494,7 @@ async def v2_by_key(container: Container, shop: str, key: str) -> BundleOut | No
         ids = await repo.ids_by_legacy_keys(conn, shop, [] if ai else [key], [key.removeprefix("ai:")] if ai else [])
         return await repo.fetch_full(conn, shop, ids[:1])
 
-    found = await run_read(container, q)
+    found = await runner.run_read(container.pool, q)
     return to_out(found[0]) if found else None
 
 
@@ -571,7 +572,7 @@ async def _other_v2(container: Container, shop: str, primaries: list[BundleOut])
         return await repo.fetch_full(conn, shop, ids)
 
     found: dict[str, BundleOut] = {}
-    for full in await run_read(container, q):
+    for full in await runner.run_read(container.pool, q):
         out = to_out(full)
         for key in {shadow_key(out), _ai_key(out)} - {None}:
             assert key is not None

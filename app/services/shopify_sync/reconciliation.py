@@ -52,7 +52,8 @@ from app.rules.legacy_parsing import (
     parse_products,
 )
 from app.schemas.bundles import BundleUpdate
-from app.services.bundles.writes import etag_of, to_out, update_bundle
+from app.services.bundles.representation import etag_of, to_out
+from app.services.bundles.writes import update_bundle
 from app.services.flags import snapshot as flags
 from app.services.shopify_sync import shopify_objects
 from app.services.shopify_sync import write_through as wt
