@@ -2,7 +2,7 @@
 
 import sys
 
-from app.cli.commands import main
+from app.cli import main
 
 if __name__ == "__main__":  # importing the module (tests collect every module of `app`) runs nothing
     sys.exit(main())
