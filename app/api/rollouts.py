@@ -87,14 +87,8 @@ async def create_rollout(
     result = await service.create_rollout(
         container,
         store,
+        body,
         actor=actor,
-        target_stage=body.targetStage,
-        reason=body.reason,
-        shops=body.shops,
-        percent=body.percent,
-        wave_size=body.waveSize,
-        guards=body.guards.model_dump(exclude_none=True) if body.guards else None,
-        dry_run=body.dryRun,
     )
     if result.get("dryRun"):  # a second JSON status: its schema is documented above
         return JSONResponse(jsonable_encoder(RolloutPlan.model_validate(result)), status_code=200)

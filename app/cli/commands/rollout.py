@@ -124,14 +124,8 @@ async def _rollout_start(args: argparse.Namespace) -> int:
             result = await rollouts_service.create_rollout(
                 container,
                 container.flags,
+                body,
                 actor=actor(args),
-                target_stage=body.targetStage,
-                reason=body.reason,
-                shops=body.shops,
-                percent=body.percent,
-                wave_size=body.waveSize,
-                guards=body.guards.model_dump(exclude_none=True) if body.guards else None,
-                dry_run=body.dryRun,
             )
         except DomainError as exc:
             return fail(exc, args.json)

@@ -21,6 +21,7 @@ from app.rules.cursors import decode_keyset_cursor, encode_cursor
 from app.rules.flags import Flag, rollout_bucket
 from app.rules.rollouts import DEFAULT_WAVE_SIZE, UNFINISHED, Guards, RolloutStatus, next_stage
 from app.rules.stages import Stage
+from app.schemas.rollouts import CreateRolloutIn
 from app.services.cutover.guard import require_legacy_tables
 from app.services.flags.snapshot import FlagStore
 from app.services.rollouts.stages import effective_stage
@@ -73,20 +74,15 @@ async def _select_shops(conn: Executor, shops: Sequence[str] | None, percent: in
 
 
 async def create_rollout(
-    container: Container,
-    store: FlagStore,
-    *,
-    actor: str,
-    target_stage: Stage,
-    reason: str,
-    shops: Sequence[str] | None = None,
-    percent: int | None = None,
-    wave_size: int | None = None,
-    guards: dict[str, Any] | None = None,
-    dry_run: bool = False,
+    container: Container, store: FlagStore, body: CreateRolloutIn, *, actor: str
 ) -> dict[str, Any]:
-    """Plan (and unless `dry_run`, store) a rollout. Returns the created rollout's `{id, status,
-    statusUrl}`, or for a dry run the plan: each shop's stage now, the stages it would walk, its wave."""
+    """Plan (and unless `dryRun`, store) a rollout. Returns the created rollout's `{id, status,
+    statusUrl}`, or for a dry run the plan: each shop's stage now, the stages it would walk, its wave.
+    The request body is the one the API and `shopibundle rollout start` both validate."""
+    target_stage: Stage = body.targetStage
+    reason, shops, percent, dry_run = body.reason, body.shops, body.percent, body.dryRun
+    wave_size = body.waveSize
+    guards = body.guards.model_dump(exclude_none=True) if body.guards else None
     if (shops is None) == (percent is None):
         raise ValidationFailed(
             "Give either shops or percent.",
