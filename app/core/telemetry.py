@@ -25,7 +25,7 @@ Why it looks like this
 * Instrumentation comes from the official packages: FastAPI (server spans), SQLAlchemy (ORM
   queries), asyncpg (the raw pool of the hot storefront path, and the connections below the ORM),
   httpx (the Shopify client). Shopify and migration-batch spans are created where the work is
-  done, through the OpenTelemetry API: `shopify.graphql` in `app/shopify/client.py` (attributes
+  done, through the OpenTelemetry API: `shopify.graphql` in `app/shopify/transport.py` (attributes
   `shopify.shop`, `shopify.cost.requested` / `.actual`, `shopify.throttle.wait_s`), and
   `migration.batch` around each batch of the job worker (attributes `migration.job_id`,
   `migration.item_kind`, `shopify.shop`, `migration.batch.size`; tests/integration/test_telemetry.py

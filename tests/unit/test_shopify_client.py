@@ -20,15 +20,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from app.shopify import client as client_module
-from app.shopify.client import (
-    METAOBJECT_BY_HANDLE_QUERY,
-    METAOBJECT_NODES_QUERY,
-    PRODUCT_NODES_QUERY,
-    Metaobject,
-    ShopifyClient,
-    is_gid,
-)
+from app.shopify import transport as transport_module
+from app.shopify.client import ShopifyClient
+from app.shopify.documents import METAOBJECT_BY_HANDLE_QUERY, METAOBJECT_NODES_QUERY, PRODUCT_NODES_QUERY
 from app.shopify.errors import (
     ShopifyBadResponse,
     ShopifyError,
@@ -42,6 +36,7 @@ from app.shopify.errors import (
     ShopifyUnavailable,
     ShopifyUserErrors,
 )
+from app.shopify.objects import Metaobject, is_gid
 from app.shopify.throttle import ShopThrottle, ThrottleStatus
 
 SHOP = "alpha.myshopify.com"
@@ -807,7 +802,7 @@ async def test_on_call_hook_and_span_attributes(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(client_module, "tracer", provider.get_tracer("test"))
+    monkeypatch.setattr(transport_module, "tracer", provider.get_tracer("test"))
     calls: list[tuple[str, str, float]] = []
     respx_mock.post(url()).mock(side_effect=[httpx.Response(503), ok({"x": 1}, requested=12, actual=7)])
 

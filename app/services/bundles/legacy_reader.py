@@ -55,8 +55,9 @@ from app.rules.legacy_parsing import (
     parse_percent_string,
     parse_products,
 )
-from app.shopify.client import Metaobject, ShopifyClient, is_gid
+from app.shopify.client import ShopifyClient
 from app.shopify.errors import ShopifyUnavailable
+from app.shopify.objects import Metaobject, is_gid
 
 log = logging.getLogger(__name__)
 

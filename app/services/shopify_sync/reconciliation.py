@@ -58,9 +58,9 @@ from app.services.flags import snapshot as flags
 from app.services.shopify_sync import shopify_objects
 from app.services.shopify_sync import write_through as wt
 from app.services.shopify_sync.outbox import enqueue_push
-from app.shopify.client import Metaobject
 from app.shopify.documents import METAOBJECTS_QUERY
 from app.shopify.errors import ShopifyError
+from app.shopify.objects import Metaobject
 
 log = logging.getLogger(__name__)
 

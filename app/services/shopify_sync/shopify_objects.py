@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.rules.legacy_metaobject import BUNDLE_METAOBJECT_TYPE, PublishableStatus
-from app.shopify.client import ShopifyClient, is_gid
+from app.shopify.client import ShopifyClient
 from app.shopify.documents import (
     DISCOUNT_CREATE,
     DISCOUNT_DELETE,
@@ -24,6 +24,7 @@ from app.shopify.documents import (
     METAOBJECT_UPSERT,
 )
 from app.shopify.errors import ShopifyUserErrors
+from app.shopify.objects import is_gid
 
 DISCOUNT_GID_TYPE = "DiscountAutomaticNode"
 

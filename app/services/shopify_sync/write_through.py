@@ -66,11 +66,12 @@ from app.services.shopify_sync.shopify_objects import (
     metaobject_input,
     upsert_metaobject,
 )
-from app.shopify.client import ShopifyClient, is_gid
+from app.shopify.client import ShopifyClient
 from app.shopify.documents import (
     METAOBJECT_CREATE,
 )
 from app.shopify.errors import ShopifyError, ShopifyUnavailable, ShopifyUserErrors
+from app.shopify.objects import is_gid
 
 if TYPE_CHECKING:
     from app.schemas.bundles import BundleCreate

@@ -35,7 +35,7 @@ from app.services.migration.items.common import (
 )
 from app.services.migration.items.product_cache import build_components, cache_note, fetch_products, product_failure
 from app.services.migration.items.slugs import SlugAllocator
-from app.shopify.client import Product
+from app.shopify.objects import Product
 
 AI_BUNDLE_NAME_PREFIX = "AI Bundle - "
 AI_BUNDLE_TITLE = "Frequently Bought Together"

@@ -23,8 +23,8 @@ from app.services.migration.items.linked_rows import write_ai_metaobject_row, wr
 from app.services.migration.items.manual_bundles import v2_bundle_name, write_manual_batch, write_manual_row
 from app.services.migration.items.product_cache import cache_note, fetch_products, product_failure
 from app.services.migration.items.slugs import SlugAllocator
-from app.shopify.client import Product
 from app.shopify.errors import ShopifyError
+from app.shopify.objects import Product
 
 _RowWork = Callable[[], Awaitable[ItemOutcome]]
 

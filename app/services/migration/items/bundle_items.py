@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from app.repos import migration as repo
 from app.rules.legacy_parsing import LegacyProductRef, LegacyRowKind, ParsedLegacyBundle
 from app.services.migration.items.common import ItemOutcome
-from app.shopify.client import Metaobject
+from app.shopify.objects import Metaobject
 
 
 @dataclass(slots=True)

@@ -34,8 +34,9 @@ from app.services.migration.items.common import (
     skipped_outcome,
     yield_now_and_then,
 )
-from app.shopify.client import Metaobject, NodesResult, ShopifyClient
+from app.shopify.client import ShopifyClient
 from app.shopify.errors import REASON_SHOPIFY_UNAVAILABLE, ShopifyError, ShopifyShopError
+from app.shopify.objects import Metaobject, NodesResult
 
 
 class BundlePreparation:

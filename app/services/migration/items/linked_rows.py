@@ -26,7 +26,7 @@ from app.services.migration.items.common import (
     skipped_outcome,
 )
 from app.services.migration.items.slugs import SlugAllocator
-from app.shopify.client import Product
+from app.shopify.objects import Product
 
 # ==================================================================================== auto rule discounts
 

@@ -39,8 +39,8 @@ from app.services.migration.items.common import (
 )
 from app.services.migration.items.product_cache import build_components, product_failure
 from app.services.migration.items.slugs import SlugAllocator
-from app.shopify.client import Product
 from app.shopify.errors import ShopifyError
+from app.shopify.objects import Product
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from app.services.migration.items.common import (
     failed_outcome,
     outcome_from_shopify_error,
 )
-from app.shopify.client import Product
 from app.shopify.errors import REASON_SHOPIFY_UNAVAILABLE, ShopifyError, ShopifyShopError
+from app.shopify.objects import Product
 
 
 def build_components(
