@@ -77,6 +77,7 @@ KEPT_LEGACY_TABLES: Mapping[str, str] = {
 }
 #: Stages in which reads already come from V2, so a cleanup does not switch them (unless forced).
 V2_READ_STAGES: tuple[str, ...] = ("live", "rampdown", "complete")
+_CLEANUP = "Phase 5 cleanup"
 #: How long the table move may wait for a lock before giving up (a 409 to retry, not a stalled fleet).
 LOCK_TIMEOUT = "5s"
 
@@ -135,26 +136,7 @@ async def phase5_cleanup(
     """
     reason = require_reason(reason)
     env_override = env_source(store, settings)
-    action = "Phase 5 cleanup"
-    async with pool.acquire() as conn:
-        _require_all_public(await legacy_table_locations(conn), action)
-        await _require_no_unfinished_jobs(conn)
-        stage_before = stage_of(await stored_states(conn))
-    report = await build_validation_report(pool, None, list_limit=20)
-    validation = _validation_summary(report)
-    if not force:
-        if not validation["ok"]:
-            raise Conflict(
-                "The validation report is not ok, so the legacy tables still hold something V2 lacks: "
-                f"{validation}. Fix it (`shopibundle validate`), or pass force if the remainder is understood.",
-                validation=validation,
-            )
-        if stage_before not in V2_READ_STAGES:
-            raise Conflict(
-                f"Reads are not on V2 yet (stage {stage_before}): Phase 4 (stage live, then rampdown) comes "
-                "before the cleanup. Pass force to switch reads and archive in one go.",
-                stage=stage_before,
-            )
+    validation = await _cleanup_preconditions(pool, force)
     # 1. Stop dual writes (and make sure reads are on V2) everywhere, before any table moves.
     async with pool.acquire() as conn, conn.transaction():
         await tables_repo.lock_rollout(conn)
@@ -165,34 +147,7 @@ async def phase5_cleanup(
     await asyncio.sleep(propagation_wait_s)
     # 3. The move, in one transaction; in-flight dual writes hold their table locks until they commit.
     archived_at = utcnow().isoformat(timespec="milliseconds") + "Z"
-    try:
-        async with pool.acquire() as conn, conn.transaction():
-            await tables_repo.lock_rollout(conn)
-            await jobs_repo.lock_job_creation(conn)
-            await tables_repo.set_lock_timeout(conn, LOCK_TIMEOUT)
-            _require_all_public(await legacy_table_locations(conn), action)
-            await _require_no_unfinished_jobs(conn)
-            # FOR SHARE: a flag write (FOR UPDATE) now waits for this commit, so DUAL_WRITE cannot come back
-            # on while the tables move; a change made during the wait above is caught here.
-            await tables_repo.lock_flags_for_share(conn)
-            if stage_of(await stored_states(conn)) != "complete":
-                raise Conflict(
-                    "The flags left the `complete` stage while the cleanup waited for replicas; nothing was archived. "
-                    "Check the flag audit log (`GET /admin/flags/audit`) and re-run the cleanup.",
-                )
-            await tables_repo.create_schema(conn, ARCHIVE_SCHEMA)
-            moved = await tables_repo.move_tables(
-                conn,
-                ARCHIVED_LEGACY_TABLES,
-                LIVE_SCHEMA,
-                ARCHIVE_SCHEMA,
-                {"archivedAt": archived_at, "archivedBy": actor, "reason": reason, "by": "shopibundle cleanup"},
-            )
-    except asyncpg.LockNotAvailableError as exc:
-        raise Conflict(
-            f"Could not lock the legacy tables within {LOCK_TIMEOUT} (long transactions on them); nothing was "
-            "archived, dual write stays off (stage complete). Retry the cleanup.",
-        ) from exc
+    moved = await _archive_tables(pool, actor=actor, reason=reason, archived_at=archived_at)
     warnings = env_warnings(env_override, STAGE_TABLE["complete"])
     if force and not validation["ok"]:
         warnings.append(f"Forced past a validation report that was not ok: {validation}.")
@@ -211,6 +166,66 @@ async def phase5_cleanup(
         **view,
         "warnings": warnings,
     }
+
+
+async def _cleanup_preconditions(pool: asyncpg.Pool, force: bool) -> dict[str, Any]:
+    """Refuse (409) unless the tables are all in `public`, no job reads them, and, unless forced, the
+    validation report is ok and reads are on V2 already. Returns the validation summary."""
+    async with pool.acquire() as conn:
+        _require_all_public(await legacy_table_locations(conn), _CLEANUP)
+        await _require_no_unfinished_jobs(conn)
+        stage_before = stage_of(await stored_states(conn))
+    report = await build_validation_report(pool, None, list_limit=20)
+    validation = _validation_summary(report)
+    if force:
+        return validation
+    if not validation["ok"]:
+        raise Conflict(
+            "The validation report is not ok, so the legacy tables still hold something V2 lacks: "
+            f"{validation}. Fix it (`shopibundle validate`), or pass force if the remainder is understood.",
+            validation=validation,
+        )
+    if stage_before not in V2_READ_STAGES:
+        raise Conflict(
+            f"Reads are not on V2 yet (stage {stage_before}): Phase 4 (stage live, then rampdown) comes "
+            "before the cleanup. Pass force to switch reads and archive in one go.",
+            stage=stage_before,
+        )
+    return validation
+
+
+async def _archive_tables(pool: asyncpg.Pool, *, actor: str, reason: str, archived_at: str) -> list[dict[str, Any]]:
+    """The move itself, in one transaction under a short lock timeout, with every precondition
+    checked again under the locks (a change made while replicas were waited for is caught here)."""
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await tables_repo.lock_rollout(conn)
+            await jobs_repo.lock_job_creation(conn)
+            await tables_repo.set_lock_timeout(conn, LOCK_TIMEOUT)
+            _require_all_public(await legacy_table_locations(conn), _CLEANUP)
+            await _require_no_unfinished_jobs(conn)
+            # FOR SHARE: a flag write (FOR UPDATE) now waits for this commit, so DUAL_WRITE cannot come back
+            # on while the tables move.
+            await tables_repo.lock_flags_for_share(conn)
+            if stage_of(await stored_states(conn)) != "complete":
+                raise Conflict(
+                    "The flags left the `complete` stage while the cleanup waited for replicas; nothing was archived. "
+                    "Check the flag audit log (`GET /admin/flags/audit`) and re-run the cleanup.",
+                )
+            await tables_repo.create_schema(conn, ARCHIVE_SCHEMA)
+            moved: list[dict[str, Any]] = await tables_repo.move_tables(
+                conn,
+                ARCHIVED_LEGACY_TABLES,
+                LIVE_SCHEMA,
+                ARCHIVE_SCHEMA,
+                {"archivedAt": archived_at, "archivedBy": actor, "reason": reason, "by": "shopibundle cleanup"},
+            )
+            return moved
+    except asyncpg.LockNotAvailableError as exc:
+        raise Conflict(
+            f"Could not lock the legacy tables within {LOCK_TIMEOUT} (long transactions on them); nothing was "
+            "archived, dual write stays off (stage complete). Retry the cleanup.",
+        ) from exc
 
 
 async def restore_from_archive(

@@ -221,9 +221,6 @@ async def full_rollback(
     reason = require_reason(reason)
     conn = await asyncpg.connect(**kwargs)
     warnings: list[str] = []
-    restored: list[dict[str, Any]] = []
-    written: list[dict[str, Any]] = []
-    service_backups: list[dict[str, Any]] = []
     try:
         revision = await current_revision(conn)
         if revision in (None, BASELINE_REVISION):
@@ -238,34 +235,12 @@ async def full_rollback(
                 "warnings": ["Nothing to roll back: the database is not past the legacy baseline."],
             }
         has_flags = await tables_repo.table_exists(conn, "sb_feature_flags")
-        async with conn.transaction():
-            await tables_repo.lock_rollout(conn)
-            locations = await legacy_table_locations(conn)
-            archived = [t for t, where in locations.items() if where == "archive"]
-            if archived:  # the legacy app needs them where Prisma put them
-                restored = await tables_repo.move_tables(conn, archived, ARCHIVE_SCHEMA, LIVE_SCHEMA, None)
-                warnings.append(
-                    "The legacy tables were archived and are back in public; V2 writes made while they were archived "
-                    "are only in the V2 backups."
-                )
-            if has_flags:
-                written = await write_stage(
-                    conn,
-                    IMMEDIATE_ROLLBACK_STAGE,
-                    actor=actor,
-                    reason=f"full rollback (before the downgrade): {reason}",
-                )
+        restored, written = await _legacy_tables_back(
+            conn, actor=actor, reason=reason, has_flags=has_flags, warnings=warnings
+        )
         if has_flags:
             await asyncio.sleep(propagation_wait_s)  # replicas still running stop reading V2 first
-        async with conn.transaction():
-            service_backups = await tables_repo.backup_tables(conn, SERVICE_BACKUP_TABLES)
-            if await tables_repo.table_exists(conn, "sb_outbox"):
-                pending = await tables_repo.count_pending_outbox(conn)
-                if pending:
-                    warnings.append(
-                        f"{pending} outbox row(s) were still pending: those Shopify changes were never made "
-                        "(kept in sb_outbox_backup)."
-                    )
+        service_backups = await _back_up_service_tables(conn, warnings)
     finally:
         await conn.close()
     log.info("full rollback by %s from %s: %s", actor, revision, reason)
@@ -293,3 +268,45 @@ async def full_rollback(
         "warnings": warnings,
         "v2Only": jsonable(holdings),
     }
+
+
+async def _legacy_tables_back(
+    conn: asyncpg.Connection, *, actor: str, reason: str, has_flags: bool, warnings: list[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Step 1, one transaction: archived legacy tables back to `public` (the legacy app needs them
+    where Prisma put them) and, while the flag table exists, the flags to the immediate-rollback
+    position. Returns (tables moved, flags written)."""
+    restored: list[dict[str, Any]] = []
+    written: list[dict[str, Any]] = []
+    async with conn.transaction():
+        await tables_repo.lock_rollout(conn)
+        locations = await legacy_table_locations(conn)
+        archived = [t for t, where in locations.items() if where == "archive"]
+        if archived:
+            restored = await tables_repo.move_tables(conn, archived, ARCHIVE_SCHEMA, LIVE_SCHEMA, None)
+            warnings.append(
+                "The legacy tables were archived and are back in public; V2 writes made while they were archived "
+                "are only in the V2 backups."
+            )
+        if has_flags:
+            written = await write_stage(
+                conn,
+                IMMEDIATE_ROLLBACK_STAGE,
+                actor=actor,
+                reason=f"full rollback (before the downgrade): {reason}",
+            )
+    return restored, written
+
+
+async def _back_up_service_tables(conn: asyncpg.Connection, warnings: list[str]) -> list[dict[str, Any]]:
+    """Step 2, one transaction: the service's tables that hold history copied to `<table>_backup`."""
+    async with conn.transaction():
+        service_backups: list[dict[str, Any]] = await tables_repo.backup_tables(conn, SERVICE_BACKUP_TABLES)
+        if await tables_repo.table_exists(conn, "sb_outbox"):
+            pending = await tables_repo.count_pending_outbox(conn)
+            if pending:
+                warnings.append(
+                    f"{pending} outbox row(s) were still pending: those Shopify changes were never made "
+                    "(kept in sb_outbox_backup)."
+                )
+    return service_backups
