@@ -82,6 +82,14 @@ def is_valid_shop(shop: str | None) -> bool:
     return isinstance(shop, str) and SHOP_DOMAIN_RE.fullmatch(shop) is not None
 
 
+def require_shop_domains(shops: Iterable[str]) -> None:
+    """`ValueError` naming the first few entries that are not shop domains (a request body's shop
+    list: pydantic turns it into a 422 on that field)."""
+    bad = [shop for shop in shops if not is_valid_shop(shop)]
+    if bad:
+        raise ValueError(f"not a shop domain (^[a-z0-9][a-z0-9-]*\\.myshopify\\.com$): {bad[:5]}")
+
+
 # --------------------------------------------------------------------------------------------
 # App proxy signature
 # --------------------------------------------------------------------------------------------

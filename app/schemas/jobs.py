@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
-from app.core.security import is_valid_shop
+from app.core.security import require_shop_domains
 
 JobKind = Literal["bundles", "ai_bundles", "auto_bundle_rules", "all"]
 JobStatus = Literal["queued", "running", "paused", "cancelling", "cancelled", "succeeded", "failed"]
@@ -140,9 +140,7 @@ class CreateJobIn(BaseModel):
     def _valid_shops(cls, value: list[str] | None) -> list[str] | None:
         if value is None:
             return None
-        bad = [shop for shop in value if not is_valid_shop(shop)]
-        if bad:
-            raise ValueError(f"not a shop domain (^[a-z0-9][a-z0-9-]*\\.myshopify\\.com$): {bad[:5]}")
+        require_shop_domains(value)
         return sorted(set(value))
 
 

@@ -7,8 +7,6 @@ wants job capacity apart from the HTTP replicas.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 from typing import Any
 
 import uvicorn
@@ -16,6 +14,7 @@ import uvicorn
 from app.cli.commands.common import Subparsers, worker_container
 from app.core.config import get_settings
 from app.core.logging import configure_logging
+from app.core.tasks import run_until_signalled
 from app.services.migration.worker import JobWorker
 
 
@@ -48,16 +47,12 @@ async def _worker(args: argparse.Namespace) -> int:
     settings = get_settings()
     configure_logging(settings)
     container = await worker_container(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     overrides: dict[str, Any] = {"queue": args.queue}
     if args.concurrency:
         overrides["concurrency"] = args.concurrency
     worker = await JobWorker.for_container(container, **overrides)
     try:
-        await worker.run_until(stop)
+        await run_until_signalled(worker)
     finally:
         await container.close()
     return 0

@@ -355,13 +355,3 @@ class JobWorker:
         if error is not None:
             await repo.set_last_error(self.pool, job_id, error[:2000])
         return result
-
-    # ------------------------------------------------------------------------------- CLI
-
-    async def run_until(self, stop: asyncio.Event) -> None:
-        """`shopibundle worker`: run until `stop` is set (SIGTERM/SIGINT), then stop gracefully."""
-        await self.start()
-        try:
-            await stop.wait()
-        finally:
-            await self.stop()

@@ -46,7 +46,6 @@ import contextlib
 import logging
 import random
 import secrets
-import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +56,7 @@ from app.core.container import Container, build_container
 from app.core.db import asyncpg_connect_kwargs, create_pool
 from app.core.logging import configure_logging
 from app.core.metrics import OUTBOX_LAG
+from app.core.tasks import run_until_signalled
 from app.repos import bundles as bundle_repo
 from app.repos import outbox as repo
 from app.repos import runner
@@ -203,13 +203,6 @@ class OutboxDispatcher:
         if self._owns_pool:
             await self.pool.close()
         log.info("outbox dispatcher stopped (delivered=%d, failed attempts=%d)", self.delivered, self.failed)
-
-    async def run_until(self, stop: asyncio.Event) -> None:
-        await self.start()
-        try:
-            await stop.wait()
-        finally:
-            await self.stop()
 
     async def _listen(self) -> None:
         """LISTEN on the outbox channel (an enqueue's NOTIFY arrives at its commit); polling covers a loss."""
@@ -401,16 +394,12 @@ async def run_standalone(concurrency: int | None = None) -> int:
     if not settings.admin_api_token and not settings.embedded:  # serves no HTTP: any token will do
         settings = settings.model_copy(update={"admin_api_token": secrets.token_urlsafe(32)})
     container = await build_container(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     overrides: dict[str, Any] = {"on_delivered": None}
     if concurrency:
         overrides["concurrency"] = concurrency
     dispatcher = await OutboxDispatcher.for_container(container, **overrides)
     try:
-        await dispatcher.run_until(stop)
+        await run_until_signalled(dispatcher)
     finally:
         await container.close()
     return 0
