@@ -93,19 +93,20 @@ def p99(values: list[float]) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class ConsistencyFigures:
-    """One shop's evidence since a moment (all counts are of recorded samples)."""
+    """One shop's evidence since a moment (all counts are of recorded samples). Every field defaults
+    to "nothing recorded", so a shop without samples is `ConsistencyFigures()`."""
 
-    comparisons: int
-    confirmed: int
-    transient: int
-    noise_comparisons: int
-    noise_mismatches: int
-    verified: int
-    divergent: int
-    v2_reads: int
-    v2_errors: int
-    v2_p99_ms: float | None
-    legacy_p99_ms: float | None
+    comparisons: int = 0
+    confirmed: int = 0
+    transient: int = 0
+    noise_comparisons: int = 0
+    noise_mismatches: int = 0
+    verified: int = 0
+    divergent: int = 0
+    v2_reads: int = 0
+    v2_errors: int = 0
+    v2_p99_ms: float | None = None
+    legacy_p99_ms: float | None = None
 
     @property
     def mismatch_rate(self) -> float | None:

@@ -18,24 +18,6 @@ from app.rules.consistency import (
 from app.rules.flags import FlagState
 
 
-def _figures(**kw: object) -> ConsistencyFigures:
-    base: dict[str, object] = dict(
-        comparisons=0,
-        confirmed=0,
-        transient=0,
-        noise_comparisons=0,
-        noise_mismatches=0,
-        verified=0,
-        divergent=0,
-        v2_reads=0,
-        v2_errors=0,
-        v2_p99_ms=None,
-        legacy_p99_ms=None,
-    )
-    base.update(kw)
-    return ConsistencyFigures(**base)  # type: ignore[arg-type]
-
-
 def test_wilson_upper_known_values() -> None:
     # Reference values (statsmodels proportion_confint(method="wilson"), alpha=0.05).
     assert wilson_upper(0, 20) == pytest.approx(0.16113, abs=1e-4)
@@ -74,7 +56,7 @@ def test_wilson_upper_clamps_impossible_counts() -> None:
 
 
 def test_figures_rates_and_bound() -> None:
-    f = _figures(
+    f = ConsistencyFigures(
         comparisons=380,
         confirmed=1,
         transient=4,
@@ -92,7 +74,7 @@ def test_figures_rates_and_bound() -> None:
     assert f.noise_rate == pytest.approx(0.05)
     assert f.error_rate == pytest.approx(0.01)
     assert f.p99_ratio == pytest.approx(0.3)
-    empty = _figures()
+    empty = ConsistencyFigures()
     assert empty.mismatch_rate is None and empty.mismatch_upper == 1.0
     assert empty.error_rate is None and empty.p99_ratio is None
     with pytest.raises(AttributeError):

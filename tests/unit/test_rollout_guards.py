@@ -22,26 +22,8 @@ from app.rules.stages import STAGE_TABLE
 FAST = Guards(min_comparisons=20, max_mismatch_rate=0.2, min_dwell_seconds=1)
 
 
-def figures(**kw: int | float | None) -> ConsistencyFigures:
-    values: dict[str, int | float | None] = dict(
-        comparisons=0,
-        confirmed=0,
-        transient=0,
-        noise_comparisons=0,
-        noise_mismatches=0,
-        verified=0,
-        divergent=0,
-        v2_reads=0,
-        v2_errors=0,
-        v2_p99_ms=None,
-        legacy_p99_ms=None,
-    )
-    values.update(kw)
-    return ConsistencyFigures(**values)  # type: ignore[arg-type]
-
-
 def evidence(dwell: float = 10.0, validation: bool | None = True, **kw: int | float | None) -> Evidence:
-    return Evidence(figures=figures(**kw), validation_ok=validation, dwell_seconds=dwell)
+    return Evidence(figures=ConsistencyFigures(**kw), validation_ok=validation, dwell_seconds=dwell)
 
 
 def test_next_stage_walks_one_stage_at_a_time() -> None:
