@@ -106,6 +106,17 @@ def metaobject_item(gid: str, *, name: str, title: str, discount: str, products:
     }
 
 
+def retitled_metaobject(bundle: dict[str, Any], title: str, discount: str = "15") -> dict[str, Any]:
+    """The metaobject of a V2 `bundle` as if edited in Shopify: same name and products, new title."""
+    return metaobject_item(
+        bundle["shopifyMetaobjectId"],
+        name=bundle["name"],
+        title=title,
+        discount=discount,
+        products=[c["shopifyProductId"] for c in bundle["components"]],
+    )
+
+
 async def flag_state(client: httpx.AsyncClient, name: str) -> dict[str, Any]:
     response = await client.get(f"/admin/flags/{name}")
     assert response.status_code == 200, response.text

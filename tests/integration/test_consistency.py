@@ -34,6 +34,7 @@ from tests.integration.bundle_helpers import (
     metaobject_item,
     product_gid,
     register_shop,
+    retitled_metaobject,
 )
 
 RECHECK_S = 1.5  # long enough for the racing PATCH to land first on a loaded machine
@@ -133,13 +134,7 @@ async def test_storefront_reads_are_shadowed_off_the_response_path(
 
         # Content drift in Shopify: the legacy answer's title changes, V2 keeps its own; it persists.
         forget_legacy_cache(client, shop)
-        item = metaobject_item(
-            bundle["shopifyMetaobjectId"],
-            name=bundle["name"],
-            title="Edited in Shopify",
-            discount="15",
-            products=[c["shopifyProductId"] for c in bundle["components"]],
-        )
+        item = retitled_metaobject(bundle, "Edited in Shopify")
         await sim.add_metaobjects(shop, [item])
         drifted = await client.get(path, params=signed(shop, product))
         assert drifted.json()[0]["title"] == "Edited in Shopify"
@@ -389,13 +384,7 @@ async def test_a_stale_metaobject_cache_is_transient_not_confirmed(
     url = bundles_url(shop, quote(bundle["shopifyMetaobjectId"], safe=""))
     await drain_shadow(client)
     assert (await client.get(url)).json()["title"] == "Summer set"  # cached now
-    item = metaobject_item(
-        bundle["shopifyMetaobjectId"],
-        name=bundle["name"],
-        title="New title",
-        discount="15",
-        products=[c["shopifyProductId"] for c in bundle["components"]],
-    )
+    item = retitled_metaobject(bundle, "New title")
     await sim.add_metaobjects(shop, [item])
     await db.execute('UPDATE "Bundle" SET title = $2 WHERE id = $1', bundle["id"], "New title")
     async with flag_override(client, "SHADOW_READS", shop, True, sampleRate=1.0):

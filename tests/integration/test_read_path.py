@@ -28,6 +28,7 @@ from tests.integration.bundle_helpers import (
     metaobject_item,
     product_gid,
     register_shop,
+    retitled_metaobject,
 )
 from tests.legacy_fixtures import shopify_client
 
@@ -268,13 +269,7 @@ async def test_shadow_reads_record_differences_without_changing_the_answer(
 
     # Shopify content drift is seen too (title changed in the metaobject).
     forget_legacy_cache(client, shop)
-    item = metaobject_item(
-        consistent["shopifyMetaobjectId"],
-        name=consistent["name"],
-        title="Edited in Shopify",
-        discount="15",
-        products=[c["shopifyProductId"] for c in consistent["components"]],
-    )
+    item = retitled_metaobject(consistent, "Edited in Shopify")
     await sim.add_metaobjects(shop, [item])
     async with flag_override(client, "SHADOW_READS", shop, True, sampleRate=1.0):
         assert (await client.get(consistent_url)).json()["title"] == "Edited in Shopify"
