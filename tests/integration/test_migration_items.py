@@ -24,6 +24,7 @@ import pytest
 from app.core.db import create_pool
 from app.core.ids import new_id
 from app.core.time import utcnow
+from app.repos import migration as repo_migration
 from app.repos.migration import Conn
 from app.services.migration.items.common import ItemOutcome, MigrationContext
 from app.services.migration.items.dispatch import migrate_batch, plan_items
@@ -626,6 +627,68 @@ async def test_backfill_races_api_writes_on_the_same_rows(
     assert all(p["inventories"] <= 1 and p["components"] >= 1 for p in pairs)
     migrated_count = Counter(o.legacy_id for o in outcomes if o.status == "migrated")
     assert max(migrated_count.values()) == 1  # each legacy row migrated exactly once across the racing runs
+
+
+async def test_an_api_delete_between_the_batch_reads_is_not_a_failure(
+    ctx: MigrationContext, db: asyncpg.Connection, db_url: str, sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API deletes a bundle from both stores right after the batch has read the legacy rows and
+    before it looks for their V2 bundles. Read one statement at a time, the row is there and its
+    bundle is not, so the item went to Shopify for a metaobject nobody has and failed as
+    `metaobject_not_found` (seen in CI). One snapshot sees both or neither."""
+    shop = new_shop("snap")
+    await seed_bulk_manual_bundles(db, sim, [shop], 2)
+    gid = await api_create(db, shop, "Made by the API")  # no metaobject in the simulator
+    real_fetch = repo_migration.fetch_bundle_rows
+    deleted: list[bool] = []
+
+    async def fetch_then_delete(conn: Conn, shop_: str, ids: Any) -> Any:
+        rows = await real_fetch(conn, shop_, ids)
+        if not deleted:
+            other = await asyncpg.connect(db_url)
+            try:
+                deleted.append(await api_delete(other, shop, gid, legacy_first=False))
+            finally:
+                await other.close()
+        return rows
+
+    monkeypatch.setattr(repo_migration, "fetch_bundle_rows", fetch_then_delete)
+    async with ctx.pool.acquire() as conn:
+        ids = [i.legacy_id for i in await plan_items(conn, "bundle", [shop])]
+    assert gid in ids
+    outcomes = {o.legacy_id: o for o in await migrate_batch(ctx, shop, "bundle", ids)}
+    assert deleted == [True]
+    assert (outcomes[gid].status, outcomes[gid].reason) == ("skipped", "already_migrated")
+    assert sorted(o.status for o in outcomes.values()) == ["migrated", "migrated", "skipped"]
+    assert await db.fetchval('SELECT count(*) FROM "Bundle" WHERE "shopifyMetaobjectId" = $1', gid) == 0
+
+
+async def test_a_legacy_app_delete_during_the_shopify_read_is_deleted_meanwhile(
+    ctx: MigrationContext, db: asyncpg.Connection, sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The legacy app deletes the metaobject in Shopify and then its row (pages/api/deleteBundles.ts).
+    Both happen while the batch reads Shopify: the metaobject is missing because the bundle was
+    deleted, which the recheck of the row tells from a row whose metaobject never existed."""
+    shop = new_shop("gone")
+    await seed_bulk_manual_bundles(db, sim, [shop], 3)
+    async with ctx.pool.acquire() as conn:
+        ids = [i.legacy_id for i in await plan_items(conn, "bundle", [shop])]
+    deleted_in_time, row_kept = ids[0], ids[1]  # the second's row stays: a real metaobject_not_found
+    real_fetch = ctx.shopify.fetch_metaobjects_detailed
+
+    async def legacy_app_deletes_meanwhile(shop_: str, gids: Any) -> Any:
+        for gid in (deleted_in_time, row_kept):
+            assert await sim.delete_metaobject(shop, gid)
+        result = await real_fetch(shop_, gids)
+        await db.execute('DELETE FROM bundle_discount_id WHERE "bundleId" = $1', deleted_in_time)
+        return result
+
+    monkeypatch.setattr(ctx.shopify, "fetch_metaobjects_detailed", legacy_app_deletes_meanwhile)
+    outcomes = {o.legacy_id: o for o in await migrate_batch(ctx, shop, "bundle", ids)}
+    assert (outcomes[deleted_in_time].status, outcomes[deleted_in_time].reason) == ("skipped", "deleted_meanwhile")
+    assert (outcomes[row_kept].status, outcomes[row_kept].reason) == ("failed", "metaobject_not_found")
+    assert outcomes[ids[2]].status == "migrated"
+    assert await db.fetchval('SELECT count(*) FROM "Bundle" WHERE shop = $1', shop) == 1
 
 
 # ---------------------------------------------------------------------------------- Shopify faults

@@ -17,14 +17,18 @@ jobs. Its modules, each one concern:
 
 How a batch runs (`migrate_batch`), and why:
 
-1. Batch reads, one statement each, on a pooled connection that is released before Shopify is
-   called: the legacy rows, which of them already have a V2 row (skipped without a Shopify call, so
-   a re-run costs no API points), which are an AI bundle's metaobject, which slugs are taken.
+1. Batch reads, one statement each and all in one REPEATABLE READ snapshot, on a pooled
+   connection that is released before Shopify is called: the legacy rows, which of them already
+   have a V2 row (skipped without a Shopify call, so a re-run costs no API points), which are an AI
+   bundle's metaobject. (The taken slugs are read once the metaobjects are parsed, as their names
+   decide the slugs.)
 2. Shopify, without holding a database connection: all metaobject GIDs of the batch in one
    `nodes(ids:)` call (the client splits at 250), handle-in-place-of-id keys by
    `metaobjectByHandle` concurrently, then (with `fill_products`) all product GIDs in one more
    `nodes` call. A shop-level error (no token, 401, 402, 423, 404) fails every item that needed
-   Shopify with that reason; a transient one (`shopify_unavailable`) fails them as transient.
+   Shopify with that reason; a transient one (`shopify_unavailable`) fails them as transient. A
+   metaobject Shopify does not have is rechecked in the database first: the legacy app deletes the
+   metaobject before the row, so a row gone by then is `deleted_meanwhile`, not a failure.
 3. Per item, its own short transaction: re-read the legacy row `FOR SHARE` (gone → skipped
    `deleted_meanwhile`; its *current* name and discount are used, not the batch read's), then
    `INSERT ... ON CONFLICT DO NOTHING RETURNING id` writing the V2 row and all its children through

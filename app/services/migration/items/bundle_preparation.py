@@ -49,16 +49,26 @@ class BundlePreparation:
     async def run(self) -> None:
         async with self.ctx.pool.acquire() as conn:
             await self._classify(conn)
-        await _MetaobjectFetch(self.ctx.shopify, self.shop, self.state).run()
+        fetch = _MetaobjectFetch(self.ctx.shopify, self.shop, self.state)
+        await fetch.run()
+        if fetch.not_found:
+            async with self.ctx.pool.acquire() as conn:
+                await self._recheck_not_found(conn, fetch.not_found)
         await self._parse()
 
     # ------------------------------------------------------------------ phase 1: classify (DB reads)
 
     async def _classify(self, conn: repo.Conn) -> None:
-        """Sort the batch's rows into the four odd kinds and the ordinary ones; skip what is in V2."""
-        rows = await repo.fetch_bundle_rows(conn, self.shop, self.state.ids)
-        by_id, by_handle = self._sort(rows)
-        await self._link_ai_and_skip_migrated(conn, by_id, by_handle)
+        """Sort the batch's rows into the four odd kinds and the ordinary ones; skip what is in V2.
+
+        The reads share one snapshot: between two READ COMMITTED statements the API can delete a
+        bundle from both stores, and the row read by the first and missing from the second would go
+        to Shopify, find its metaobject deleted and fail as `metaobject_not_found`.
+        """
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            rows = await repo.fetch_bundle_rows(conn, self.shop, self.state.ids)
+            by_id, by_handle = self._sort(rows)
+            await self._link_ai_and_skip_migrated(conn, by_id, by_handle)
 
     def _sort(self, rows: dict[str, repo.LegacyBundleRow]) -> tuple[list[str], list[str]]:
         """Rows keyed by a metaobject GID and by a handle; a missing or invalid row is done here."""
@@ -104,6 +114,26 @@ class BundlePreparation:
             if legacy_id in state.items:
                 state.done(skipped_outcome(legacy_id, SKIP_ALREADY_MIGRATED, v2_id=v2_id))
 
+    async def _recheck_not_found(self, conn: repo.Conn, not_found: list[ItemOutcome]) -> None:
+        """A metaobject Shopify does not have: was its bundle deleted while Shopify was read?
+
+        The legacy app deletes the metaobject in Shopify first and the row after, and the API's delete
+        removes both stores; so a row that is gone now, or whose bundle V2 now has, is not a failure.
+        Only a row that is still there with no V2 bundle is `metaobject_not_found`.
+        """
+        ids = [o.legacy_id for o in not_found]
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            rows = await repo.fetch_bundle_rows(conn, self.shop, ids)
+            in_v2 = await repo.existing_bundles_by_metaobject(conn, self.shop, ids)
+            in_v2.update(await repo.existing_bundles_by_legacy_key(conn, self.shop, ids))
+        for outcome in not_found:
+            legacy_id = outcome.legacy_id
+            if legacy_id not in rows:
+                outcome = skipped_outcome(legacy_id, SKIP_DELETED_MEANWHILE, "deleted while Shopify was read")
+            elif legacy_id in in_v2:
+                outcome = skipped_outcome(legacy_id, SKIP_ALREADY_MIGRATED, v2_id=in_v2[legacy_id])
+            self.state.done(outcome)
+
     # ------------------------------------------------------------------ parse (CPU only)
 
     async def _parse(self) -> None:
@@ -119,11 +149,14 @@ class BundlePreparation:
 
 class _MetaobjectFetch:
     """Phase 2: the metaobjects of the rows keyed by one, from Shopify, with no database connection
-    held. A row whose metaobject cannot be had gets its outcome; the others get `metaobject`. The
-    rows that are an AI bundle's metaobject need none (their AI bundle is read from the database)."""
+    held. A row whose metaobject cannot be had gets its outcome, except a metaobject Shopify does
+    not have: that row goes to `not_found` for the recheck. The others get `metaobject`. The rows
+    that are an AI bundle's metaobject need none (their AI bundle is read from the database)."""
 
     def __init__(self, shopify: ShopifyClient, shop: str, state: BundleBatchState) -> None:
         self.shopify, self.shop, self.state = shopify, shop, state
+        # Rows whose metaobject Shopify does not have: their outcome waits for a recheck of the row.
+        self.not_found: list[ItemOutcome] = []
 
     async def run(self) -> None:
         """All GIDs in one batched nodes() read, handles by metaobjectByHandle, concurrently."""
@@ -180,7 +213,9 @@ class _MetaobjectFetch:
             elif item.legacy_id in nodes_result.invalid:
                 done(failed_outcome(item.legacy_id, REASON_INVALID_LEGACY_DATA, "Shopify refused the id as invalid"))
             elif (mo := nodes_result.nodes.get(item.legacy_id)) is None:
-                done(failed_outcome(item.legacy_id, REASON_METAOBJECT_NOT_FOUND, "nodes() returned null"))
+                self.not_found.append(
+                    failed_outcome(item.legacy_id, REASON_METAOBJECT_NOT_FOUND, "nodes() returned null")
+                )
             else:
                 item.metaobject = mo
 
@@ -190,7 +225,7 @@ class _MetaobjectFetch:
             if isinstance(result, Exception):
                 self.state.done(_fetch_failure(item.legacy_id, result))
             elif result is None:
-                self.state.done(
+                self.not_found.append(
                     failed_outcome(
                         item.legacy_id,
                         REASON_METAOBJECT_NOT_FOUND,
