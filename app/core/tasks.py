@@ -1,27 +1,42 @@
-"""Stopping background work: the one way a component cancels a task it owns and waits for it, and
-the one way a CLI process runs a component until it is told to stop."""
+"""Stopping background work: the one way a component stops the tasks it owns (a grace period, then
+cancellation, then waiting), and the one way a CLI process runs a component until it is told to stop."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 
-async def cancel_and_wait(task: asyncio.Task[Any] | asyncio.Future[Any] | None) -> None:
-    """Cancel `task` and wait until it has ended, whatever it raised on the way out.
+async def stop_tasks(tasks: Iterable[asyncio.Task[Any] | asyncio.Future[Any] | None], *, grace_s: float) -> None:
+    """Give `tasks` up to `grace_s` seconds to end on their own (work in flight records its result),
+    then cancel those still running and wait until every one has ended, whatever it raised.
 
     `asyncio.wait` rather than `await task` inside `suppress(CancelledError)`: that form would also
     swallow the cancellation of the caller itself (a bounded shutdown that gave up on it), which
-    then carries on as if nothing happened. Here a cancelled caller stops waiting at once, and the
-    task's own exception is retrieved so asyncio does not log it as never retrieved.
+    then carries on as if nothing happened. Here a cancelled caller stops waiting at once, after
+    cancelling the tasks it was stopping, and the tasks' own exceptions are retrieved so asyncio
+    does not log them as never retrieved.
     """
-    if task is None:
+    live = {task for task in tasks if task is not None}
+    if not live:
         return
-    task.cancel()
-    await asyncio.wait({task})
-    if not task.cancelled():
-        task.exception()
+    try:
+        if grace_s > 0:
+            await asyncio.wait(live, timeout=grace_s)
+    finally:
+        for task in live:
+            task.cancel()  # a no-op on a task that has ended
+    await asyncio.wait(live)
+    for task in live:
+        if not task.cancelled():
+            task.exception()
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | asyncio.Future[Any] | None) -> None:
+    """Cancel `task` and wait until it has ended (`stop_tasks` with no grace)."""
+    await stop_tasks((task,), grace_s=0)
 
 
 class Stoppable(Protocol):

@@ -1,4 +1,4 @@
-"""`cancel_and_wait`: the one way a component stops a task it owns (app/core/tasks.py)."""
+"""`stop_tasks` and `cancel_and_wait`: the one way a component stops the tasks it owns (app/core/tasks.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.core.tasks import cancel_and_wait
+from app.core.tasks import cancel_and_wait, stop_tasks
 
 
 async def test_it_waits_until_the_task_has_ended_and_keeps_its_error_quiet() -> None:
@@ -50,3 +50,38 @@ async def test_a_cancelled_caller_stops_waiting_for_a_task_that_ignores_cancella
         await stopper  # the caller's own cancellation is not swallowed
     release.set()
     assert await task == "released"
+
+
+async def test_stop_tasks_lets_work_finish_within_the_grace_and_cancels_the_rest() -> None:
+    """The worker's and the outbox's stop: a batch in flight records; a loop that would run for
+    ever is cancelled when the grace is over, and the call returns once both have ended."""
+    recorded: list[str] = []
+
+    async def batch_in_flight() -> None:
+        await asyncio.sleep(0.02)
+        recorded.append("batch")
+
+    async def endless_loop() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            recorded.append("loop cleaned up")
+
+    finishing, endless = asyncio.create_task(batch_in_flight()), asyncio.create_task(endless_loop())
+    await stop_tasks((finishing, None, endless), grace_s=0.5)
+    assert finishing.done() and not finishing.cancelled()
+    assert endless.cancelled()
+    assert recorded == ["batch", "loop cleaned up"]
+    await stop_tasks((), grace_s=1)
+
+
+async def test_a_caller_cancelled_during_the_grace_cancels_the_tasks_and_is_not_swallowed() -> None:
+    """A bounded shutdown that gives up on a component's stop must not leave its tasks running."""
+    task = asyncio.create_task(asyncio.sleep(3600))
+    stopper = asyncio.create_task(stop_tasks((task,), grace_s=3600))
+    await asyncio.sleep(0.01)
+    stopper.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopper
+    await asyncio.sleep(0)
+    assert task.cancelled()

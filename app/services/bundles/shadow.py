@@ -37,6 +37,7 @@ from typing import Any
 from app.core.container import Container
 from app.core.errors import DomainError
 from app.core.metrics import SHADOW_COMPARISONS, SHADOW_MISMATCHES
+from app.core.tasks import stop_tasks
 from app.core.time import naive_utc, utcnow
 from app.repos import consistency as repo
 from app.repos import runner
@@ -146,14 +147,10 @@ class EvidenceRunner:
                 return
             await asyncio.wait([*self._tasks, *self._delayed], timeout=remaining)
 
-    async def close(self, timeout_s: float = 5.0) -> None:
-        """Cancel what is still running and wait a bounded time: a comparison stuck in a retry loop
-        must not hold up shutdown."""
-        pending = [*self._tasks, *self._delayed]
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=timeout_s)
+    async def close(self) -> None:
+        """Cancel what is still running, with no grace: a comparison is evidence, not work to finish,
+        and one stuck in a retry loop must not hold up shutdown (lifecycle bounds the wait)."""
+        await stop_tasks([*self._tasks, *self._delayed], grace_s=0)
 
 
 def get_runner(container: Container) -> EvidenceRunner:

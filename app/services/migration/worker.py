@@ -47,6 +47,7 @@ from pgqueuer.queries import Queries
 from app.core.container import Container
 from app.core.db import create_pool
 from app.core.logging import bind_shop
+from app.core.tasks import stop_tasks
 from app.repos import jobs as repo
 from app.services.migration import jobs as svc
 from app.services.migration.items import dispatch as migration_items
@@ -154,15 +155,7 @@ class JobWorker:
         self._stopping.set()
         if self._qm is not None:
             self._qm.shutdown.set()
-        for task in (self._runner, self._sweeper):
-            if task is None:
-                continue
-            try:
-                await asyncio.wait_for(asyncio.shield(task), timeout=timeout_s)
-            except (TimeoutError, asyncio.CancelledError, Exception):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await stop_tasks((self._runner, self._sweeper), grace_s=timeout_s)
         self._runner = self._sweeper = None
         if self._owns_pool:
             await self.pool.close()

@@ -56,7 +56,7 @@ from app.core.container import Container, build_container
 from app.core.db import asyncpg_connect_kwargs, create_pool
 from app.core.logging import configure_logging
 from app.core.metrics import OUTBOX_LAG
-from app.core.tasks import run_until_signalled
+from app.core.tasks import run_until_signalled, stop_tasks
 from app.repos import bundles as bundle_repo
 from app.repos import outbox as repo
 from app.repos import runner
@@ -190,11 +190,7 @@ class OutboxDispatcher:
         """Stop claiming; a delivery in flight finishes (bounded), then its transaction ends either way."""
         self._stopping.set()
         self._wake.set()
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=timeout_s)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks, grace_s=timeout_s)
         self._tasks = []
         if self._listener is not None:
             with contextlib.suppress(Exception):
