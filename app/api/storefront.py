@@ -31,7 +31,7 @@ from starlette.types import Scope
 
 from app.api.deps import ContainerDep, ProxyShopDep
 from app.api.openapi_docs import PROXY_ERRORS, UNEXPECTED_ERROR, example_response, problem, problem_example
-from app.core.auth import LEGACY_PROXY_PREFIX, PROXY_PREFIX, authenticate
+from app.core.auth import LEGACY_PROXY_PREFIX, PROXY_PREFIX, authenticate, query_items
 from app.core.container import Container
 from app.core.errors import NotReady, Unauthorized
 from app.schemas.storefront import (
@@ -136,10 +136,15 @@ def _proxy_context(request: Request) -> tuple[Container, str, str]:
     container: Container | None = getattr(request.app.state, "container", None)
     if container is None:
         raise NotReady("The service is starting.")
-    identity = authenticate(container.authenticator, request.scope, None, request.query_params.multi_items())
+    items = query_items(request.scope)
+    identity = authenticate(container.authenticator, request.scope, None, items)
     if identity.shop is None:
         raise Unauthorized("Invalid app proxy signature.")
-    return container, identity.shop, storefront.normalize_product_id(request.query_params.get("product_id"))
+    product_id = None
+    for key, value in items:  # the last one wins, as in `request.query_params.get`
+        if key == "product_id":
+            product_id = value
+    return container, identity.shop, storefront.normalize_product_id(product_id)
 
 
 async def _fast_bundles_for_product(request: Request) -> Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import parse_qsl
 
 from starlette.types import Scope
 
@@ -34,6 +35,22 @@ _MERCHANT_PREFIX = "/api/v2/"
 
 IdentityKind = Literal["admin", "session", "proxy"]
 _SCOPE_KEY = "sb.identity"
+_QUERY_SCOPE_KEY = "sb.query"
+
+
+def query_items(scope: Scope) -> list[tuple[str, str]]:
+    """The request's decoded query parameters in order, repeats and blank values kept, parsed once
+    per request and cached in the scope: the log context, the App Proxy signature and the
+    storefront handler all read them, on the hottest path of the service.
+
+    Decoded as Starlette's `request.query_params` decodes them (latin-1, then percent-decoding as
+    UTF-8), so what is verified is what the handler reads.
+    """
+    cached: list[tuple[str, str]] | None = scope.get(_QUERY_SCOPE_KEY)
+    if cached is None:
+        raw: bytes = scope.get("query_string", b"")
+        cached = scope[_QUERY_SCOPE_KEY] = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+    return cached
 
 
 @dataclass(frozen=True, slots=True)

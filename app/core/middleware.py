@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.auth import ADMIN_PREFIX, authenticate, requires_credentials
+from app.core.auth import ADMIN_PREFIX, authenticate, query_items, requires_credentials
 from app.core.errors import (
     DomainError,
     NotReady,
@@ -37,9 +37,8 @@ def shop_from_scope(scope: Scope) -> str | None:
     match = _SHOP_IN_PATH_RE.search(scope.get("path", ""))
     if match and is_valid_shop(match.group(1)):
         return match.group(1)
-    query = scope.get("query_string", b"")
-    if b"shop=" in query:
-        for key, value in parse_qsl(query.decode("latin-1")):
+    if b"shop=" in scope.get("query_string", b""):
+        for key, value in query_items(scope):
             if key == "shop" and is_valid_shop(value):
                 return value
     return None
@@ -201,12 +200,7 @@ class RequestGuardMiddleware:
                     if name == b"authorization":
                         authorization = value.decode("latin-1")
                         break
-                identity = authenticate(
-                    container.authenticator,
-                    scope,
-                    authorization,
-                    parse_qsl(query_string.decode("latin-1"), keep_blank_values=True),
-                )
+                identity = authenticate(container.authenticator, scope, authorization, query_items(scope))
                 if identity.kind == "admin" and path.startswith(ADMIN_PREFIX):
                     wait = container.admin_rate_limiter.take(identity.actor)
                     if wait is not None:

@@ -675,6 +675,36 @@ async def test_v2_bundles_only_active_and_only_this_shop(
     assert await eventually(only_active, timeout_s=1.0)
 
 
+
+async def test_a_repeated_product_id_reads_the_last_one_as_signed(
+    client: httpx.AsyncClient, db: asyncpg.Connection, shop: str
+) -> None:
+    """The query string is parsed once per request (`core/auth.query_items`) for the log context, the
+    signature and the handler: a repeated parameter is signed as Shopify joins it ("a,b") and read
+    as Starlette reads it (the last value), on both storefront routes and both prefixes."""
+    first, last = unique_number(), unique_number()
+    await insert_v2_bundle(db, shop, [{"productId": product(first), "price": "1.00"}], title="first")
+    wanted = await insert_v2_bundle(db, shop, [{"productId": product(last), "price": "1.00"}], title="last")
+    items: list[tuple[str, str]] = [
+        ("shop", shop),
+        ("logged_in_customer_id", ""),
+        ("path_prefix", "/apps/proxy"),
+        ("timestamp", str(int(time.time()))),
+        ("product_id", str(first)),
+        ("product_id", f"{PRODUCT}{last}"),
+    ]
+    query: QueryItems = [*items, ("signature", sign_app_proxy_params(items, API_SECRET))]
+    async with shop_flag(client, "V2_BUNDLE_ENGINE", shop, True):
+        for prefix in ("/proxy", "/api/proxy_route"):
+            response = await client.get(f"{prefix}/v2/bundles", params=query)
+            assert response.status_code == 200, response.text
+            assert [b["id"] for b in response.json()["bundles"]] == [wanted]
+            response = await client.get(f"{prefix}/bundles-for-product", params=query)
+            assert response.status_code == 200, response.text
+            assert [b["title"] for b in response.json()] == ["last"]
+    tampered = [(k, str(first) if k == "product_id" else v) for k, v in query]  # both values now "first"
+    assert (await client.get("/proxy/v2/bundles", params=tampered)).status_code == 401
+
 async def test_v2_bundles_inventory_rules(client: httpx.AsyncClient, db: asyncpg.Connection, shop: str) -> None:
     n = unique_number()
     p = product(n)

@@ -6,11 +6,14 @@ import base64
 import hashlib
 import hmac
 import json
+from typing import Any
 from urllib.parse import parse_qsl
 
 import jwt
 import pytest
+from starlette.requests import Request
 
+from app.core.auth import query_items
 from app.core.security import (
     SHOP_DOMAIN_RE,
     InvalidSessionToken,
@@ -458,3 +461,21 @@ def test_make_session_token_shape() -> None:
     assert payload["aud"] == API_KEY
     assert payload["exp"] - payload["nbf"] == 120
     assert {"iat", "jti", "sid", "sub"} <= payload.keys()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"shop=a.myshopify.com&logged_in_customer_id=&product_id=1&product_id=2",
+        b"name=caf%C3%A9+cr%C3%A8me&x=%E2%82%AC&flag&empty=",
+        b"a=%ZZ&b=%&c=+",
+    ],
+)
+def test_query_items_reads_what_starlette_reads_and_parses_once(raw: bytes) -> None:
+    """One parse per request serves the log context, the signature and the storefront handler; it
+    must decode exactly as `request.query_params` would, or the handler reads what was not signed."""
+    scope: dict[str, Any] = {"type": "http", "query_string": raw}
+    items = query_items(scope)
+    assert items == Request(scope).query_params.multi_items()
+    assert query_items(scope) is items
