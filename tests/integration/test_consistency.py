@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -18,8 +19,10 @@ import httpx
 import pytest
 
 from app.core.security import sign_app_proxy_params
+from app.core.time import utcnow
+from app.repos import consistency as consistency_repo
 from app.repos import storefront as storefront_repo
-from app.rules.consistency import wilson_upper
+from app.rules.consistency import NOISE_OUTCOMES, SHADOW_OUTCOMES, wilson_upper
 from app.services.bundles.reads import get_shadow_runner
 from app.services.consistency import verify_shop
 from tests.conftest import API_SECRET
@@ -415,3 +418,49 @@ async def test_a_bundle_the_legacy_tables_cannot_hold_is_no_storefront_mismatch(
         await drain_shadow(client)
     found = [r for r in await rows(db, shop, STOREFRONT) if r["outcome"] in ("match", "confirmed", "transient")]
     assert [r["outcome"] for r in found] == ["match"]
+
+
+async def test_a_shops_figures_are_read_from_the_index_alone(db: asyncpg.Connection) -> None:
+    """The rollout driver runs the figures query for every observed shop on every tick, over all of
+    its comparisons since its stage began: it must not fetch each of those rows from the heap
+    (alembic 0009). Also checks that the covering index answers what the plain one did."""
+    shop = f"figures-{time.time_ns()}.myshopify.com"
+    await db.execute(
+        """
+        INSERT INTO sb_consistency_comparisons (shop, endpoint, outcome, "legacyMs", "v2Ms", "v2Error", "createdAt")
+        SELECT CASE WHEN g % 4 = 0 THEN $1 ELSE $1 || '-other' || (g % 7) END, 'storefront',
+               (ARRAY['match', 'confirmed', 'transient', 'noise_match', 'verified'])[1 + g % 5],
+               g % 97, g % 89, g % 50 = 0, CURRENT_TIMESTAMP - (g || ' seconds')::interval
+        FROM generate_series(1, 4000) AS g
+        """,
+        shop,
+    )
+    await db.execute("VACUUM ANALYZE sb_consistency_comparisons")
+    since = utcnow() - timedelta(hours=1)
+    async with db.transaction():
+        await db.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
+        plan = json.loads(
+            await db.fetchval(
+                f"EXPLAIN (FORMAT JSON) {consistency_repo.FIGURES_SQL}",
+                shop,
+                since,
+                list(SHADOW_OUTCOMES),
+                list(NOISE_OUTCOMES),
+            )
+        )[0]["Plan"]
+    scans = [(n["Node Type"], n.get("Index Name")) for n in _plan_nodes(plan) if "Scan" in n["Node Type"]]
+    assert scans == [("Index Only Scan", "sb_consistency_comparisons_shop_createdAt_figures_idx")], scans
+    figures = await consistency_repo.figures(db, shop, since)
+    expected = await db.fetchrow(
+        """SELECT count(*) FILTER (WHERE outcome = 'confirmed') AS confirmed,
+                  count(*) FILTER (WHERE "v2Error") AS errors
+           FROM sb_consistency_comparisons WHERE shop = $1 AND "createdAt" >= $2""",
+        shop,
+        since,
+    )
+    assert (figures["confirmed"], figures["v2_errors"]) == (expected["confirmed"], expected["errors"])
+    assert figures["confirmed"] > 0 and figures["v2_errors"] > 0
+
+
+def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node, *(n for child in node.get("Plans", ()) for n in _plan_nodes(child))]
