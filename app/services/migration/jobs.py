@@ -41,7 +41,6 @@ from app.repos import migration as migration_repo
 from app.rules.cursors import decode_cursor, decode_keyset_cursor, encode_cursor
 from app.schemas.jobs import FailureOut, FailurePage, JobOut, JobPage, JobStats, ShopStats
 from app.services.cutover.guard import require_legacy_tables
-from app.services.migration.items import dispatch as migration_items
 from app.services.migration.items.common import ITEM_KINDS_BY_JOB_KIND, ItemKind, ItemOutcome, PlannedItem
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ DEFAULT_MAX_ATTEMPTS = 5
 ENTRYPOINT_PREFIX = "sb_migration_shop"
 JOBS_PATH = "/admin/migrations/jobs"
 
-# Stable reason codes the engine itself records (item reasons come from migration_items).
+# Stable reason codes the engine itself records (item reasons come from the items package).
 REASON_INTERNAL_ERROR = "internal_error"  # migrate_batch raised or reported no outcome for the item
 REASON_SHOPIFY_UNAVAILABLE = "shopify_unavailable"  # transient failure, retries exhausted
 REASON_ALREADY_MIGRATED = "already_migrated"
@@ -266,7 +265,6 @@ async def create_job(
     """
     if kind not in JOB_KINDS:
         raise ValidationFailed("Unknown job kind.", errors=[{"field": "body.kind", "message": f"one of {JOB_KINDS}"}])
-    planner: Planner = plan or migration_items.plan_items
     shop_list = sorted(set(shops)) if shops is not None else None
     job_id = new_id()
     options = {"queue": queue, "fillProducts": fill_products}
@@ -290,25 +288,7 @@ async def create_job(
             if not dry_run:
                 await _check_overlap(conn, kind, shop_list)
             await repo.insert_job(conn, **job_row)
-            if plan is None:
-                # The default plan is made by the database (INSERT ... SELECT per kind): a job of any
-                # size costs the service no memory.
-                total = 0
-                for item_kind in ITEM_KINDS_BY_JOB_KIND[kind]:
-                    total += await migration_repo.plan_items_into(
-                        conn, job_id, item_kind, list(shop_list) if shop_list is not None else None, total
-                    )
-            else:
-                planned: list[PlannedItem] = []
-                for item_kind in ITEM_KINDS_BY_JOB_KIND[kind]:
-                    planned.extend(await planner(conn, item_kind, list(shop_list) if shop_list is not None else None))
-                total = await repo.insert_items(
-                    conn,
-                    job_id,
-                    [p.item_kind for p in planned],
-                    [p.legacy_id for p in planned],
-                    [p.shop for p in planned],
-                )
+            total = await _plan_items(conn, job_id, kind, shop_list, plan)
             counts = await repo.item_counts_by_shop(conn, job_id) if total else {}
             await repo.set_plan(
                 conn, job_id, total=total, per_shop=_initial_per_shop(counts, shop_list), finished=total == 0
@@ -323,6 +303,25 @@ async def create_job(
                 conn, **job_row, status="failed", last_error=f"planning failed: {type(exc).__name__}: {exc}"[:2000]
             )
     return await get_job(pool, job_id)
+
+
+async def _plan_items(
+    conn: repo.Conn, job_id: str, kind: str, shop_list: list[str] | None, plan: Planner | None
+) -> int:
+    """Write the job's items; how many. Without a planner the database makes the plan (one
+    INSERT ... SELECT per item kind), so a job of any size costs the service no memory; a planner
+    (tests, `retry-failed`'s callers) returns the items to insert."""
+    if plan is None:
+        total = 0
+        for item_kind in ITEM_KINDS_BY_JOB_KIND[kind]:
+            total += await migration_repo.plan_items_into(conn, job_id, item_kind, shop_list, total)
+        return total
+    planned: list[PlannedItem] = []
+    for item_kind in ITEM_KINDS_BY_JOB_KIND[kind]:
+        planned.extend(await plan(conn, item_kind, shop_list))
+    return await repo.insert_items(
+        conn, job_id, [p.item_kind for p in planned], [p.legacy_id for p in planned], [p.shop for p in planned]
+    )
 
 
 async def retry_failed(
