@@ -51,5 +51,6 @@ async def healthz() -> dict[str, str]:
     },
 )
 async def readyz(container: ContainerDep) -> JSONResponse:
-    report = await asyncio.wait_for(health_service.readiness(container), timeout=5)
+    async with asyncio.timeout(5):
+        report = await health_service.readiness(container)
     return JSONResponse(report, status_code=200 if report["ready"] else 503)

@@ -46,7 +46,8 @@ async def sample_outbox_lag(request: Request) -> None:
     if container is None:
         return
     try:
-        await asyncio.wait_for(update_outbox_lag(container.pool), timeout=OUTBOX_QUERY_TIMEOUT_S)
+        async with asyncio.timeout(OUTBOX_QUERY_TIMEOUT_S):
+            await update_outbox_lag(container.pool)
     except Exception as exc:  # an unreachable database must not fail the scrape
         log.debug("outbox lag not sampled: %s", exc)
 

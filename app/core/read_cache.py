@@ -28,7 +28,6 @@ Bounded by entry count with least-recently-used eviction. Not thread-safe: one e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import random
@@ -43,7 +42,7 @@ import asyncpg
 
 from app.core.db import asyncpg_connect_kwargs
 from app.core.metrics import READ_CACHE_ENTRIES, READ_CACHE_INVALIDATIONS, READ_CACHE_LOOKUPS, READ_CACHE_STORES
-from app.core.tasks import cancel_and_wait
+from app.core.tasks import cancel_and_wait, wait_event
 
 log = logging.getLogger(__name__)
 
@@ -303,8 +302,7 @@ class InvalidationListener:
     async def start(self, wait_s: float = 5.0) -> None:
         """Start the background task; wait up to `wait_s` for LISTEN (until then: no caching)."""
         self._task = asyncio.create_task(self._run(), name=f"read-cache-listener:{self.channel}")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), timeout=wait_s)
+        await wait_event(self._connected, wait_s)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -370,14 +368,16 @@ class InvalidationListener:
         beat = asyncio.ensure_future(self._send_marker(conn))
         try:
             try:
-                await asyncio.wait_for(asyncio.shield(beat), timeout=self._heartbeat_timeout_s)
+                async with asyncio.timeout(self._heartbeat_timeout_s):
+                    await asyncio.shield(beat)
                 return
             except TimeoutError:
                 pass
             if self.cache.serving:
                 log.info("read cache %s: heartbeat late; not serving until it is back", self.cache.name)
                 self.cache.set_serving(False, "heartbeat_late")
-            await asyncio.wait_for(asyncio.shield(beat), timeout=self.RECONNECT_AFTER_S)  # else: reconnect
+            async with asyncio.timeout(self.RECONNECT_AFTER_S):  # else: reconnect
+                await asyncio.shield(beat)
             if not self._lost.is_set():
                 self.cache.set_serving(True, "heartbeat_back")
         finally:
@@ -399,8 +399,7 @@ class InvalidationListener:
                 while not self._lost.is_set():
                     await self._heartbeat(conn)
                     self.cache.flush_metrics()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._lost.wait(), timeout=self._heartbeat_s)
+                    await wait_event(self._lost, self._heartbeat_s)
                 log.warning("read cache %s: listener connection lost; cache cleared", self.cache.name)
             except asyncio.CancelledError:
                 raise

@@ -1,9 +1,17 @@
 """Stopping background work: the one way a component stops the tasks it owns (a grace period, then
-cancellation, then waiting), and the one way a CLI process runs a component until it is told to stop."""
+cancellation, then waiting), the one way a background loop waits for an event with a timeout, and
+the one way a CLI process runs a component until it is told to stop.
+
+`asyncio.wait_for` is not used in `app` (a test holds that): on Python 3.11, a task cancelled just
+as the awaitable inside `wait_for` completes gets its result instead of the cancellation (CPython
+gh-86296, fixed in 3.12). A background loop that waits that way carries on after `stop()` cancelled
+it, and `stop()` then waits for ever. `asyncio.timeout` does not have the flaw.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -32,6 +40,18 @@ async def stop_tasks(tasks: Iterable[asyncio.Task[Any] | asyncio.Future[Any] | N
     for task in live:
         if not task.cancelled():
             task.exception()
+
+
+async def wait_event(event: asyncio.Event, timeout_s: float) -> bool:
+    """Wait until `event` is set, at most `timeout_s` seconds; whether it is set. A cancellation of
+    the waiting task always propagates (see the module docstring for why not `asyncio.wait_for`)."""
+    if event.is_set():
+        await asyncio.sleep(0)  # yield as a wait does: a loop around a set event must not starve the others
+        return True
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(0.0, timeout_s)):
+            await event.wait()
+    return event.is_set()
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | asyncio.Future[Any] | None) -> None:

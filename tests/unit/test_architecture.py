@@ -1,4 +1,5 @@
-"""The import graph of `app` has no cycle, and every Admin GraphQL document is in one module.
+"""The import graph of `app` has no cycle, every Admin GraphQL document is in one module, and no
+background loop waits in a way that can swallow its cancellation.
 
 No cycle (module level; `if TYPE_CHECKING:` imports excluded).
 
@@ -9,8 +10,12 @@ themselves are import-linter's (`make lint`, pyproject's [tool.importlinter]).
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import grimp
 
+import app
 from app.shopify import documents
 from tests.unit.test_graphql_documents import collect_documents
 
@@ -82,3 +87,15 @@ def test_every_admin_graphql_document_lives_in_the_documents_module() -> None:
     defined = {value for name, value in vars(documents).items() if name.isupper() and isinstance(value, str)}
     assert len(texts) >= 14  # the client's reads, write-through's metaobject and discount operations, ...
     assert texts <= defined, sorted(texts - defined)
+
+
+def test_app_waits_with_a_timeout_without_asyncio_wait_for() -> None:
+    """`asyncio.wait_for` on Python 3.11 can swallow the cancellation of the task waiting in it
+    (app/core/tasks.py says when), and a background loop waiting that way outlives its `stop()`.
+    `app` waits with `wait_event` or `asyncio.timeout` instead."""
+    offenders = []
+    for path in sorted(Path(app.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr == "wait_for":
+                offenders.append(f"{path.relative_to(Path(app.__file__).parent.parent)}:{node.lineno}")
+    assert offenders == []

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.core.tasks import cancel_and_wait, stop_tasks
+from app.core.tasks import cancel_and_wait, stop_tasks, wait_event
 
 
 async def test_it_waits_until_the_task_has_ended_and_keeps_its_error_quiet() -> None:
@@ -85,3 +85,37 @@ async def test_a_caller_cancelled_during_the_grace_cancels_the_tasks_and_is_not_
         await stopper
     await asyncio.sleep(0)
     assert task.cancelled()
+
+
+async def test_a_loop_cancelled_as_its_event_is_set_stops() -> None:
+    """The race that left background loops running after `stop()` (the flag refresher, the read-model
+    listener, the outbox and the worker): cancelled in the same loop iteration as the event it waits
+    for is set. `asyncio.wait_for` on Python 3.11 returns the event's result there and the loop goes
+    on; `wait_event` lets the cancellation through."""
+    event = asyncio.Event()
+    rounds = 0
+
+    async def background_loop() -> None:
+        nonlocal rounds
+        while True:
+            await wait_event(event, 3600)
+            event.clear()
+            rounds += 1
+
+    task = asyncio.create_task(background_loop())
+    await asyncio.sleep(0)
+    event.set()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=1)
+    assert task in done and task.cancelled()
+    assert rounds == 0
+
+
+async def test_wait_event_times_out_and_yields_when_already_set() -> None:
+    event = asyncio.Event()
+    assert await wait_event(event, 0.01) is False
+    event.set()
+    other_ran = asyncio.Event()
+    asyncio.get_running_loop().call_soon(other_ran.set)
+    assert await wait_event(event, 0) is True
+    assert other_ran.is_set()

@@ -12,7 +12,6 @@ everything stored (the kill switch).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -26,7 +25,7 @@ from app.core.container import Container
 from app.core.db import asyncpg_connect_kwargs, transaction
 from app.core.errors import NotFound, NotReady
 from app.core.metrics import FLAG_EVALUATIONS
-from app.core.tasks import cancel_and_wait
+from app.core.tasks import cancel_and_wait, wait_event
 from app.core.time import utcnow
 from app.repos import flags as repo
 from app.rules.flags import (
@@ -213,8 +212,7 @@ class FlagStore:
         self._task = asyncio.create_task(self._run(), name="flags-refresher")
         # Wait briefly for LISTEN so a change right after start-up is not left to polling;
         # if the listener cannot connect, polling still bounds propagation.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._listening.wait(), timeout=5.0)
+        await wait_event(self._listening, 5.0)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -283,8 +281,7 @@ class FlagStore:
                         log.warning("flag listener cannot connect (%s); retrying in about %.1fs", exc, backoff)
                         next_connect = time.monotonic() + backoff * (0.5 + random.random())
                         backoff = min(backoff * 2, self.RECONNECT_MAX_S)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._dirty.wait(), timeout=interval)
+                await wait_event(self._dirty, interval)
                 # Cleared before the query: a notification arriving during it sets it again.
                 self._dirty.clear()
                 if conn is not None and conn.is_closed():

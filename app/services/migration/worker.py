@@ -47,7 +47,7 @@ from pgqueuer.queries import Queries
 from app.core.container import Container
 from app.core.db import create_pool
 from app.core.logging import bind_shop
-from app.core.tasks import stop_tasks
+from app.core.tasks import stop_tasks, wait_event
 from app.repos import jobs as repo
 from app.services.migration import jobs as svc
 from app.services.migration.items import dispatch as migration_items
@@ -163,8 +163,7 @@ class JobWorker:
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake up at once when the worker stops."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=max(0.0, seconds))
+        await wait_event(self._stopping, seconds)
 
     async def _supervise(self) -> None:
         """Run pgqueuer's QueueManager; restart it after an unexpected error (database restart...)."""

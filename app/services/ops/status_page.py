@@ -212,7 +212,8 @@ async def _validation(container: Container) -> dict[str, Any] | None:
     if cache.report is None and cache.task is not None:
         # First view: wait for it a little (shielded: a timeout here must not cancel the work).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(cache.task), SECTION_TIMEOUT_S - 0.5)
+            async with asyncio.timeout(SECTION_TIMEOUT_S - 0.5):
+                await asyncio.shield(cache.task)
     return None if cache.report is None else validation_summary(cache.report)
 
 
@@ -361,7 +362,8 @@ def evidence_series(buckets: Sequence[Mapping[str, Any]]) -> dict[str, list[tupl
 async def _guarded(name: str, source: Awaitable[Any]) -> SectionResult:
     """One section under its timeout: a failure becomes that section's error, never the page's."""
     try:
-        return SectionResult(data=await asyncio.wait_for(source, SECTION_TIMEOUT_S))
+        async with asyncio.timeout(SECTION_TIMEOUT_S):
+            return SectionResult(data=await source)
     except TimeoutError:
         return SectionResult(error=f"timed out after {SECTION_TIMEOUT_S:g} s")
     except Exception as exc:

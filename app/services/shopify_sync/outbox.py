@@ -56,7 +56,7 @@ from app.core.container import Container, build_container
 from app.core.db import asyncpg_connect_kwargs, create_pool
 from app.core.logging import configure_logging
 from app.core.metrics import OUTBOX_LAG
-from app.core.tasks import run_until_signalled, stop_tasks
+from app.core.tasks import run_until_signalled, stop_tasks, wait_event
 from app.repos import bundles as bundle_repo
 from app.repos import outbox as repo
 from app.repos import runner
@@ -214,8 +214,7 @@ class OutboxDispatcher:
         self._listener = conn
 
     async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, seconds))
+        await wait_event(self._wake, seconds)
         self._wake.clear()
 
     async def _deliver_loop(self, index: int) -> None:
@@ -240,8 +239,7 @@ class OutboxDispatcher:
                 raise
             except Exception:
                 log.warning("outbox lag update failed", exc_info=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.poll_interval_s)
+            await wait_event(self._stopping, self.poll_interval_s)
 
     async def update_lag(self) -> float:
         return await update_outbox_lag(self.pool)
