@@ -33,6 +33,7 @@ from app.core.metrics import SHOPIFY_CALLS, SHOPIFY_THROTTLE_WAIT
 from app.core.migrations import upgrade_async
 from app.core.rate_limit import TokenBucketLimiter
 from app.core.read_cache import InvalidationListener, ReadCache
+from app.core.tasks import stop_tasks
 from app.repos.sessions import get_offline_token
 from app.shopify.client import ShopifyClient
 
@@ -111,13 +112,7 @@ class Container:
         return self.read_pool or self.pool
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await stop_tasks(self.tasks, grace_s=0)
         await self.http.aclose()
         await self.pool.close()
         if self.read_pool is not None:

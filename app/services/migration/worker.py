@@ -26,7 +26,6 @@ have outcomes `succeeded`, and settles `cancelling` jobs once no batch is in fli
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -47,7 +46,7 @@ from pgqueuer.queries import Queries
 from app.core.container import Container
 from app.core.db import create_pool
 from app.core.logging import bind_shop
-from app.core.tasks import stop_tasks, wait_event
+from app.core.tasks import cancel_and_wait, stop_tasks, wait_event
 from app.repos import jobs as repo
 from app.services.migration import jobs as svc
 from app.services.migration.items import dispatch as migration_items
@@ -337,9 +336,7 @@ class JobWorker:
             log.exception("migrate_batch failed for job %s shop %s (%d items)", job_id, shop, len(claimed))
             error = f"{type(exc).__name__}: {exc}"
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            await cancel_and_wait(heartbeat)
         writes = svc.settle_outcomes(claimed, outcomes, max_attempts=self.max_attempts, error=error)
         result = await svc.record_batch(
             self.pool, job_id, shop, token, writes, worker_id=self.worker_id, lease_s=self.lease_s
