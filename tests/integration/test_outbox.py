@@ -222,7 +222,7 @@ def dispatcher_env(db_url: str, simulator: Any) -> dict[str, str]:
 
 def start_dispatcher(env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "app.services.shopify_sync.outbox"],
+        [sys.executable, "-m", "app.cli", "outbox", "run"],
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -23,6 +23,8 @@ from app.core.config import Settings, get_settings
 from app.core.container import build_container
 from app.core.db import create_pool, resolve_database_url, resolve_direct_url
 from app.core.errors import DomainError
+from app.core.logging import configure_logging
+from app.core.tasks import Stoppable, run_until_signalled
 
 Subparsers = Any  # argparse._SubParsersAction, private in typeshed
 #: A command's handler: the parsed arguments in, an exit code out; an `async` one runs in `asyncio.run`.
@@ -69,6 +71,20 @@ async def worker_container(settings: Settings) -> Any:
     the inbound credentials."""
 
     return await build_container(settings, serves_requests=False)
+
+
+async def run_alone(start: Callable[[Any], Awaitable[Stoppable]]) -> int:
+    """A background component as a process of its own (`shopibundle worker`, `outbox run`): the
+    container without its HTTP side, the component `start` builds on it, run until SIGTERM or
+    SIGINT and then stopped gracefully."""
+    settings = get_settings()
+    configure_logging(settings)
+    container = await worker_container(settings)
+    try:
+        await run_until_signalled(await start(container))
+    finally:
+        await container.close()
+    return 0
 
 
 def fail(exc: DomainError, as_json: bool) -> int:

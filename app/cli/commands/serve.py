@@ -11,10 +11,9 @@ from typing import Any
 
 import uvicorn
 
-from app.cli.commands.common import Subparsers, worker_container
+from app.cli.commands.common import Subparsers, run_alone
 from app.core.config import get_settings
 from app.core.logging import configure_logging
-from app.core.tasks import run_until_signalled
 from app.services.migration.worker import JobWorker
 
 
@@ -44,15 +43,7 @@ def add_worker(sub: Subparsers) -> None:
 
 async def _worker(args: argparse.Namespace) -> int:
     """Consume the queue until SIGTERM or SIGINT, then stop the worker gracefully."""
-    settings = get_settings()
-    configure_logging(settings)
-    container = await worker_container(settings)
     overrides: dict[str, Any] = {"queue": args.queue}
     if args.concurrency:
         overrides["concurrency"] = args.concurrency
-    worker = await JobWorker.for_container(container, **overrides)
-    try:
-        await run_until_signalled(worker)
-    finally:
-        await container.close()
-    return 0
+    return await run_alone(lambda container: JobWorker.for_container(container, **overrides))

@@ -7,15 +7,16 @@ queue of pending pushes or runs its dispatcher alone. Both print JSON, for scrip
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from app.cli.commands.common import Subparsers, fail, worker_container
+from app.cli.commands.common import Subparsers, fail, run_alone, worker_container
 from app.cli.render import print_json
 from app.core.config import get_settings
 from app.core.errors import DomainError
 from app.core.logging import configure_logging
 from app.services.flags.snapshot import start_flags, stop_flags
 from app.services.shopify_sync import reconciliation
-from app.services.shopify_sync.outbox import outbox_stats, run_standalone
+from app.services.shopify_sync.outbox import OutboxDispatcher, outbox_stats
 
 
 def add_reconcile(sub: Subparsers) -> None:
@@ -64,4 +65,9 @@ async def _outbox_stats(args: argparse.Namespace) -> int:
 
 
 async def _outbox_run(args: argparse.Namespace) -> int:
-    return await run_standalone(args.concurrency)
+    """A dispatcher alone, until SIGTERM or SIGINT. No legacy-read cache lives in this process, so
+    there is none to invalidate after a delivery."""
+    overrides: dict[str, Any] = {"on_delivered": None}
+    if args.concurrency:
+        overrides["concurrency"] = args.concurrency
+    return await run_alone(lambda container: OutboxDispatcher.for_container(container, **overrides))

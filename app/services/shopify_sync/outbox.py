@@ -36,7 +36,7 @@ and reconciliation repairs the bundle). A transient failure (Shopify down: 5xx, 
 throttling after the client's own retries) is retried with the same backoff but never kills the
 row: an outage only delays delivery.
 
-`python -m app.services.shopify_sync.outbox` runs a dispatcher alone (also `shopibundle outbox run`).
+`shopibundle outbox run` runs a dispatcher alone.
 """
 
 from __future__ import annotations
@@ -45,18 +45,15 @@ import asyncio
 import contextlib
 import logging
 import random
-import secrets
 from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 
-from app.core.config import get_settings
-from app.core.container import Container, build_container
+from app.core.container import Container
 from app.core.db import asyncpg_connect_kwargs, create_pool
-from app.core.logging import configure_logging
 from app.core.metrics import OUTBOX_LAG
-from app.core.tasks import run_until_signalled, stop_tasks, wait_event
+from app.core.tasks import stop_tasks, wait_event
 from app.repos import bundles as bundle_repo
 from app.repos import outbox as repo
 from app.repos import runner
@@ -375,32 +372,6 @@ async def stop_dispatcher(container: Container) -> None:
     dispatcher, container.outbox_dispatcher = container.outbox_dispatcher, None
     if dispatcher is not None:
         await dispatcher.stop()
-
-
-async def run_standalone(concurrency: int | None = None) -> int:
-    """Run only a dispatcher until SIGTERM/SIGINT.
-
-    `python -m app.services.shopify_sync.outbox` or `shopibundle outbox run`.
-    """
-
-    settings = get_settings()
-    configure_logging(settings)
-    if not settings.admin_api_token and not settings.embedded:  # serves no HTTP: any token will do
-        settings = settings.model_copy(update={"admin_api_token": secrets.token_urlsafe(32)})
-    container = await build_container(settings)
-    overrides: dict[str, Any] = {"on_delivered": None}
-    if concurrency:
-        overrides["concurrency"] = concurrency
-    dispatcher = await OutboxDispatcher.for_container(container, **overrides)
-    try:
-        await run_until_signalled(dispatcher)
-    finally:
-        await container.close()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(asyncio.run(run_standalone()))
 
 
 async def update_outbox_lag(pool: asyncpg.Pool) -> float:
