@@ -108,8 +108,7 @@ class BundlePreparation:
             state.items[legacy_id].ai_id = ai_id
         state.ai_refs = await ai_product_refs(self.ctx, conn, shop, list(ai_by_metaobject.values()))
         plain = [legacy_id for legacy_id in by_id if legacy_id not in ai_by_metaobject]
-        existing = await repo.existing_bundles_by_metaobject(conn, shop, plain)
-        existing.update(await repo.existing_bundles_by_legacy_key(conn, shop, by_handle))
+        existing = await _v2_bundles(conn, shop, by_metaobject=plain, by_legacy_key=by_handle)
         for legacy_id, v2_id in existing.items():
             if legacy_id in state.items:
                 state.done(skipped_outcome(legacy_id, SKIP_ALREADY_MIGRATED, v2_id=v2_id))
@@ -124,8 +123,7 @@ class BundlePreparation:
         ids = [o.legacy_id for o in not_found]
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             rows = await repo.fetch_bundle_rows(conn, self.shop, ids)
-            in_v2 = await repo.existing_bundles_by_metaobject(conn, self.shop, ids)
-            in_v2.update(await repo.existing_bundles_by_legacy_key(conn, self.shop, ids))
+            in_v2 = await _v2_bundles(conn, self.shop, by_metaobject=ids, by_legacy_key=ids)
         for outcome in not_found:
             legacy_id = outcome.legacy_id
             if legacy_id not in rows:
@@ -234,6 +232,16 @@ class _MetaobjectFetch:
                 )
             else:
                 item.metaobject = result
+
+
+async def _v2_bundles(
+    conn: repo.Conn, shop: str, *, by_metaobject: list[str], by_legacy_key: list[str]
+) -> dict[str, str]:
+    """legacy key → the V2 bundle that already holds it: by `shopifyMetaobjectId` for GID rows, by
+    `metadata.legacyBundleId` for handle rows (their bundle is keyed by the real GID)."""
+    found = await repo.existing_bundles_by_metaobject(conn, shop, by_metaobject)
+    found.update(await repo.existing_bundles_by_legacy_key(conn, shop, by_legacy_key))
+    return found
 
 
 def _fetch_failure(legacy_id: str, exc: Exception) -> ItemOutcome:
